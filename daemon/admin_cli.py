@@ -1,0 +1,243 @@
+"""Admin subcommands: the directory (customers, agents, companies) and the queues (tickets, inbound, outbox)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlmodel import Session, select
+from ticketd.daemon.cli_common import JsonOption, fail, get_config, get_engine, print_json
+from ticketd.daemon.views import inbound_dict, outbox_dict, ticket_detail, ticket_dict
+from ticketd.storage import db
+from ticketd.storage.directory import add_company, company_domains, import_customers, upsert_agent
+from ticketd.storage.models import Company, Inbound, Outbox, Ticket, utcnow
+
+customers = typer.Typer(help="Customers.", no_args_is_help=True)
+agents = typer.Typer(help="Agents.", no_args_is_help=True)
+companies = typer.Typer(help="Companies (domains, contract, SLA plan).", no_args_is_help=True)
+tickets = typer.Typer(help="Tickets.", no_args_is_help=True)
+inbound = typer.Typer(help="Stored inbound mail (every message, raw).", no_args_is_help=True)
+outbox = typer.Typer(help="Outgoing mail.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    for name, sub in (("customers", customers), ("agents", agents), ("companies", companies),
+                      ("tickets", tickets), ("inbound", inbound), ("outbox", outbox)):
+        app.add_typer(sub, name=name)
+
+
+def _session() -> Session:
+    return Session(get_engine(get_config()), expire_on_commit=False)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _local(value: str | None) -> str:
+    """An ISO timestamp shown in the helpdesk's time zone, where agents read it."""
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(get_config().tz).strftime("%Y-%m-%d %H:%M")
+
+
+# --- directory ----------------------------------------------------------------------------------------------
+
+@customers.command("import")
+def customers_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Import customers from CSV: email,name,company[,language,phone,domains]. All rows or none."""
+    with _session() as session, session.begin():
+        result = import_customers(session, file)
+    typer.echo(f"imported {result.customers} customers, {len(result.companies)} companies")
+
+
+@agents.command("add")
+def agents_add(
+    email: str,
+    name: Annotated[str, typer.Option("--name", help="Full name, shown to customers.")],
+    role: Annotated[str, typer.Option(help="agent or manager.")] = "agent",
+    group: Annotated[list[str] | None, typer.Option("--group", help="Group membership (repeatable).")] = None,
+) -> None:
+    """Add or update an agent."""
+    with _session() as session, session.begin():
+        agent = upsert_agent(session, email, name, role, group or [])
+        typer.echo(f"agent {agent.email} ({agent.name}, {agent.role}) saved")
+
+
+@companies.command("add")
+def companies_add(
+    name: str,
+    domain: Annotated[list[str] | None, typer.Option("--domain", help="Mail domain (repeatable).")] = None,
+    contract_until: Annotated[str | None, typer.Option(help="Contract end, YYYY-MM-DD.")] = None,
+    sla_plan: Annotated[str | None, typer.Option(help="SLA plan name.")] = None,
+) -> None:
+    """Add or update a company."""
+    until = None
+    if contract_until:
+        try:
+            until = date.fromisoformat(contract_until)
+        except ValueError:
+            fail(f"--contract-until: {contract_until!r} is not a date (YYYY-MM-DD)", 2)
+    with _session() as session, session.begin():
+        company = add_company(session, name, domain or [], until, sla_plan)
+        typer.echo(f"company {company.name} saved ({', '.join(company_domains(session, company)) or 'no domains'})")
+
+
+@companies.command("list")
+def companies_list(as_json: JsonOption = False) -> None:
+    """List companies with their domains and contracts."""
+    with _session() as session:
+        rows = [{"name": c.name, "domains": company_domains(session, c),
+                 "contract_until": c.contract_until.date().isoformat() if c.contract_until else None,
+                 "sla_plan": c.sla_plan}
+                for c in session.exec(select(Company).order_by(Company.name))]
+    if as_json:
+        print_json(rows)
+        return
+    _table([[r["name"], " ".join(r["domains"]), r["contract_until"] or "-", r["sla_plan"] or "-"] for r in rows],
+           ["NAME", "DOMAINS", "CONTRACT UNTIL", "SLA PLAN"])
+
+
+# --- tickets ------------------------------------------------------------------------------------------------
+
+@tickets.command("list")
+def tickets_list(
+    state: Annotated[str | None, typer.Option(help="Only tickets in this state.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List tickets, newest first."""
+    with _session() as session:
+        stmt = select(Ticket).order_by(Ticket.number.desc())
+        if state:
+            stmt = stmt.where(Ticket.state == state)
+        rows = [ticket_dict(session, t) for t in session.exec(stmt)]
+    if as_json:
+        print_json(rows)
+        return
+    _table([[f"#{r['number']}", r["state"], r["priority"], r["requester"], r["assignee"] or "-",
+             _local(r["created_at"]), r["subject"][:60]] for r in rows],
+           ["NUMBER", "STATE", "PRIORITY", "REQUESTER", "ASSIGNEE", "CREATED", "SUBJECT"])
+
+
+@tickets.command("show")
+def tickets_show(number: int, as_json: JsonOption = False) -> None:
+    """One ticket with its conversation and history."""
+    with _session() as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).first()
+        if ticket is None:
+            fail(f"no ticket #{number}", 1)
+        data = ticket_detail(session, ticket)
+    if as_json:
+        print_json(data)
+        return
+    typer.echo(f"#{data['number']}  {data['subject']}")
+    for key in ("state", "requester", "company", "assignee", "type", "category", "priority", "source"):
+        typer.echo(f"  {key:<10} {data[key] if data[key] is not None else '-'}")
+    for m in data["messages"]:
+        typer.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {_local(m['date'])}")
+        typer.echo(m["text"].rstrip())
+        for a in m["attachments"]:
+            typer.echo(f"  [attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+    for o in data["outgoing"]:
+        typer.echo(f"\n--- out {o['kind']} to {o['to']} [{o['status']}]: {o['subject']}")
+    typer.echo("\nhistory:")
+    for e in data["events"]:
+        change = f" {e['old'] or ''} → {e['new']}" if e["new"] is not None else ""
+        typer.echo(f"  {_local(e['at'])}  {e['actor']}: {e['what']}{change}")
+
+
+# --- queues -------------------------------------------------------------------------------------------------
+
+@inbound.command("list")
+def inbound_list(
+    failed: Annotated[bool, typer.Option("--failed", help="Only quarantined rows.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Stored inbound mail and what became of it."""
+    with _session() as session:
+        stmt = select(Inbound).order_by(Inbound.id)
+        if failed:
+            stmt = stmt.where(Inbound.status == "failed")
+        rows = [inbound_dict(session, r) for r in session.exec(stmt)]
+    if as_json:
+        print_json(rows)
+        return
+    _table([[str(r["id"]), r["status"], str(r["ticket"] or "-"), r["message_id"] or "-", (r["reason"] or "")[:60]]
+            for r in rows], ["ID", "STATUS", "TICKET", "MESSAGE-ID", "REASON"])
+
+
+@inbound.command("retry")
+def inbound_retry(
+    row_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed")] = False,
+) -> None:
+    """Process a failed (or any) stored message again."""
+    from ticketd.daemon import outbox as sender
+    from ticketd.daemon import pipeline
+
+    if (row_id is None) == (not all_failed):
+        fail("give an ID or --all-failed", 2)
+    config = get_config()
+    engine = get_engine(config)
+    with db.session_scope(engine) as session:
+        stmt = select(Inbound).where(Inbound.status == "failed") if all_failed else select(Inbound).where(
+            Inbound.id == row_id)
+        rows = list(session.exec(stmt))
+        if not rows and row_id is not None:
+            fail(f"no inbound row {row_id}", 1)
+        for row in rows:
+            row.status, row.reason = "new", None
+        ids = [r.id for r in rows if r.id is not None]
+    outcomes = pipeline.process_pending(engine, config, ids)
+    sender.send_due(engine, config)
+    for inbound_id, outcome in zip(ids, outcomes, strict=True):
+        typer.echo(f"inbound {inbound_id}: {outcome.status}"
+                   + (f" (ticket #{outcome.ticket_number})" if outcome.ticket_number else "")
+                   + (f": {outcome.reason}" if outcome.reason else ""))
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+@outbox.command("list")
+def outbox_list(
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed and dead mail.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Outgoing mail and its delivery state."""
+    with _session() as session:
+        stmt = select(Outbox).order_by(Outbox.id)
+        if failed:
+            stmt = stmt.where(Outbox.status.in_(["failed", "dead"]))
+        rows = [outbox_dict(session, r) for r in session.exec(stmt)]
+    if as_json:
+        print_json(rows)
+        return
+    _table([[str(r["id"]), r["status"], str(r["attempts"]), str(r["ticket"] or "-"), r["to"], r["subject"][:50]]
+            for r in rows], ["ID", "STATUS", "TRIES", "TICKET", "TO", "SUBJECT"])
+
+
+@outbox.command("retry")
+def outbox_retry(
+    row_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed")] = False,
+) -> None:
+    """Send failed or dead mail again now (same Message-ID)."""
+    from ticketd.daemon import outbox as sender
+
+    if (row_id is None) == (not all_failed):
+        fail("give an ID or --all-failed", 2)
+    config = get_config()
+    engine = get_engine(config)
+    with db.session_scope(engine) as session:
+        stmt = select(Outbox).where(Outbox.status.in_(["failed", "dead"])) if all_failed else select(Outbox).where(
+            Outbox.id == row_id)
+        rows = list(session.exec(stmt))
+        if not rows and row_id is not None:
+            fail(f"no outbox row {row_id}", 1)
+        for row in rows:
+            row.status, row.next_attempt_at = "queued", utcnow()
+    typer.echo(f"sent {sender.send_due(engine, config)} mail(s)")

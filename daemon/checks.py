@@ -1,0 +1,76 @@
+"""`ticketd check`: try every outside dependency once and say, in words, what works."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiosmtplib
+import sqlalchemy as sa
+from imapclient.exceptions import IMAPClientError, LoginError
+from ticketd.daemon import poller
+from ticketd.daemon.config import Config
+from ticketd.daemon.outbox import smtp_client
+from ticketd.storage import db
+
+CheckResult = tuple[str, bool, str]
+
+
+def check_database(config: Config) -> CheckResult:
+    try:
+        current = db.schema_is_current(db.make_engine(config.database.url))
+    except sa.exc.SQLAlchemyError as exc:
+        return "database", False, f"cannot open {config.database.url}: {exc}"
+    if not current:
+        return "database", False, "schema is not current: run `ticketd db upgrade`"
+    return "database", True, "reachable, schema current"
+
+
+def check_imap(config: Config) -> CheckResult:
+    cfg = config.imap
+    if cfg is None:
+        return "imap", True, "not configured (mail arrives through `ticketd deliver` only)"
+    where = f"{cfg.username}@{cfg.host}:{cfg.port} ({cfg.tls})"
+    try:
+        client = poller.connect(cfg)
+    except LoginError as exc:
+        return "imap", False, f"{where}: login refused, check imap.username and the password: {_text(exc)}"
+    except (IMAPClientError, OSError) as exc:
+        return "imap", False, f"{where}: {type(exc).__name__}: {_text(exc)}"
+    try:
+        exists = client.folder_exists(cfg.folder)
+        caps = {c.decode() for c in client.capabilities()}
+    finally:
+        poller.close(client)
+    if not exists:
+        return "imap", False, f"{where}: logged in, but folder {cfg.folder!r} (imap.folder) does not exist"
+    features = ", ".join(f for f in ("IDLE", "MOVE", "UIDPLUS") if f in caps) or "none of IDLE/MOVE/UIDPLUS"
+    return "imap", True, f"{where}: logged in, folder {cfg.folder!r} found; server offers {features}"
+
+
+def check_smtp(config: Config) -> CheckResult:
+    cfg = config.smtp
+    if cfg is None:
+        return "smtp", False, "not configured: acknowledgments stay queued in the outbox"
+    where = f"{cfg.host}:{cfg.port} ({cfg.tls})"
+
+    async def probe() -> None:
+        client = smtp_client(cfg)
+        await client.connect()
+        await client.quit()
+
+    try:
+        asyncio.run(probe())
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        return "smtp", False, f"{where}: login refused, check smtp.username and the password: {exc.message}"
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        return "smtp", False, f"{where}: {type(exc).__name__}: {exc}"
+    return "smtp", True, f"{where}: connected" + (" and logged in" if cfg.username else "")
+
+
+def _text(exc: Exception) -> str:
+    return " ".join(str(a.decode() if isinstance(a, bytes) else a) for a in exc.args) or type(exc).__name__
+
+
+def run_checks(config: Config) -> list[CheckResult]:
+    results: list[CheckResult] = [("config", True, f"{config.source} is valid")]
+    return [*results, check_database(config), check_imap(config), check_smtp(config)]

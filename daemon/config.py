@@ -1,0 +1,283 @@
+"""The TOML configuration, validated once at start.
+
+Every section is a pydantic model with ``extra="forbid"`` so a typo is an error, not a silently ignored key.
+Errors are turned into one line per problem, ``section.key: reason``, because an operator reading a failed
+``systemctl start`` needs the key, not a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_PATHS = (Path("ticketd.toml"), Path("/etc/ticketd/ticketd.toml"))
+LANGUAGES = ("en", "tr")
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, each naming its key; the CLI prints them and exits 2."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("must be an integer between 1 and 65535")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_port)]
+PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+Email = Annotated[str, BeforeValidator(lambda v: _email(v))]
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
+        raise ValueError("must be an e-mail address like support@example.com")
+    if any(c in value for c in " \r\n\t<>,;\"'"):
+        raise ValueError("must be a bare e-mail address without spaces, quotes or angle brackets")
+    return value.strip().lower()
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(section: str, inline: SecretStr | None, file: Path | None, env: str) -> SecretStr | None:
+    """Resolve a secret from the environment, a file, or (discouraged) inline, in that order."""
+    if os.environ.get(env):
+        return SecretStr(os.environ[env])
+    if file is not None:
+        try:
+            return SecretStr(file.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ValueError(f"cannot read {file}: {exc.strerror}") from None
+    return inline
+
+
+class HelpdeskConfig(Section):
+    name: str = "Support"
+    address: Email
+    tag: str = "TICKET"
+    language: Literal["en", "tr"] = "en"
+    timezone: str = "UTC"
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError("must be letters, digits, '-' or '_' (it goes into subjects as [TAG #123])")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Istanbul)") from None
+        return value
+
+
+class DatabaseConfig(Section):
+    url: str = "sqlite:///ticketd.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+
+TlsMode = Literal["implicit", "starttls", "none"]
+
+
+class ServerConfig(Section):
+    host: str
+    tls: TlsMode = "implicit"
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    cafile: Path | None = None
+    timeout_seconds: PositiveInt = 30
+
+    @field_validator("cafile", "password_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+
+class ImapConfig(ServerConfig):
+    port: Port = 993
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    idle: bool = True
+    poll_seconds: PositiveInt = 60
+
+    @model_validator(mode="after")
+    def _secret(self) -> ImapConfig:
+        pw = _read_secret("imap", self.password, self.password_file, "TICKETD_IMAP_PASSWORD")
+        object.__setattr__(self, "password", pw)
+        return self
+
+
+class SmtpConfig(ServerConfig):
+    port: Port = 587
+    tls: TlsMode = "starttls"
+
+    @model_validator(mode="after")
+    def _secret(self) -> SmtpConfig:
+        pw = _read_secret("smtp", self.password, self.password_file, "TICKETD_SMTP_PASSWORD")
+        object.__setattr__(self, "password", pw)
+        return self
+
+
+class SecurityConfig(Section):
+    agent_auth: Literal["signed-reply", "authentication-results", "from-header"] = "signed-reply"
+    secret_file: Path | None = None
+    trusted_authserv_id: str | None = None
+    secret: SecretStr | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> SecurityConfig:
+        secret = _read_secret("security", None, self.secret_file, "TICKETD_SECRET")
+        if secret is None or len(secret.get_secret_value()) < 16:
+            raise ValueError(
+                "secret_file: required (a file with at least 16 random characters; `ticketd init` makes one), "
+                "or set TICKETD_SECRET"
+            )
+        object.__setattr__(self, "secret", secret)
+        return self
+
+
+class LimitsConfig(Section):
+    max_message_bytes: PositiveInt = 25 * 1024 * 1024
+    auto_replies_per_recipient_hour: PositiveInt = 5
+    auto_replies_per_recipient_day: PositiveInt = 20
+
+
+class AgentConfig(Section):
+    email: Email
+    name: str
+    role: Literal["agent", "manager"] = "agent"
+    groups: list[str] = []
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(Section):
+    helpdesk: HelpdeskConfig
+    database: DatabaseConfig = DatabaseConfig()
+    imap: ImapConfig | None = None
+    smtp: SmtpConfig | None = None
+    security: SecurityConfig
+    limits: LimitsConfig = LimitsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    agents: list[AgentConfig] = []
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.helpdesk.timezone)
+
+
+_MESSAGES = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = _MESSAGES.get(error["type"], error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if error["type"] == "literal_error":
+        message = message.replace("Input should be", "must be")
+    # A model-level validator reports "key: reason" itself; lift that key into the location.
+    if ": " in message and error["type"] == "value_error" and not loc.endswith(message.split(": ")[0]):
+        head, rest = message.split(": ", 1)
+        if head.isidentifier():
+            loc, message = f"{loc}.{head}" if loc else head, rest
+    return f"{loc}: {message}" if loc else message
+
+
+def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document, relative paths resolved against the file's folder."""
+    if source is not None:
+        data = _resolve_paths(data, source.parent)
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from None
+
+
+_PATH_KEYS = {("imap", "password_file"), ("smtp", "password_file"), ("security", "secret_file"),
+              ("imap", "cafile"), ("smtp", "cafile")}
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for section, key in _PATH_KEYS:
+        value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            out[section][key] = str(base / value)
+    db = out.get("database")
+    if isinstance(db, dict) and isinstance(db.get("url"), str) and db["url"].startswith("sqlite:///"):
+        path = db["url"].removeprefix("sqlite:///")
+        if path and not path.startswith("/") and path != ":memory:":
+            out["database"]["url"] = f"sqlite:///{base / path}"
+    return out
+
+
+def find_config_path(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    if os.environ.get("TICKETD_CONFIG"):
+        return Path(os.environ["TICKETD_CONFIG"])
+    for candidate in DEFAULT_PATHS:
+        if candidate.is_file():
+            return candidate
+    return DEFAULT_PATHS[0]
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found (run `ticketd init` to create one)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_config(data, path.resolve())

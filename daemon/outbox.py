@@ -1,0 +1,204 @@
+"""Outgoing mail: queued as rows inside the transaction that caused them, sent after commit.
+
+A row's Message-ID is fixed when it is queued, so a retry after a crash or a 4xx is the same mail to the
+recipient's client. Transient failures (connection errors, 4xx) are retried with capped backoff; permanent
+ones (5xx) are marked dead at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, getaddresses
+
+import aiosmtplib
+import sqlalchemy as sa
+import structlog
+from sqlmodel import Session, select
+from ticketd.daemon.config import Config, SmtpConfig
+from ticketd.storage.db import session_scope
+from ticketd.storage.models import Outbox, utcnow
+
+log = structlog.get_logger("ticketd.outbox")
+
+MAX_ATTEMPTS = 12
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=2)
+
+
+def clean_header(value: str) -> str:
+    """Header values never carry CR/LF: folding them away defeats header injection from mail content."""
+    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+
+
+def format_address(name: str | None, address: str) -> str:
+    """Unencoded display form (stored and shown as is); the email package RFC 2047-encodes it when sending."""
+    return str(Address(display_name=clean_header(name or ""), addr_spec=clean_header(address)))
+
+
+def new_message_id(helpdesk_address: str) -> str:
+    return f"<ticketd.{uuid.uuid4().hex}@{helpdesk_address.rsplit('@', 1)[1]}>"
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    kind: str
+    to: list[tuple[str, str]]  # (name, address)
+    subject: str
+    body: str
+    ticket_id: int | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    reply_to: str | None = None
+    from_name: str | None = None
+    automatic: bool = True
+
+
+def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
+    """Add an outbox row to the caller's transaction; nothing is sent unless that transaction commits."""
+    now = utcnow()
+    headers = {"Date": format_datetime(now)}
+    if mail.in_reply_to:
+        headers["In-Reply-To"] = mail.in_reply_to
+    refs = list(dict.fromkeys([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])]))
+    if refs:
+        headers["References"] = " ".join(refs[-20:])
+    if mail.reply_to:
+        headers["Reply-To"] = format_address(config.helpdesk.name, mail.reply_to)
+    headers["From"] = format_address(mail.from_name or config.helpdesk.name, config.helpdesk.address)
+    if mail.automatic:
+        headers["Auto-Submitted"] = "auto-replied"
+        headers["X-Auto-Response-Suppress"] = "All"
+    headers = {k: clean_header(v) for k, v in headers.items()}
+    row = Outbox(
+        kind=mail.kind,
+        to_addrs=", ".join(format_address(n, a) for n, a in mail.to),
+        subject=clean_header(mail.subject),
+        body=mail.body,
+        headers=headers,
+        message_id=new_message_id(config.helpdesk.address),
+        ticket_id=mail.ticket_id,
+        next_attempt_at=now,
+    )
+    session.add(row)
+    return row
+
+
+def build_message(row: Outbox) -> EmailMessage:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = row.headers["From"]
+    msg["To"] = row.to_addrs
+    if row.cc_addrs:
+        msg["Cc"] = row.cc_addrs
+    msg["Subject"] = row.subject
+    msg["Message-ID"] = row.message_id
+    for name, value in row.headers.items():
+        if name not in ("From",):
+            msg[name] = value
+    msg.set_content(row.body, charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def recipients(row: Outbox) -> list[str]:
+    return [addr for _, addr in getaddresses([row.to_addrs, row.cc_addrs]) if addr]
+
+
+def _tls_context(cfg: SmtpConfig) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cfg.cafile) if cfg.cafile else None)
+
+
+def smtp_client(cfg: SmtpConfig) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(
+        hostname=cfg.host,
+        port=cfg.port,
+        use_tls=cfg.tls == "implicit",
+        start_tls=cfg.tls == "starttls",
+        tls_context=_tls_context(cfg) if cfg.tls != "none" else None,
+        username=cfg.username or None,
+        password=cfg.password.get_secret_value() if cfg.password else None,
+        timeout=cfg.timeout_seconds,
+    )
+
+
+def due_rows(session: Session, now: datetime, limit: int = 100) -> list[Outbox]:
+    stmt = (
+        select(Outbox)
+        .where(sa.or_(Outbox.status == "queued", Outbox.status == "failed"), Outbox.next_attempt_at <= now)
+        .order_by(Outbox.id)
+        .limit(limit)
+    )
+    return list(session.exec(stmt))
+
+
+def _record_failure(row: Outbox, error: str, permanent: bool) -> None:
+    row.attempts += 1
+    row.last_error = error[:2000]
+    if permanent or row.attempts >= MAX_ATTEMPTS:
+        row.status = "dead"
+        log.error("outbox.dead", outbox_id=row.id, to=row.to_addrs, error=row.last_error, ticket_id=row.ticket_id)
+    else:
+        row.status = "failed"
+        delay = min(BACKOFF_BASE * (2 ** (row.attempts - 1)), BACKOFF_CAP)
+        row.next_attempt_at = utcnow() + delay
+        log.warning("outbox.retry_later", outbox_id=row.id, error=row.last_error, attempts=row.attempts,
+                    next_attempt_at=row.next_attempt_at.isoformat())
+
+
+async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
+    try:
+        await client.send_message(build_message(row), recipients=recipients(row))
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        details = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        _record_failure(row, details, permanent=all(r.code >= 500 for r in exc.recipients))
+    except aiosmtplib.SMTPResponseException as exc:
+        _record_failure(row, f"{exc.code} {exc.message}", permanent=exc.code >= 500)
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        _record_failure(row, f"{type(exc).__name__}: {exc}", permanent=False)
+    else:
+        row.status, row.sent_at, row.last_error = "sent", utcnow(), None
+        row.attempts += 1
+        log.info("outbox.sent", outbox_id=row.id, to=row.to_addrs, kind=row.kind,
+                 message_id=row.message_id, ticket_id=row.ticket_id)
+
+
+async def _send_rows(cfg: SmtpConfig, rows: list[Outbox]) -> None:
+    """Send on one reused connection, reconnecting when the server drops it between mails."""
+    client = smtp_client(cfg)
+    try:
+        for i, row in enumerate(rows):
+            if not client.is_connected:
+                try:
+                    await client.connect()
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    for waiting in rows[i:]:  # the server is unreachable: no point trying each row
+                        _record_failure(waiting, f"cannot connect to {cfg.host}:{cfg.port}: {exc}", False)
+                    return
+            await _send_one(client, row)
+    finally:
+        if client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+
+def send_due(engine: sa.Engine, config: Config, limit: int = 100) -> int:
+    """Send every row that is due; returns how many were sent. Each row's outcome is committed with it."""
+    if config.smtp is None:
+        return 0
+    sent = 0
+    while True:
+        with session_scope(engine) as session:
+            rows = due_rows(session, utcnow(), limit)
+            if not rows:
+                return sent
+            asyncio.run(_send_rows(config.smtp, rows))
+            sent += sum(1 for r in rows if r.status == "sent")
+            if all(r.status != "sent" for r in rows) or len(rows) < limit:
+                return sent

@@ -1,0 +1,159 @@
+"""IMAP intake: store every new message's raw bytes, commit, and only then move it out of the inbox.
+
+The inbox itself is the work queue: whatever is still in it has not been moved yet. A message already stored
+under the same (folder, UIDVALIDITY, UID) — because we crashed between commit and move — is just moved again,
+never stored twice. A UIDVALIDITY change makes every UID new; the pipeline's Message-ID check then drops the
+copies of mail it has already handled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import structlog
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from ticketd.daemon.config import ImapConfig
+from ticketd.storage.db import session_scope
+from ticketd.storage.inbound import store_inbound
+from ticketd.storage.models import Inbound, MailboxState, utcnow
+
+log = structlog.get_logger("ticketd.poller")
+
+FETCH_BATCH = 50
+
+
+@dataclass
+class PollResult:
+    stored: int = 0
+    moved: int = 0
+    already_stored: int = 0
+
+
+def connect(cfg: ImapConfig) -> IMAPClient:
+    """Log in with the configured TLS mode; raises imapclient's errors or OSError with the server's words."""
+    context = ssl.create_default_context(cafile=str(cfg.cafile) if cfg.cafile else None)
+    client = IMAPClient(cfg.host, port=cfg.port, ssl=cfg.tls == "implicit",
+                        ssl_context=context if cfg.tls == "implicit" else None, timeout=cfg.timeout_seconds)
+    try:
+        if cfg.tls == "starttls":
+            client.starttls(context)
+        client.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
+    except BaseException:
+        close(client)
+        raise
+    return client
+
+
+def close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except (IMAPClientError, OSError):
+        with contextlib.suppress(IMAPClientError, OSError):
+            client.shutdown()
+
+
+def ensure_folder(client: IMAPClient, folder: str) -> None:
+    if not client.folder_exists(folder):
+        client.create_folder(folder)
+        log.info("imap.folder_created", folder=folder)
+
+
+def move_out(client: IMAPClient, uids: list[int], target: str) -> None:
+    """MOVE where the server has it (RFC 6851), else COPY, flag deleted and expunge just those UIDs."""
+    if not uids:
+        return
+    if client.has_capability("MOVE"):
+        client.move(uids, target)
+        return
+    client.copy(uids, target)
+    client.delete_messages(uids)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge(uids)
+    else:
+        client.expunge()
+
+
+def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig) -> PollResult:
+    """Store and move everything in the inbox folder; returns what was done."""
+    result = PollResult()
+    ensure_folder(client, cfg.processed_folder)
+    info = client.select_folder(cfg.folder)
+    uidvalidity = int(info[b"UIDVALIDITY"])
+    uids = sorted(client.search("ALL"))
+    with Session(engine) as session:
+        known = set(session.exec(select(Inbound.uid).where(
+            Inbound.mailbox == cfg.folder, Inbound.uidvalidity == uidvalidity, Inbound.uid.in_(uids))))
+    fresh = [u for u in uids if u not in known]
+    result.already_stored = len(uids) - len(fresh)
+    for start in range(0, len(fresh), FETCH_BATCH):
+        batch = fresh[start:start + FETCH_BATCH]
+        fetched = client.fetch(batch, ["BODY.PEEK[]", "RFC822.SIZE"])
+        for uid in batch:
+            data = fetched.get(uid)
+            if data is None or b"BODY[]" not in data:
+                continue  # expunged by someone else meanwhile
+            if _store(engine, cfg.folder, uidvalidity, uid, bytes(data[b"BODY[]"])):
+                result.stored += 1
+    _remember(engine, cfg.folder, uidvalidity, max(uids, default=0))
+    move_out(client, uids, cfg.processed_folder)  # only after every stored row is committed
+    result.moved = len(uids)
+    if uids:
+        log.info("imap.polled", folder=cfg.folder, stored=result.stored, moved=result.moved,
+                 already_stored=result.already_stored)
+    return result
+
+
+def _store(engine: sa.Engine, folder: str, uidvalidity: int, uid: int, raw: bytes) -> bool:
+    try:
+        with session_scope(engine) as session:
+            row = store_inbound(session, raw, folder, uidvalidity, uid)
+            log.info("inbound.stored", inbound_id=row.id, message_id=row.message_id, uid=uid, size=row.size)
+        return True
+    except IntegrityError:  # stored already by a concurrent poll: the unique key is the guard
+        return False
+
+
+def _remember(engine: sa.Engine, folder: str, uidvalidity: int, last_uid: int) -> None:
+    with session_scope(engine) as session:
+        state = session.get(MailboxState, folder) or MailboxState(mailbox=folder)
+        if state.uidvalidity not in (None, uidvalidity):
+            log.warning("imap.uidvalidity_changed", folder=folder, old=state.uidvalidity, new=uidvalidity)
+            state.last_uid = 0
+        state.uidvalidity = uidvalidity
+        state.last_uid = max(state.last_uid or 0, last_uid)
+        state.last_poll_at = utcnow()
+        session.add(state)
+
+
+def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[], bool],
+                  heartbeat: Callable[[], None] | None = None) -> None:
+    """Block until new mail may be there, ``poll_seconds`` pass, or we are asked to stop.
+
+    Uses IDLE when enabled and offered (so mail is seen within a second), else sleeps. Either way the wait is
+    cut into one-second slices so SIGTERM is honoured promptly.
+    """
+    deadline = time.monotonic() + cfg.poll_seconds
+    use_idle = cfg.idle and client.has_capability("IDLE")
+    if use_idle:
+        client.idle()
+    try:
+        while not should_stop() and time.monotonic() < deadline:
+            if heartbeat is not None:
+                heartbeat()
+            if use_idle:
+                responses = client.idle_check(timeout=1)
+                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                    return
+            else:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    finally:
+        if use_idle:
+            client.idle_done()

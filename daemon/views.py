@@ -1,0 +1,115 @@
+"""Rows → the stable JSON shapes of DESIGN.md §7 (scripts depend on these keys; add, never rename)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+from ticketd.storage.models import (
+    Agent,
+    Attachment,
+    Company,
+    Customer,
+    Event,
+    Inbound,
+    Message,
+    Outbox,
+    Ticket,
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def ticket_dict(session: Session, t: Ticket) -> dict[str, Any]:
+    requester = session.get(Customer, t.requester_id)
+    company = session.get(Company, t.company_id) if t.company_id else None
+    assignee = session.get(Agent, t.assignee_id) if t.assignee_id else None
+    return {
+        "number": t.number,
+        "subject": t.subject,
+        "state": t.state,
+        "requester": requester.email if requester else None,
+        "requester_name": requester.name if requester else None,
+        "company": company.name if company else None,
+        "assignee": assignee.email if assignee else None,
+        "type": t.type,
+        "category": t.category,
+        "priority": t.priority,
+        "source": t.source,
+        "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
+        "within_contract": t.within_contract,
+        "root_cause": t.root_cause,
+        "action_plan": t.action_plan,
+        "cost": t.cost,
+        "satisfaction": t.satisfaction,
+        "first_response_due": iso(t.first_response_due),
+        "resolution_due": iso(t.resolution_due),
+        "closed_at": iso(t.closed_at),
+    }
+
+
+def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
+    out = ticket_dict(session, t)
+    messages = session.exec(select(Message).where(Message.ticket_id == t.id).order_by(Message.id)).all()
+    out["messages"] = [
+        {
+            "direction": m.direction,
+            "kind": m.kind,
+            "from": m.from_addr,
+            "to": m.to_addrs,
+            "subject": m.subject,
+            "text": m.text,
+            "message_id": m.message_id,
+            "date": iso(m.date or m.created_at),
+            "attachments": [
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}
+                for a in session.exec(select(Attachment).where(Attachment.message_pk == m.id)).all()
+            ],
+        }
+        for m in messages
+    ]
+    outgoing = session.exec(select(Outbox).where(Outbox.ticket_id == t.id).order_by(Outbox.id)).all()
+    out["outgoing"] = [outbox_dict(session, o) for o in outgoing]
+    events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(Event.id)).all()
+    out["events"] = [
+        {"actor": e.actor, "what": e.what, "old": e.old, "new": e.new, "at": iso(e.at),
+         "message_id": e.via_message_id}
+        for e in events
+    ]
+    return out
+
+
+def inbound_dict(session: Session, row: Inbound) -> dict[str, Any]:
+    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
+    return {
+        "id": row.id,
+        "message_id": row.message_id,
+        "status": row.status,
+        "reason": row.reason,
+        "ticket": ticket.number if ticket else None,
+        "mailbox": row.mailbox,
+        "size": row.size,
+        "attempts": row.attempts,
+        "received_at": iso(row.received_at),
+    }
+
+
+def outbox_dict(session: Session, row: Outbox) -> dict[str, Any]:
+    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
+    return {
+        "id": row.id,
+        "to": row.to_addrs,
+        "subject": row.subject,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "ticket": ticket.number if ticket else None,
+        "kind": row.kind,
+        "message_id": row.message_id,
+        "created_at": iso(row.created_at),
+        "sent_at": iso(row.sent_at),
+    }

@@ -1,0 +1,44 @@
+"""Who wrote this mail: an agent, a known customer, someone from a known company, or a new contact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+from ticketd.parsers.message import Address
+from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
+
+
+@dataclass(frozen=True)
+class Sender:
+    address: Address
+    customer: Customer | None = None
+    agent: Agent | None = None
+    company: Company | None = None
+    is_new: bool = False
+
+
+def find_company_by_domain(session: Session, email: str) -> Company | None:
+    domain = email.rsplit("@", 1)[-1].lower()
+    row = session.get(CompanyDomain, domain)
+    return session.get(Company, row.company_id) if row else None
+
+
+def identify_sender(session: Session, address: Address) -> Sender:
+    """The customer record for this address (created on first contact, under the company owning the domain).
+
+    An agent writing to the support address is also a customer of that conversation; `agent` tells the
+    command stage who may steer tickets.
+    """
+    agent = session.exec(select(Agent).where(Agent.email == address.email, Agent.active)).first()
+    customer = session.exec(select(Customer).where(Customer.email == address.email)).first()
+    if customer is not None:
+        if not customer.name and address.name:
+            customer.name = address.name
+        company = session.get(Company, customer.company_id) if customer.company_id else None
+        return Sender(address, customer=customer, agent=agent, company=company)
+    company = find_company_by_domain(session, address.email)
+    customer = Customer(email=address.email, name=address.name or None, company_id=company.id if company else None)
+    session.add(customer)
+    session.flush()
+    return Sender(address, customer=customer, company=company, is_new=True)

@@ -1,0 +1,126 @@
+"""Customers, companies and agents: the people ticketd knows, added from the CLI, CSV or the config."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlmodel import Session, select
+from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
+
+
+class DirectoryError(ValueError):
+    pass
+
+
+def _email(value: str, where: str) -> str:
+    value = (value or "").strip().lower()
+    if value.count("@") != 1 or " " in value or value.startswith("@") or value.endswith("@"):
+        raise DirectoryError(f"{where}: {value!r} is not an e-mail address")
+    return value
+
+
+def _domain(value: str) -> str:
+    value = value.strip().lower().lstrip("@")
+    if not value or "." not in value or any(c in value for c in " /@"):
+        raise DirectoryError(f"{value!r} is not a domain name")
+    return value
+
+
+def add_company(session: Session, name: str, domains: Iterable[str] = (), contract_until: date | None = None,
+                sla_plan: str | None = None) -> Company:
+    """Create the company or update it; a domain already owned by another company is an error."""
+    name = name.strip()
+    if not name:
+        raise DirectoryError("company name is empty")
+    company = session.exec(select(Company).where(Company.name == name)).first()
+    if company is None:
+        company = Company(name=name)
+        session.add(company)
+    if contract_until is not None:
+        company.contract_until = datetime(contract_until.year, contract_until.month, contract_until.day,
+                                          23, 59, 59, tzinfo=UTC)
+    if sla_plan is not None:
+        company.sla_plan = sla_plan
+    session.flush()
+    for raw in domains:
+        domain = _domain(raw)
+        owner = session.get(CompanyDomain, domain)
+        if owner is not None and owner.company_id != company.id:
+            other = session.get(Company, owner.company_id)
+            raise DirectoryError(f"domain {domain} already belongs to {other.name if other else owner.company_id}")
+        if owner is None:
+            session.add(CompanyDomain(domain=domain, company_id=company.id))
+    session.flush()
+    return company
+
+
+def company_domains(session: Session, company: Company) -> list[str]:
+    rows = session.exec(select(CompanyDomain.domain).where(CompanyDomain.company_id == company.id))
+    return sorted(rows)
+
+
+def upsert_customer(session: Session, email: str, name: str | None = None, company: Company | None = None,
+                    language: str | None = None, phone: str | None = None) -> Customer:
+    email = _email(email, "email")
+    if language and language not in ("en", "tr"):
+        raise DirectoryError(f"language {language!r}: must be en or tr")
+    customer = session.exec(select(Customer).where(Customer.email == email)).first()
+    if customer is None:
+        customer = Customer(email=email)
+        session.add(customer)
+    customer.name = name or customer.name
+    customer.company_id = company.id if company else customer.company_id
+    customer.language = language or customer.language
+    customer.phone = phone or customer.phone
+    session.flush()
+    return customer
+
+
+@dataclass
+class ImportResult:
+    customers: int = 0
+    companies: set[str] = field(default_factory=set)
+
+
+def import_customers(session: Session, path: Path) -> ImportResult:
+    """Columns email,name,company[,language,phone,domains]; ``domains`` (space or ';' separated) go to the company.
+
+    All-or-nothing: the caller's transaction holds every row, so a bad line imports nothing and names its line.
+    """
+    result = ImportResult()
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"email", "name", "company"} - set(reader.fieldnames or [])
+        if missing:
+            raise DirectoryError(f"{path.name}: missing column(s) {', '.join(sorted(missing))}")
+        for line_no, row in enumerate(reader, start=2):
+            try:
+                company = None
+                if (row.get("company") or "").strip():
+                    domains = (row.get("domains") or "").replace(";", " ").split()
+                    company = add_company(session, row["company"], domains)
+                    result.companies.add(company.name)
+                upsert_customer(session, row["email"], (row.get("name") or "").strip() or None, company,
+                                (row.get("language") or "").strip() or None, (row.get("phone") or "").strip() or None)
+            except DirectoryError as exc:
+                raise DirectoryError(f"{path.name} line {line_no}: {exc}") from None
+            result.customers += 1
+    return result
+
+
+def upsert_agent(session: Session, email: str, name: str, role: str = "agent",
+                 groups: Iterable[str] = ()) -> Agent:
+    email = _email(email, "agent")
+    if role not in ("agent", "manager"):
+        raise DirectoryError(f"role {role!r}: must be agent or manager")
+    agent = session.exec(select(Agent).where(Agent.email == email)).first()
+    if agent is None:
+        agent = Agent(email=email, name=name)
+        session.add(agent)
+    agent.name, agent.role, agent.groups, agent.active = name, role, sorted(set(groups)), True
+    session.flush()
+    return agent

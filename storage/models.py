@@ -1,0 +1,204 @@
+"""The data model of DESIGN.md §3.
+
+Every table exists from the first migration so later features add columns, not tables. Timestamps are stored
+as UTC and always come back timezone-aware (SQLite has no time zones), so JSON output can carry an offset.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Naive UTC in the database, aware UTC in Python, whatever the backend."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def ts(nullable: bool = True, **kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, **kw))
+
+
+def created() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Company(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(sa.String(200), unique=True, nullable=False))
+    contract_until: datetime | None = ts()
+    sla_plan: str | None = None
+    created_at: datetime = created()
+
+
+class CompanyDomain(SQLModel, table=True):
+    """A domain belongs to one company; a table (not a list column) so the lookup is an index hit."""
+
+    __tablename__ = "company_domain"
+    domain: str = Field(primary_key=True, max_length=255)
+    company_id: int = Field(foreign_key="company.id", index=True)
+
+
+class Customer(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(sa.String(320), unique=True, nullable=False))
+    name: str | None = None
+    company_id: int | None = Field(default=None, foreign_key="company.id", index=True)
+    language: str | None = Field(default=None, max_length=8)
+    phone: str | None = None
+    created_at: datetime = created()
+
+
+class Agent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(sa.String(320), unique=True, nullable=False))
+    name: str
+    role: str = Field(default="agent", max_length=16)
+    groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    active: bool = True
+    away: bool = False
+    created_at: datetime = created()
+
+
+class Ticket(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    number: int = Field(sa_column=Column(sa.Integer, unique=True, nullable=False))
+    subject: str
+    requester_id: int = Field(foreign_key="customer.id", index=True)
+    company_id: int | None = Field(default=None, foreign_key="company.id", index=True)
+    source: str = Field(default="email", max_length=16)
+    type: str = Field(default="request", max_length=16)
+    category: str | None = None
+    priority: str = Field(default="normal", max_length=16)
+    state: str = Field(default="new", max_length=16, index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="agent.id", index=True)
+    group: str | None = None
+    within_contract: bool | None = None
+    root_cause: str | None = None
+    action_plan: str | None = None
+    resolution: str | None = None
+    cost: str | None = None
+    satisfaction: str | None = Field(default=None, max_length=16)
+    first_response_due: datetime | None = ts()
+    first_response_at: datetime | None = ts()
+    resolution_due: datetime | None = ts()
+    resolution_at: datetime | None = ts()
+    closed_at: datetime | None = ts()
+    merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
+    created_at: datetime = created()
+    updated_at: datetime = created()
+
+
+class Message(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    direction: str = Field(max_length=3)  # in | out
+    kind: str = Field(max_length=16)  # customer | agent-reply | note | auto
+    message_id: str = Field(sa_column=Column(sa.String(998), unique=True, nullable=False))
+    in_reply_to: str | None = None
+    references: str | None = None
+    from_addr: str
+    from_name: str | None = None
+    to_addrs: str = ""
+    cc_addrs: str = ""
+    subject: str = ""
+    date: datetime | None = ts()
+    text: str = ""
+    html: str | None = None
+    inbound_id: int | None = Field(default=None, foreign_key="inbound.id", index=True)
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+    created_at: datetime = created()
+
+
+class Blob(SQLModel, table=True):
+    """Attachment bytes keyed by content hash: the same logo in a hundred signatures is stored once."""
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int
+    data: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    message_pk: int = Field(foreign_key="message.id", index=True)
+    filename: str
+    content_type: str
+    size: int
+    sha256: str = Field(foreign_key="blob.sha256", index=True)
+    content_id: str | None = None
+    inline: bool = False
+
+
+class Event(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    actor: str
+    what: str
+    old: str | None = None
+    new: str | None = None
+    via_message_id: str | None = None
+    at: datetime = created()
+
+
+class Inbound(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_inbound_server_uid"),)
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=255)
+    uidvalidity: int | None = Field(default=None, sa_column=Column(sa.BigInteger))
+    uid: int | None = Field(default=None, sa_column=Column(sa.BigInteger))
+    message_id: str | None = None
+    message_id_hash: str = Field(max_length=64, index=True)
+    raw: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    size: int
+    status: str = Field(default="new", max_length=8, index=True)  # new | done | dropped | failed
+    reason: str | None = None
+    attempts: int = 0
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    received_at: datetime = created()
+    processed_at: datetime | None = ts()
+
+
+class Outbox(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    to_addrs: str
+    cc_addrs: str = ""
+    subject: str
+    body: str
+    headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    message_id: str = Field(sa_column=Column(sa.String(998), unique=True, nullable=False))
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    status: str = Field(default="queued", max_length=8, index=True)  # queued | sent | failed | dead
+    attempts: int = 0
+    next_attempt_at: datetime = created()
+    last_error: str | None = None
+    created_at: datetime = created()
+    sent_at: datetime | None = ts()
+
+
+class MailboxState(SQLModel, table=True):
+    __tablename__ = "mailbox_state"
+    mailbox: str = Field(primary_key=True, max_length=255)
+    uidvalidity: int | None = Field(default=None, sa_column=Column(sa.BigInteger))
+    last_uid: int = Field(default=0, sa_column=Column(sa.BigInteger, nullable=False, server_default="0"))
+    last_poll_at: datetime | None = ts()
