@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from sqlmodel import Session, select
+
 from ticketd.daemon.cli_common import JsonOption, fail, get_config, get_engine, print_json
 from ticketd.daemon.views import inbound_dict, outbox_dict, ticket_detail, ticket_dict
 from ticketd.storage import db

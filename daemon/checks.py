@@ -7,6 +7,7 @@ import asyncio
 import aiosmtplib
 import sqlalchemy as sa
 from imapclient.exceptions import IMAPClientError, LoginError
+
 from ticketd.daemon import poller
 from ticketd.daemon.config import Config
 from ticketd.daemon.outbox import smtp_client

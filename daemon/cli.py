@@ -12,6 +12,7 @@ from typing import Annotated
 
 import sqlalchemy as sa
 import typer
+
 from ticketd.daemon import admin_cli
 from ticketd.daemon.cli_common import (
     EXIT_CONFIG,
@@ -71,7 +72,7 @@ secret_file = "secret"                # made by `ticketd init`; keep it private
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Where to write ticketd.toml, secret and the database.")] = Path("."),
+    directory: Annotated[Path, typer.Argument(help="Folder for ticketd.toml, secret and the database.")] = Path("."),
     address: Annotated[str, typer.Option(help="The support address customers write to.")] = "support@example.com",
     name: Annotated[str, typer.Option(help="The helpdesk's name in mails.")] = "Support",
     tag: Annotated[str, typer.Option(help="Ticket tag in subjects: [TAG #123].")] = "TICKET",
@@ -136,11 +137,14 @@ def deliver(
     if not raw.strip():
         fail("no message on standard input", EXIT_CONFIG)
     config = get_config()
+    # For an MTA every failure to store is temporary (exit 75: it keeps the mail and retries), never a bounce.
     try:
-        engine = get_engine(config)
+        engine = db.make_engine(config.database.url)
+        if not db.schema_is_current(engine):
+            fail("database schema is not current: run `ticketd db upgrade`", EXIT_TEMPFAIL)
         with db.session_scope(engine) as session:
             inbound_id = store_inbound(session, raw, mailbox).id
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
         fail(f"cannot store the message: {exc}", EXIT_TEMPFAIL)
     if process:  # the message is safe now; a processing error quarantines it, it does not fail delivery
         pipeline.process_pending(engine, config, [inbound_id])
@@ -175,6 +179,7 @@ def demo(
 def main() -> None:
     try:
         app()
-    except DirectoryError as exc:
-        fail(str(exc), EXIT_CONFIG)
+    except DirectoryError as exc:  # bad operator input (an address, a CSV line): a usage error
+        typer.echo(f"ticketd: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import sqlalchemy as sa
 import typer
+
 from ticketd.daemon import logs
 from ticketd.daemon.config import Config, ConfigError, find_config_path, load_config
 from ticketd.storage import db
@@ -23,7 +24,8 @@ app = typer.Typer(help="ticketd: an email-driven helpdesk daemon.", no_args_is_h
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (else $TICKETD_CONFIG, ./ticketd.toml, /etc/ticketd/ticketd.toml)."),
+    typer.Option(
+        "--config", "-c", help="Config file (else $TICKETD_CONFIG, ./ticketd.toml, /etc/ticketd/ticketd.toml)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
 
@@ -66,7 +68,10 @@ def get_config() -> Config:
 
 
 def get_engine(config: Config, require_schema: bool = True) -> sa.Engine:
-    engine = db.make_engine(config.database.url)
+    try:
+        engine = db.make_engine(config.database.url)
+    except OSError as exc:
+        fail(f"database {config.database.url}: {exc}", EXIT_RUNTIME)
     if require_schema:
         try:
             current = db.schema_is_current(engine)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 from sqlmodel import Session, select
+
 from ticketd.daemon import logs, outbox, pipeline
 from ticketd.daemon.config import load_config
 from ticketd.daemon.smtp_sink import ReceivedMail, SmtpSink

@@ -21,6 +21,7 @@ import aiosmtplib
 import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
+
 from ticketd.daemon.config import Config, SmtpConfig
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Outbox, utcnow
@@ -91,16 +92,17 @@ def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
 
 
 def build_message(row: Outbox) -> EmailMessage:
+    """The wire form of a row; header values are cleaned again here so no code path can inject a header."""
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = row.headers["From"]
-    msg["To"] = row.to_addrs
+    msg["From"] = clean_header(row.headers["From"])
+    msg["To"] = clean_header(row.to_addrs)
     if row.cc_addrs:
-        msg["Cc"] = row.cc_addrs
-    msg["Subject"] = row.subject
-    msg["Message-ID"] = row.message_id
+        msg["Cc"] = clean_header(row.cc_addrs)
+    msg["Subject"] = clean_header(row.subject)
+    msg["Message-ID"] = clean_header(row.message_id)
     for name, value in row.headers.items():
-        if name not in ("From",):
-            msg[name] = value
+        if name != "From":
+            msg[clean_header(name)] = clean_header(value)
     msg.set_content(row.body, charset="utf-8", cte="quoted-printable")
     return msg
 

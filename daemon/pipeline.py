@@ -14,6 +14,7 @@ from typing import Literal
 import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, func, select
+
 from ticketd.daemon.config import Config
 from ticketd.daemon.outbox import OutgoingMail, queue_mail
 from ticketd.daemon.signing import reply_address

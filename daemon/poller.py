@@ -20,6 +20,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
+
 from ticketd.daemon.config import ImapConfig
 from ticketd.storage.db import session_scope
 from ticketd.storage.inbound import store_inbound
@@ -143,17 +144,25 @@ def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[],
     deadline = time.monotonic() + cfg.poll_seconds
     use_idle = cfg.idle and client.has_capability("IDLE")
     if use_idle:
+        # Mail that arrived since the last SEARCH is announced now, not inside IDLE: look before waiting.
+        if _announces_new_mail(client.noop()[1]):
+            return
         client.idle()
     try:
         while not should_stop() and time.monotonic() < deadline:
             if heartbeat is not None:
                 heartbeat()
             if use_idle:
-                responses = client.idle_check(timeout=1)
-                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                if _announces_new_mail(client.idle_check(timeout=1)):
                     return
             else:
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     finally:
         if use_idle:
             client.idle_done()
+
+
+def _announces_new_mail(responses: list[tuple[object, ...]]) -> bool:
+    """EXISTS/RECENT with a count above zero: our inbox is emptied after each poll, so that is new mail."""
+    return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") and isinstance(r[0], int) and r[0] > 0
+               for r in responses)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+
 from ticketd.daemon import outbox, pipeline, poller
 from ticketd.daemon.config import Config
 

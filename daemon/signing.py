@@ -26,8 +26,8 @@ def reply_address(helpdesk_address: str, ticket_number: int, party: str, secret:
 def parse_reply_address(address: str, helpdesk_address: str) -> tuple[int, str] | None:
     """(ticket number, mac) if ``address`` has the shape of one of our reply addresses."""
     local, domain = helpdesk_address.lower().split("@", 1)
-    match = re.fullmatch(re.escape(local) + r"\+(\d{1,12})\.([0-9a-f]{%d})@" % _MAC_LEN + re.escape(domain),
-                         address.strip().lower())
+    pattern = re.escape(local) + r"\+(\d{1,12})\.([0-9a-f]{" + str(_MAC_LEN) + "})@" + re.escape(domain)
+    match = re.fullmatch(pattern, address.strip().lower())
     return (int(match.group(1)), match.group(2)) if match else None
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
+
 from ticketd.storage.models import (
     Agent,
     Attachment,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlmodel import Session, select
+
 from ticketd.parsers.message import Address
 from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
 

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlmodel import Session, select
+
 from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
 
 

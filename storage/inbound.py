@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlmodel import Session
+
 from ticketd.parsers.message import header_message_id, message_id_hash
 from ticketd.storage.models import Inbound
 

@@ -2,6 +2,7 @@
 
 from alembic import context
 from sqlmodel import SQLModel
+
 from ticketd.storage import models  # noqa: F401  (registers the tables)
 
 engine = context.config.attributes["engine"]

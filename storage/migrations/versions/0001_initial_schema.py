@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
-import ticketd.storage.models
 from alembic import op
+
+import ticketd.storage.models
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"

@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: demo test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=69" wheel
+	$(BIN)/python -m pip install -q ".[test]"
+	touch $@
+
+# Reinstalled (not editable) on every run so tests exercise the package exactly as a wheel installs it.
+install: $(VENV)/.deps
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --force-reinstall .
+
+demo: install
+	$(BIN)/ticketd demo
+
+test: install
+	scripts/ensure-dovecot.sh
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.deps
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,53 @@
+"""The wheel is what users install: it must carry every package, template and migration, and work elsewhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(dist), str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
+    wheel = next(dist.glob("ticketd-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for expected in ("ticketd/daemon/__init__.py", "ticketd/parsers/__init__.py", "ticketd/rules/__init__.py",
+                     "ticketd/mailtemplates/en/received.txt.j2", "ticketd/mailtemplates/tr/received.txt.j2",
+                     "ticketd/storage/migrations/env.py", "ticketd/storage/migrations/versions/0001_initial_schema.py",
+                     "ticketd/daemon/demo_mail/01-known-customer-turkish.eml"):
+        assert expected in names
+    assert not any(n.startswith(("daemon/", "rules/", "storage/", "parsers/", "tests/")) for n in names)
+
+    # A fresh environment that shares only the dependencies: the wheel's ticketd is the only one it can import.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    (site_packages / "deps.pth").write_text("\n".join(deps) + "\n")
+    target = tmp_path / "installed"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    (site_packages / "00-ticketd.pth").write_text(str(target) + "\n")
+    python = venv / "bin" / "python"
+    where = subprocess.run([str(python), "-c", "import ticketd.daemon, ticketd.storage.migrations as m; "
+                            "print(ticketd.daemon.__file__); print(m.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert all(line.startswith(str(target)) for line in where.stdout.split()), where.stdout
+    script = target / "bin" / "ticketd"
+    help_text = subprocess.run([str(python), str(script), "--help"], capture_output=True, text=True,
+                               cwd=tmp_path, check=False)
+    assert help_text.returncode == 0, help_text.stderr
+    for command in ("init", "check", "run", "deliver", "demo", "tickets", "customers", "agents", "db"):
+        assert command in help_text.stdout
+    demo = subprocess.run([str(python), str(script), "demo", str(tmp_path / "demo")], capture_output=True,
+                          text=True, cwd=tmp_path, check=False, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    assert "[ACME #1] Talebiniz alındı" in demo.stdout

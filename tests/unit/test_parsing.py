@@ -1,0 +1,80 @@
+"""Parsing real .eml files: decoded headers and bodies, attachments, subjects and file names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ticketd.parsers.message import header_message_id, message_id_hash, parse_message, sanitize_filename
+from ticketd.parsers.subject import parse_subject, strip_prefixes
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def test_rfc2047_utf8_subject_and_turkish_name() -> None:
+    mail = parse_message((DATA / "known-customer-rfc2047-subject.eml").read_bytes())
+    assert mail.subject == "Modem bağlantısı sürekli kopuyor"
+    assert mail.sender is not None
+    assert (mail.sender.name, mail.sender.email) == ("Çiğdem Yılmaz", "cigdem.yilmaz@musteri.com.tr")
+    assert "Işıklar" in mail.text
+    assert mail.message_id == "<t-1.cigdem@musteri.com.tr>"
+    assert mail.date is not None and mail.date.utcoffset() is not None
+
+
+def test_iso_8859_9_body_and_header() -> None:
+    mail = parse_message((DATA / "iso-8859-9-body.eml").read_bytes())
+    assert mail.subject == "Kablo değişimi talebi"
+    assert mail.sender is not None and mail.sender.name == "Şener Öztürk"
+    assert "Üst kattaki ofisin kabloları değiştirilmeli. İş yerimiz çarşamba günü" in mail.text
+
+
+def test_attachment_is_decoded_with_hash(tmp_path: Path) -> None:
+    corpus = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "django-helpdesk"
+    path = corpus / "blank-body-with-attachment.eml"
+    if not path.exists():
+        pytest.skip("sample corpus not beside the checkout")
+    mail = parse_message(path.read_bytes())
+    assert len(mail.attachments) == 1
+    att = mail.attachments[0]
+    assert att.payload and len(att.sha256) == 64
+    assert "/" not in att.filename
+
+
+def test_header_message_id_and_hash() -> None:
+    raw = (DATA / "unknown-sender.eml").read_bytes()
+    assert header_message_id(raw) == "<t-2.jane@example.org>"
+    assert message_id_hash("<A@B>", b"x") == message_id_hash("<a@b>", b"y")  # same mail, other bytes
+    assert message_id_hash(None, b"x") != message_id_hash(None, b"y")  # no Message-ID: the bytes decide
+    assert header_message_id(b"Subject: none\r\n\r\nbody") is None
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("../../etc/passwd", "passwd"),
+    ("C:\\Users\\x\\evil.exe", "evil.exe"),
+    ("a\r\nb.txt", "a_b.txt"),
+    ("...", "attachment"),
+    (None, "attachment"),
+    ("rapor ğüşiöç.pdf", "rapor ğüşiöç.pdf"),
+    ("x" * 300 + ".pdf", "x" * 196 + ".pdf"),
+])
+def test_sanitize_filename(name: str | None, expected: str) -> None:
+    assert sanitize_filename(name) == expected
+
+
+@pytest.mark.parametrize(("subject", "number", "title"), [
+    ("Re: [ACME #1042] Modem keeps dropping", 1042, "Modem keeps dropping"),
+    ("AW: RE: Ynt: Cvp: [acme #7] Fatura", 7, "Fatura"),
+    ("İlt: SV: WG: TR: Fwd: Hello", None, "Hello"),
+    ("[EXTERNAL] Re: help", None, "[EXTERNAL] Re: help"),
+    ("[OTHER #5] not ours", None, "[OTHER #5] not ours"),
+    ("", None, "(no subject)"),
+])
+def test_parse_subject(subject: str, number: int | None, title: str) -> None:
+    info = parse_subject(subject, "ACME")
+    assert (info.ticket_number, info.title) == (number, title)
+
+
+def test_strip_prefixes_keeps_words_that_only_look_like_prefixes() -> None:
+    assert strip_prefixes("Reset password") == "Reset password"
+    assert strip_prefixes("Tracking number") == "Tracking number"

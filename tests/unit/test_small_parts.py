@@ -1,0 +1,87 @@
+"""Signed reply addresses, screening rules, template rendering and outgoing headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jinja2.exceptions import SecurityError, UndefinedError
+
+from ticketd.daemon.outbox import build_message, clean_header, format_address
+from ticketd.daemon.signing import reply_address, verify_reply_address
+from ticketd.mailtemplates.render import TemplateError, make_environment, render
+from ticketd.parsers.message import parse_message
+from ticketd.rules.screen import ScreenContext, Verdict, screen
+from ticketd.storage.models import Outbox
+
+DATA = Path(__file__).parents[1] / "data"
+SECRET = "k" * 32
+
+
+def test_reply_address_round_trip_and_binding() -> None:
+    addr = reply_address("support@acme.example", 42, "Ali@Acme.example", SECRET)
+    assert addr.startswith("support+42.") and addr.endswith("@acme.example")
+    assert verify_reply_address(addr, "support@acme.example", "ali@acme.example", SECRET) == 42
+    assert verify_reply_address(addr, "support@acme.example", "eve@evil.example", SECRET) is None
+    assert verify_reply_address(addr, "support@acme.example", "ali@acme.example", "x" * 32) is None
+    forged = addr.replace("+42.", "+43.")
+    assert verify_reply_address(forged, "support@acme.example", "ali@acme.example", SECRET) is None
+
+
+def _ctx() -> ScreenContext:
+    return ScreenContext(our_addresses=frozenset({"support@acme.example"}))
+
+
+@pytest.mark.parametrize(("headers", "verdict", "rule"), [
+    ("From: a@b.example\r\n", Verdict.CONTINUE, None),
+    ("From: support@acme.example\r\n", Verdict.DROP, "from_ourselves"),
+    ("Subject: x\r\n", Verdict.DROP, "no_sender"),
+    ("From: a@b.example\r\nAuto-Submitted: auto-replied\r\n", Verdict.NO_AUTOREPLY, "auto_submitted"),
+    ("From: a@b.example\r\nAuto-Submitted: no\r\n", Verdict.CONTINUE, None),
+    ("From: a@b.example\r\nPrecedence: bulk\r\n", Verdict.NO_AUTOREPLY, "bulk_precedence"),
+    ("From: MAILER-DAEMON@b.example\r\n", Verdict.NO_AUTOREPLY, "robot_sender"),
+])
+def test_screening_rules(headers: str, verdict: Verdict, rule: str | None) -> None:
+    mail = parse_message((headers + "Subject: hi\r\n\r\nbody\r\n").encode())
+    result = screen(mail, _ctx())
+    assert (result.verdict, result.rule) == (verdict, rule)
+    if rule:
+        assert result.reason
+
+
+def test_templates_render_in_both_languages() -> None:
+    env = make_environment()
+    ctx = {"helpdesk": {"name": "Acme", "address": "s@a.example"}, "ticket": {"number": 7, "subject": "Modem"},
+           "customer": {"name": "Çiğdem", "email": "c@x.example"}, "tag": "[ACME #7]"}
+    en = render(env, "received", "en", ctx)
+    tr = render(env, "received", "tr", ctx)
+    assert en.subject == "Your request has been received: Modem" and "number 7" in en.body
+    assert tr.subject == "Talebiniz alındı: Modem" and "Sayın Çiğdem" in tr.body
+    assert render(env, "received", "de", ctx).subject == en.subject  # unknown language: English
+
+
+def test_templates_are_strict_and_sandboxed(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "received.txt.j2").write_text("Subject: {{ typo }}\n\nx")
+    with pytest.raises(UndefinedError):
+        render(make_environment(tmp_path), "received", "en", {})
+    (tmp_path / "en" / "received.txt.j2").write_text("Subject: {{ x.__class__.__mro__ }}\n\nx")
+    with pytest.raises(SecurityError):
+        render(make_environment(tmp_path), "received", "en", {"x": 1})
+    (tmp_path / "en" / "received.txt.j2").write_text("no subject line")
+    with pytest.raises(TemplateError):
+        render(make_environment(tmp_path), "received", "en", {})
+
+
+def test_outgoing_headers_never_carry_newlines_and_are_encoded() -> None:
+    assert clean_header("a\r\nBcc: victim@x") == "a Bcc: victim@x"
+    row = Outbox(kind="received", to_addrs=format_address("Şener\r\nBcc: x@y", "s@x.example"),
+                 subject="[ACME #1] Talebiniz alındı\r\nBcc: evil@x", body="merhaba\n",
+                 headers={"From": format_address("Acme", "support@acme.example"), "Date": "Mon, 1 Jan 2024 00:00:00"},
+                 message_id="<m@acme.example>")
+    raw = build_message(row).as_bytes()
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    assert "=?utf-8?" in head  # RFC 2047 subject and name
+    assert "\nBcc:" not in head
+    parsed = parse_message(raw)
+    assert parsed.subject.startswith("[ACME #1] Talebiniz alındı")

@@ -1,0 +1,87 @@
+"""Schema: the Alembic migration builds exactly the models; SQLite runs in WAL; timestamps keep their zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import Session, SQLModel, select
+
+from ticketd.storage import db
+from ticketd.storage.directory import add_company, import_customers
+from ticketd.storage.models import Company, Customer, Inbound
+
+
+def test_migration_matches_models(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
+    assert not db.schema_is_current(engine)
+    db.upgrade(engine)
+    assert db.schema_is_current(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+    assert diff == []
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"company", "customer", "agent", "ticket", "message", "attachment", "event", "inbound", "outbox",
+            "mailbox_state"} <= tables
+
+
+def test_sqlite_is_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_timestamps_come_back_aware_utc(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
+    db.upgrade(engine)
+    istanbul = timezone(timedelta(hours=3))
+    with db.session_scope(engine) as session:
+        session.add(Inbound(mailbox="m", message_id_hash="h", raw=b"x", size=1,
+                            received_at=datetime(2026, 1, 1, 12, 0, tzinfo=istanbul)))
+    with Session(engine) as session:
+        row = session.exec(select(Inbound)).one()
+    assert row.received_at == datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    assert row.received_at.tzinfo is not None
+
+
+def test_customer_import_is_all_or_nothing(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
+    db.upgrade(engine)
+    good = tmp_path / "good.csv"
+    good.write_text("email,name,company,language,phone,domains\n"
+                    "Cigdem@Musteri.com.tr,Çiğdem Yılmaz,Müşteri A.Ş.,tr,+90 212 000,musteri.com.tr\n"
+                    "jane@example.org,Jane,,,,\n", encoding="utf-8")
+    with db.session_scope(engine) as session:
+        assert import_customers(session, good).customers == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,name,company\nnew@x.example,New,\nnot-an-address,Broken,\n")
+    try:
+        with db.session_scope(engine) as session:
+            import_customers(session, bad)
+    except ValueError as exc:
+        assert "bad.csv line 3" in str(exc)
+    else:
+        raise AssertionError("a bad line must be refused")
+    with Session(engine) as session:
+        emails = sorted(c.email for c in session.exec(select(Customer)))
+        company = session.exec(select(Company)).one()
+    assert emails == ["cigdem@musteri.com.tr", "jane@example.org"]
+    assert company.name == "Müşteri A.Ş."
+
+
+def test_domain_belongs_to_one_company(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
+    db.upgrade(engine)
+    with db.session_scope(engine) as session:
+        add_company(session, "A", ["a.example"])
+    try:
+        with db.session_scope(engine) as session:
+            add_company(session, "B", ["a.example"])
+    except ValueError as exc:
+        assert "already belongs to A" in str(exc)
+    else:
+        raise AssertionError("a domain cannot move silently")
