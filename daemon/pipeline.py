@@ -8,6 +8,7 @@ and the inbound row's new status are all committed, or none is and the row is ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -203,12 +204,22 @@ def _templates():  # type: ignore[no-untyped-def]
     return _TEMPLATES
 
 
-def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None) -> list[Outcome]:
-    """Process every ``new`` inbound row (or the given ones), each in its own transaction."""
+def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None,
+                    should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+    """Process every ``new`` inbound row (or the given ones), each in its own transaction.
+
+    ``should_stop`` is checked between messages: a stopping daemon finishes the current one and leaves the
+    rest ``new`` for the next start.
+    """
     with Session(engine) as session:
         stmt = select(Inbound.id).where(Inbound.status == "new").order_by(Inbound.id)
         todo = list(ids) if ids is not None else list(session.exec(stmt))
-    return [process_one(engine, config, inbound_id) for inbound_id in todo]
+    outcomes = []
+    for inbound_id in todo:
+        if should_stop():
+            break
+        outcomes.append(process_one(engine, config, inbound_id))
+    return outcomes
 
 
 def process_one(engine: sa.Engine, config: Config, inbound_id: int) -> Outcome:

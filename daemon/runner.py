@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -33,8 +34,9 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
 
 
-def process_and_send(engine: sa.Engine, config: Config, summary: RunSummary) -> None:
-    for outcome in pipeline.process_pending(engine, config):
+def process_and_send(engine: sa.Engine, config: Config, summary: RunSummary,
+                     should_stop: Callable[[], bool] = lambda: False) -> None:
+    for outcome in pipeline.process_pending(engine, config, should_stop=should_stop):
         summary.processed[outcome.status] = summary.processed.get(outcome.status, 0) + 1
     try:
         summary.sent += outbox.send_due(engine, config)
@@ -99,11 +101,11 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag) -> None:
             if client is not None:
                 poller.close(client)
                 client = None
-            process_and_send(engine, config, summary)
+            process_and_send(engine, config, summary, stop)
             stop.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, RECONNECT_MAX)
             continue
-        process_and_send(engine, config, summary)
+        process_and_send(engine, config, summary, stop)
         if stop():
             break
         if client is not None and config.imap is not None:

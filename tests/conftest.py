@@ -18,7 +18,6 @@ from ticketd.daemon.smtp_sink import SmtpSink
 from ticketd.storage import db
 
 DATA = Path(__file__).parent / "data"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 TICKETD = Path(sys.executable).with_name("ticketd")
 
 

@@ -107,3 +107,23 @@ def test_show_unknown_ticket_and_retry_usage(site: Site) -> None:
     assert site.cli("tickets", "show", "999").returncode == 1
     assert site.cli("inbound", "retry").returncode == 2
     assert site.cli("outbox", "retry").returncode == 2
+
+
+def test_agents_from_the_config_win_over_the_cli(site: Site) -> None:
+    from sqlmodel import Session, select
+
+    from ticketd.storage.models import Agent
+
+    site.upgrade()
+    assert site.cli("agents", "add", "ali@acme.example", "--name", "Ali", "--role", "agent").returncode == 0
+    site.write()
+    with site.config_path.open("a") as fh:
+        fh.write('\n[[agents]]\nemail = "ali@acme.example"\nname = "Ali Veli"\n'
+                 'role = "manager"\ngroups = ["network"]\n')
+    proc = subprocess.run([str(TICKETD), "--config", str(site.config_path), "tickets", "list"], capture_output=True,
+                          check=False)
+    assert proc.returncode == 0, decode(proc)
+    with Session(site.engine) as session:
+        agent = session.exec(select(Agent)).one()
+    assert (agent.email, agent.name, agent.role, agent.groups) == ("ali@acme.example", "Ali Veli", "manager",
+                                                                   ["network"])
