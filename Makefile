@@ -9,7 +9,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=69" wheel
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(BIN)/python -m pip install -q ".[test]"
 	touch $@
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import sqlalchemy as sa
 import typer
 from sqlmodel import Session, select
 
 from ticketd.daemon.cli_common import JsonOption, fail, get_config, get_engine, print_json
+from ticketd.daemon.config import Config
 from ticketd.daemon.views import inbound_dict, outbox_dict, ticket_detail, ticket_dict
 from ticketd.storage import db
 from ticketd.storage.directory import add_company, company_domains, import_customers, upsert_agent
@@ -171,6 +174,32 @@ def inbound_list(
             for r in rows], ["ID", "STATUS", "TICKET", "MESSAGE-ID", "REASON"])
 
 
+def _requeue(model: type[Inbound] | type[Outbox], row_id: int | None, all_failed: bool,
+             failed_states: list[str], reset: Callable[[Any], None]) -> tuple[Config, sa.Engine, list[int]]:
+    """Select one row or every failed one, reset it for another attempt, commit; shared by both retry commands."""
+    if (row_id is None) == (not all_failed):
+        fail("give an ID or --all-failed", 2)
+    config = get_config()
+    engine = get_engine(config)
+    with db.session_scope(engine) as session:
+        stmt = select(model).where(model.status.in_(failed_states) if all_failed else model.id == row_id)
+        rows = list(session.exec(stmt))
+        if not rows and row_id is not None:
+            fail(f"no {model.__tablename__} row {row_id}", 1)
+        for row in rows:
+            reset(row)
+        ids = [r.id for r in rows if r.id is not None]
+    return config, engine, ids
+
+
+def _reset_inbound(row: Inbound) -> None:
+    row.status, row.reason = "new", None
+
+
+def _reset_outbox(row: Outbox) -> None:
+    row.status, row.next_attempt_at = "queued", utcnow()
+
+
 @inbound.command("retry")
 def inbound_retry(
     row_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
@@ -180,19 +209,7 @@ def inbound_retry(
     from ticketd.daemon import outbox as sender
     from ticketd.daemon import pipeline
 
-    if (row_id is None) == (not all_failed):
-        fail("give an ID or --all-failed", 2)
-    config = get_config()
-    engine = get_engine(config)
-    with db.session_scope(engine) as session:
-        stmt = select(Inbound).where(Inbound.status == "failed") if all_failed else select(Inbound).where(
-            Inbound.id == row_id)
-        rows = list(session.exec(stmt))
-        if not rows and row_id is not None:
-            fail(f"no inbound row {row_id}", 1)
-        for row in rows:
-            row.status, row.reason = "new", None
-        ids = [r.id for r in rows if r.id is not None]
+    config, engine, ids = _requeue(Inbound, row_id, all_failed, ["failed"], _reset_inbound)
     outcomes = pipeline.process_pending(engine, config, ids)
     sender.send_due(engine, config)
     for inbound_id, outcome in zip(ids, outcomes, strict=True):
@@ -229,16 +246,5 @@ def outbox_retry(
     """Send failed or dead mail again now (same Message-ID)."""
     from ticketd.daemon import outbox as sender
 
-    if (row_id is None) == (not all_failed):
-        fail("give an ID or --all-failed", 2)
-    config = get_config()
-    engine = get_engine(config)
-    with db.session_scope(engine) as session:
-        stmt = select(Outbox).where(Outbox.status.in_(["failed", "dead"])) if all_failed else select(Outbox).where(
-            Outbox.id == row_id)
-        rows = list(session.exec(stmt))
-        if not rows and row_id is not None:
-            fail(f"no outbox row {row_id}", 1)
-        for row in rows:
-            row.status, row.next_attempt_at = "queued", utcnow()
+    config, engine, _ = _requeue(Outbox, row_id, all_failed, ["failed", "dead"], _reset_outbox)
     typer.echo(f"sent {sender.send_due(engine, config)} mail(s)")

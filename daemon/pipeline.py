@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 import sqlalchemy as sa
 import structlog
+from jinja2.sandbox import SandboxedEnvironment
 from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
@@ -194,14 +196,9 @@ def finish(inbound: Inbound, outcome: Outcome) -> Outcome:
 
 # --- running it over stored rows ----------------------------------------------------------------------------
 
-_TEMPLATES = None
-
-
-def _templates():  # type: ignore[no-untyped-def]
-    global _TEMPLATES
-    if _TEMPLATES is None:
-        _TEMPLATES = make_environment()
-    return _TEMPLATES
+@cache
+def _templates() -> SandboxedEnvironment:
+    return make_environment()
 
 
 def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None,

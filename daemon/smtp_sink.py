@@ -69,10 +69,14 @@ class SmtpSink:
 
     def start(self) -> SmtpSink:
         self._controller.start()
+        self._running = True
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        """Idempotent, so a test may take the server down and the fixture still clean up."""
+        if getattr(self, "_running", False):
+            self._controller.stop()
+            self._running = False
 
     def __enter__(self) -> SmtpSink:
         return self.start()

@@ -1,0 +1,74 @@
+"""Pipeline throughput on SQLite: store → parse → identify → ticket → queue ack, one transaction per message.
+
+Run: .venv/bin/python tests/benchmarks/bench_pipeline.py [N]. Prints messages per second, per-message latency
+percentiles and peak memory. Network is left out on purpose (no IMAP, no SMTP): this measures our own work.
+"""
+
+from __future__ import annotations
+
+import resource
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ticketd.daemon import pipeline
+from ticketd.daemon.config import load_config
+from ticketd.storage import db
+from ticketd.storage.inbound import store_inbound
+
+CONFIG = """[helpdesk]
+address = "support@acme.example"
+tag = "ACME"
+[database]
+url = "sqlite:///bench.db"
+[security]
+secret_file = "secret"
+[logging]
+level = "warning"
+format = "json"
+"""
+
+
+def make_mail(i: int) -> bytes:
+    return (f"From: Customer {i % 300} <customer{i % 300}@firm{i % 40}.example>\r\n"
+            f"To: support@acme.example\r\nSubject: =?UTF-8?B?TW9kZW0gw6dhbMSxxZ9txLF5b3I=?= {i}\r\n"
+            f"Message-ID: <bench-{i}@firm.example>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0300\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            + "Merhaba, modem bağlantısı kopuyor. Lütfen yardım edin.\r\n" * 20).encode()
+
+
+def main(n: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="ticketd-bench-"))
+    (work / "secret").write_text(secrets.token_urlsafe(32))
+    (work / "ticketd.toml").write_text(CONFIG)
+    config = load_config(work / "ticketd.toml")
+    from ticketd.daemon import logs
+
+    logs.configure("warning", "json")
+    engine = db.make_engine(config.database.url)
+    db.upgrade(engine)
+    mails = [make_mail(i) for i in range(n)]
+    latencies = []
+    start = time.perf_counter()
+    for raw in mails:
+        t0 = time.perf_counter()
+        with db.session_scope(engine) as session:
+            row_id = store_inbound(session, raw, "bench").id
+        outcome = pipeline.process_pending(engine, config, [row_id])[0]
+        assert outcome.status == "done", outcome
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    q = statistics.quantiles(latencies, n=100)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"messages          {n}")
+    print(f"elapsed           {elapsed:.2f} s")
+    print(f"throughput        {n / elapsed:.1f} messages/s (store + process, one transaction each)")
+    print(f"latency p50/p95/p99  {q[49] * 1000:.1f} / {q[94] * 1000:.1f} / {q[98] * 1000:.1f} ms")
+    print(f"peak RSS          {peak_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
