@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -59,6 +59,7 @@ class OutgoingMail:
     reply_to: str | None = None
     from_name: str | None = None
     automatic: bool = True
+    cc: list[tuple[str, str]] = field(default_factory=list)
 
 
 def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
@@ -80,6 +81,7 @@ def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
     row = Outbox(
         kind=mail.kind,
         to_addrs=", ".join(format_address(n, a) for n, a in mail.to),
+        cc_addrs=", ".join(format_address(n, a) for n, a in mail.cc),
         subject=clean_header(mail.subject),
         body=mail.body,
         headers=headers,

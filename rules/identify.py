@@ -42,4 +42,4 @@ def identify_sender(session: Session, address: Address) -> Sender:
     customer = Customer(email=address.email, name=address.name or None, company_id=company.id if company else None)
     session.add(customer)
     session.flush()
-    return Sender(address, customer=customer, company=company, is_new=True)
+    return Sender(address, customer=customer, agent=agent, company=company, is_new=True)

@@ -66,6 +66,7 @@ class Customer(SQLModel, table=True):
     company_id: int | None = Field(default=None, foreign_key="company.id", index=True)
     language: str | None = Field(default=None, max_length=8)
     phone: str | None = None
+    blocked: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
     created_at: datetime = created()
 
 
@@ -105,8 +106,21 @@ class Ticket(SQLModel, table=True):
     resolution_at: datetime | None = ts()
     closed_at: datetime | None = ts()
     merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
+    linked_to_id: int | None = Field(default=None, foreign_key="ticket.id")
     created_at: datetime = created()
     updated_at: datetime = created()
+
+
+class Participant(SQLModel, table=True):
+    """Who may write to a ticket besides its requester: people on CC, colleagues who replied-all."""
+
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "email", name="uq_participant_ticket_email"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    email: str = Field(max_length=320, index=True)
+    name: str | None = None
+    role: str = Field(default="cc", max_length=16)  # cc
+    added_at: datetime = created()
 
 
 class Message(SQLModel, table=True):

@@ -165,3 +165,87 @@ def live_site(site: Site, mailbox: Mailbox, smtp_sink: SmtpSink) -> Site:
     site.sections["smtp"] = {"host": smtp_sink.host, "port": smtp_sink.port, "tls": "none"}
     site.upgrade()
     return site
+
+
+# --- conversations ------------------------------------------------------------------------------------------
+
+def reply_to(received: Any, sender: str, body: str, subject_suffix: str = "", quote: bool = True,
+             cc: str = "", to: str | None = None, message_id: str | None = None) -> bytes:
+    """A reply as a mail client builds it: to the Reply-To, threaded, the original quoted Gmail-style."""
+    msg = received.message
+    original = msg.get_body(("plain",)).get_content() if msg.get_body(("plain",)) else ""
+    quoted = "\n".join("> " + line for line in original.splitlines())
+    text = body + (f"\n\nOn Mon, 23 Nov 2026 at 10:05, {msg['From']} wrote:\n{quoted}\n" if quote else "\n")
+    headers = [
+        f"From: {sender}",
+        f"To: {to or msg['Reply-To'] or msg['From']}",
+        *([f"Cc: {cc}"] if cc else []),
+        f"Subject: Re: {msg['Subject']}{(' ' + subject_suffix) if subject_suffix else ''}",
+        f"Message-ID: {message_id or '<' + secrets.token_hex(8) + '@client.example>'}",
+        f"In-Reply-To: {msg['Message-ID']}",
+        f"References: {msg.get('References', '')} {msg['Message-ID']}".replace("  ", " "),
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit",
+    ]
+    return ("\r\n".join(headers) + "\r\n\r\n" + text.replace("\n", "\r\n")).encode("utf-8")
+
+
+@dataclass
+class Desk:
+    """A running helpdesk in-process: mail goes in like `ticketd deliver`, out through the real SMTP sink."""
+
+    site: Site
+    sink: SmtpSink
+    seen: int = 0
+
+    def deliver(self, raw: bytes) -> Any:
+        from ticketd.daemon import outbox, pipeline
+        from ticketd.storage.inbound import store_inbound
+
+        config = self.site.config()
+        engine = self.site.engine
+        with db.session_scope(engine) as session:
+            row_id = store_inbound(session, raw, "test").id
+        outcome = pipeline.process_pending(engine, config, [row_id])[0]
+        outbox.send_due(engine, config)
+        return outcome
+
+    def new_mail(self) -> list[Any]:
+        """Mail that reached the SMTP server since the last call."""
+        mails = self.sink.received[self.seen:]
+        self.seen += len(mails)
+        return mails
+
+    def ticket(self, number: int) -> dict[str, Any]:
+        from sqlmodel import Session, select
+
+        from ticketd.daemon.views import ticket_detail
+        from ticketd.storage.models import Ticket
+
+        with Session(self.site.engine) as session:
+            return ticket_detail(session, session.exec(select(Ticket).where(Ticket.number == number)).one())
+
+
+def mail_to(mails: list[Any], address: str) -> Any:
+    found = [m for m in mails if address in m.envelope_to]
+    assert len(found) == 1, [(m.envelope_to, m.message["Subject"]) for m in mails]
+    return found[0]
+
+
+def body_of(mail: Any) -> str:
+    return mail.message.get_body(("plain",)).get_content()
+
+
+@pytest.fixture
+def desk(site: Site, smtp_sink: SmtpSink) -> Desk:
+    site.sections["smtp"] = {"host": smtp_sink.host, "port": smtp_sink.port, "tls": "none"}
+    site.upgrade()
+    from ticketd.storage.directory import add_company, upsert_agent, upsert_customer
+
+    with db.session_scope(site.engine) as session:
+        company = add_company(session, "Müşteri A.Ş.", ["musteri.com.tr"])
+        upsert_customer(session, "cigdem.yilmaz@musteri.com.tr", "Çiğdem Yılmaz", company, language="tr")
+        upsert_agent(session, "ali@acme.example", "Ali Veli", "agent", ["network"])
+        upsert_agent(session, "ayse@acme.example", "Ayşe Demir", "manager", ["network"])
+    return Desk(site, smtp_sink)

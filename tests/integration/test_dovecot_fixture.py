@@ -10,7 +10,7 @@ import imapclient
 import pytest
 from imapclient.exceptions import LoginError
 
-from tests.servers.dovecot import dovecot_available, start_dovecot
+from servers.dovecot import dovecot_available, start_dovecot
 
 pytestmark = pytest.mark.integration
 

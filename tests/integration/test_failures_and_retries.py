@@ -18,16 +18,16 @@ pytestmark = pytest.mark.integration
 FAIL_ON_ONE = """
 import sys
 from pathlib import Path
-from ticketd.daemon import logs, pipeline, runner
+from ticketd.daemon import customer_mail, logs, runner
 from ticketd.daemon.config import load_config
 from ticketd.storage import db
 
-real = pipeline.open_ticket
-def open_ticket(session, subject, sender):
-    if sender.address.email == "jane@example.org":
+real = customer_mail.open_ticket
+def open_ticket(session, title, customer, **kwargs):
+    if customer.email == "jane@example.org":
         raise RuntimeError("simulated bug while opening the ticket")
-    return real(session, subject, sender)
-pipeline.open_ticket = open_ticket
+    return real(session, title, customer, **kwargs)
+customer_mail.open_ticket = open_ticket
 config = load_config(Path(sys.argv[1]))
 logs.configure("info", "json")
 runner.run_once(db.make_engine(config.database.url), config)

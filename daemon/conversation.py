@@ -1,0 +1,114 @@
+"""The stages shared by customers' and agents' mail: the mail in hand, tickets, messages, participants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlmodel import Session, func, select
+
+from ticketd.daemon.config import Config
+from ticketd.parsers.message import ParsedMail
+from ticketd.parsers.subject import SubjectInfo
+from ticketd.rules.identify import Sender
+from ticketd.rules.match import Match
+from ticketd.rules.screen import Screening
+from ticketd.storage.models import Attachment, Blob, Customer, Event, Inbound, Message, Participant, Ticket, utcnow
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["done", "dropped", "failed"]
+    ticket_number: int | None = None
+    reason: str | None = None
+    new_ticket: bool = False
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """Everything the earlier stages learnt about one mail; the later stages only read it."""
+
+    session: Session
+    config: Config
+    inbound: Inbound
+    mail: ParsedMail
+    screening: Screening
+    sender: Sender
+    subject: SubjectInfo
+    match: Match
+
+    def is_ours(self, address: str) -> bool:
+        """The support address or any of its +tagged reply addresses."""
+        local, domain = self.config.helpdesk.address.split("@")
+        user, _, host = address.partition("@")
+        return host == domain and (user == local or user.startswith(local + "+"))
+
+
+def next_ticket_number(session: Session) -> int:
+    return (session.exec(select(func.max(Ticket.number))).one() or 0) + 1
+
+
+def open_ticket(session: Session, title: str, customer: Customer, source: str = "email",
+                linked_to: Ticket | None = None) -> Ticket:
+    ticket = Ticket(number=next_ticket_number(session), subject=title[:500], requester_id=customer.id,
+                    company_id=customer.company_id, source=source, state="new",
+                    linked_to_id=linked_to.id if linked_to else None)
+    session.add(ticket)
+    session.flush()
+    return ticket
+
+
+def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, direction: str = "in",
+                   outbox_id: int | None = None) -> Message:
+    mail = inc.mail
+    message = Message(
+        ticket_id=ticket.id, direction=direction, kind=kind,
+        message_id=mail.message_id or f"<missing.{inc.inbound.message_id_hash[:32]}@ticketd.invalid>",
+        in_reply_to=mail.in_reply_to, references=" ".join(mail.references) or None,
+        from_addr=inc.sender.address.email, from_name=inc.sender.address.name or None,
+        to_addrs=", ".join(a.email for a in mail.to), cc_addrs=", ".join(a.email for a in mail.cc),
+        subject=mail.subject, date=mail.date, text=text, html=mail.html, inbound_id=inc.inbound.id,
+        outbox_id=outbox_id,
+    )
+    inc.session.add(message)
+    inc.session.flush()
+    for att in mail.attachments:
+        if inc.session.get(Blob, att.sha256) is None:
+            inc.session.add(Blob(sha256=att.sha256, size=len(att.payload), data=att.payload))
+        inc.session.add(Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,
+                                   size=len(att.payload), sha256=att.sha256, content_id=att.content_id,
+                                   inline=att.inline))
+    ticket.updated_at = utcnow()
+    return message
+
+
+def message_context(inc: Incoming, text: str) -> dict[str, Any]:
+    return {"from_name": inc.sender.address.name, "from_email": inc.sender.address.email, "text": text,
+            "attachments": [a.filename for a in inc.mail.attachments]}
+
+
+def add_participants(inc: Incoming, ticket: Ticket) -> list[str]:
+    """People on To/CC of a ticket's mail (not us, not the requester) may write to the ticket from now on."""
+    requester = inc.session.get(Customer, ticket.requester_id)
+    known = {p.email for p in inc.session.exec(select(Participant).where(Participant.ticket_id == ticket.id))}
+    added = []
+    people = [*inc.mail.to, *inc.mail.cc]
+    if inc.sender.customer is not None and inc.sender.customer.id != ticket.requester_id:
+        people.append(inc.sender.address)
+    for person in people:
+        email = person.email
+        if inc.is_ours(email) or (requester and email == requester.email) or email in known:
+            continue
+        inc.session.add(Participant(ticket_id=ticket.id, email=email, name=person.name or None))
+        known.add(email)
+        added.append(email)
+    if added:
+        inc.session.add(Event(ticket_id=ticket.id, actor=inc.sender.address.email, what="participants",
+                              new=", ".join(added), via_message_id=inc.mail.message_id))
+    return added
+
+
+def event(inc: Incoming, ticket: Ticket, what: str, old: str | None = None, new: str | None = None,
+          actor: str | None = None) -> None:
+    inc.session.add(Event(ticket_id=ticket.id, actor=actor or inc.sender.address.email, what=what, old=old,
+                          new=new, via_message_id=inc.mail.message_id))

@@ -1,0 +1,90 @@
+"""Which ticket a mail belongs to, in layers, and whether its sender may write to it.
+
+Layers, strongest first: a reply address we signed for this sender; the threading headers against every
+Message-ID we stored or sent; the ticket tag in the subject. Knowing a ticket number or a Message-ID is not
+permission: only the ticket's people (requester, participants, colleagues from the same company, agents) may
+add to it; anyone else gets a new ticket linked to the old one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+
+from ticketd.daemon.config import Config
+from ticketd.parsers.message import ParsedMail
+from ticketd.parsers.subject import SubjectInfo
+from ticketd.rules.auth import signed_recipient
+from ticketd.rules.identify import Sender
+from ticketd.storage.models import Customer, Message, Outbox, Participant, Ticket
+
+
+@dataclass(frozen=True)
+class Match:
+    ticket: Ticket | None  # the ticket the mail may be added to
+    via: str | None = None  # "signed-address" | "references" | "subject-tag"
+    refused: Ticket | None = None  # found, but the sender takes no part in it
+
+
+def _by_number(session: Session, number: int) -> Ticket | None:
+    return session.exec(select(Ticket).where(Ticket.number == number)).first()
+
+
+def _by_references(session: Session, mail: ParsedMail) -> Ticket | None:
+    refs = [r for r in (mail.in_reply_to, *reversed(mail.references)) if r]
+    if not refs:
+        return None
+    found = session.exec(select(Message.ticket_id).where(Message.message_id.in_(refs)).limit(1)).first()
+    if found is None:
+        found = session.exec(select(Outbox.ticket_id).where(Outbox.message_id.in_(refs),
+                                                            Outbox.ticket_id.is_not(None)).limit(1)).first()
+    return session.get(Ticket, found) if found is not None else None
+
+
+def follow_merges(session: Session, ticket: Ticket) -> Ticket:
+    seen = {ticket.id}
+    while ticket.merged_into_id is not None and ticket.merged_into_id not in seen:
+        target = session.get(Ticket, ticket.merged_into_id)
+        if target is None:
+            break
+        seen.add(target.id)
+        ticket = target
+    return ticket
+
+
+def takes_part(session: Session, ticket: Ticket, sender: Sender) -> bool:
+    if sender.agent is not None:
+        return True
+    customer = sender.customer
+    if customer is None:
+        return False
+    if ticket.requester_id == customer.id:
+        return True
+    if session.exec(select(Participant.id).where(Participant.ticket_id == ticket.id,
+                                                 Participant.email == customer.email)).first() is not None:
+        return True
+    if ticket.company_id is not None and customer.company_id == ticket.company_id:
+        return True
+    requester = session.get(Customer, ticket.requester_id)
+    return bool(requester and requester.company_id is not None and requester.company_id == customer.company_id)
+
+
+def match_ticket(session: Session, config: Config, mail: ParsedMail, subject: SubjectInfo, sender: Sender) -> Match:
+    signed = signed_recipient(mail, config, sender.address.email)
+    if signed is not None and signed.ticket_number > 0:
+        ticket = _by_number(session, signed.ticket_number)
+        if ticket is not None:
+            return Match(follow_merges(session, ticket), "signed-address")
+    candidates = [("references", _by_references(session, mail))]
+    if subject.ticket_number is not None:
+        candidates.append(("subject-tag", _by_number(session, subject.ticket_number)))
+    refused = None
+    for via, ticket in candidates:
+        if ticket is None:
+            continue
+        ticket = follow_merges(session, ticket)
+        if takes_part(session, ticket, sender):
+            return Match(ticket, via)
+        refused = refused or ticket
+    return Match(None, refused=refused)
