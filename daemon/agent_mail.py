@@ -14,6 +14,7 @@ from ticketd.parsers.commands import ParsedCommands, parse_commands
 from ticketd.parsers.quotes import strip_reply
 from ticketd.rules.auth import authenticate_agent
 from ticketd.rules.commands import COMMANDS, CommandContext, CommandResult, run_commands
+from ticketd.rules.identify import find_company_by_domain
 from ticketd.storage.directory import DirectoryError, upsert_customer
 from ticketd.storage.models import Agent, Event, Ticket, utcnow
 
@@ -122,6 +123,8 @@ def open_for_customer(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Ti
         customer = upsert_customer(inc.session, command.value or "")
     except DirectoryError as exc:
         return CommandResult(command.raw, False, str(exc))
+    if customer.company_id is None and (company := find_company_by_domain(inc.session, customer.email)):
+        customer.company_id = company.id
     title = parsed.title or inc.subject.title
     ticket = open_ticket(inc.session, title, customer, source="phone")
     record_message(inc, ticket, "customer", parsed.text)

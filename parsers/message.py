@@ -118,24 +118,40 @@ def _date(value: str) -> datetime | None:
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _raw_headers(msg: object) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Lower-cased header map (first value) and all values per name, each read under its own guard."""
+def _unescape_8bit(value: str) -> str:
+    """Raw 8-bit header bytes (RFC 6532 UTF-8, or an old client's local charset) as real text."""
+    if not any("\udc80" <= c <= "\udcff" for c in value):
+        return value
+    data = value.encode("ascii", "surrogateescape")
+    for charset in ("utf-8", "cp1254"):
+        try:
+            return data.decode(charset)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def _raw_headers(raw: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Lower-cased header map (first value) and all values per name, 8-bit bytes decoded, one guard each."""
     first: dict[str, str] = {}
     every: dict[str, list[str]] = {}
-    for key in dict.fromkeys(k.lower() for k in msg):  # type: ignore[attr-defined]
+    try:
+        items = BytesHeaderParser(policy=compat32).parsebytes(raw).raw_items()
+    except Exception:
+        return first, every
+    for key, value in items:
         try:
-            values = [str(v) for v in msg.get_all(key, [])]  # type: ignore[attr-defined]
+            text = _unescape_8bit(str(value)).replace("\r", "").replace("\n", "")
         except Exception:
             continue
-        every[key] = values
-        if values:
-            first[key] = " ".join(values[0].split())
+        every.setdefault(key.lower(), []).append(text)
+        first.setdefault(key.lower(), " ".join(text.split()))
     return first, every
 
 
 def parse_message(raw: bytes) -> ParsedMail:
     parsed = mailparser.parse_from_bytes(raw)
-    headers, every = _raw_headers(parsed.message)
+    headers, every = _raw_headers(raw)
     defects = tuple(str(d) for d in (parsed.defects or []))
 
     message_ids = _msgids(headers.get("message-id", ""))

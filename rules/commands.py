@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from ticketd.daemon.config import Config
 from ticketd.parsers.commands import Command, CommandError, suggest
 from ticketd.rules.states import transition_error
-from ticketd.storage.models import Agent, Customer, Event, Ticket, utcnow
+from ticketd.storage.models import Agent, Customer, Event, Participant, Ticket, utcnow
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 TYPES = ("request", "complaint", "information")
@@ -208,6 +208,15 @@ def cmd_merge(ctx: CommandContext, value: str | None) -> None:
     ctx.session.add(Event(ticket_id=target.id, actor=ctx.actor, what="merged_from", new=f"#{ticket.number}",
                           via_message_id=ctx.via_message_id))
     ticket.merged_into_id = target.id
+    # The merged ticket's people keep writing, now to the target: they become its participants.
+    people = [ctx.session.get(Customer, ticket.requester_id)]
+    known = {p.email for p in ctx.session.exec(select(Participant).where(Participant.ticket_id == target.id))}
+    known |= {c.email for c in [ctx.session.get(Customer, target.requester_id)] if c}
+    emails = [c.email for c in people if c] + [p.email for p in ctx.session.exec(
+        select(Participant).where(Participant.ticket_id == ticket.id))]
+    for email in dict.fromkeys(emails):
+        if email not in known:
+            ctx.session.add(Participant(ticket_id=target.id, email=email, role="merged"))
     if ticket.state not in ("closed", "rejected"):
         ctx.change("state", ticket.state, "closed")
         ticket.state, ticket.closed_at = "closed", utcnow()

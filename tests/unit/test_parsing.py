@@ -76,3 +76,10 @@ def test_parse_subject(subject: str, number: int | None, title: str) -> None:
 def test_strip_prefixes_keeps_words_that_only_look_like_prefixes() -> None:
     assert strip_prefixes("Reset password") == "Reset password"
     assert strip_prefixes("Tracking number") == "Tracking number"
+
+
+def test_raw_8bit_headers_are_decoded() -> None:
+    utf8 = parse_message("From: Öz Ltd <a@b.example>\r\nSubject: Re: [assign=Ayşe Demir]\r\n\r\nx".encode())
+    assert utf8.subject == "Re: [assign=Ayşe Demir]" and utf8.sender is not None and utf8.sender.name == "Öz Ltd"
+    legacy = parse_message(b"From: a@b.example\r\nSubject: " + "Şikayet".encode("cp1254") + b"\r\n\r\nx")
+    assert legacy.subject == "Şikayet"
