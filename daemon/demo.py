@@ -48,14 +48,18 @@ level = "warning"
 """
 
 
+def _body(mail: ReceivedMail) -> str:
+    body = mail.message.get_body(("plain",))
+    return body.get_content() if body is not None else ""
+
+
 def _show(mail: ReceivedMail) -> None:
     msg = mail.message
+    typer.echo(f"  From:       {msg['From']}")
     typer.echo(f"  To:         {msg['To']}")
     typer.echo(f"  Subject:    {msg['Subject']}")
     typer.echo(f"  In-Reply-To: {msg['In-Reply-To']}   Reply-To: {parseaddr(str(msg['Reply-To']))[1]}")
-    body = msg.get_body(("plain",))
-    text = body.get_content() if body is not None else ""
-    typer.echo("  | " + "\n  | ".join(text.rstrip().splitlines()))
+    typer.echo("  | " + "\n  | ".join(_body(mail).rstrip().splitlines()))
     typer.echo("")
 
 
@@ -67,7 +71,7 @@ def run_demo(directory: Path | None) -> int:
         (work / "secret").write_text(secrets.token_urlsafe(32))
         (work / "ticketd.toml").write_text(CONFIG.format(port=sink.port))
         config = load_config(work / "ticketd.toml")
-        logs.configure(config.logging.level, "console")
+        logs.configure("error", "console")
         engine = db.make_engine(config.database.url)
         db.upgrade(engine)
         with db.session_scope(engine) as session:
@@ -87,22 +91,51 @@ def run_demo(directory: Path | None) -> int:
                        + (f" ({outcome.reason})" if outcome.reason else ""))
         before = len(sink.received)
         outbox.send_due(engine, config)
-        typer.echo(f"\n-> {len(sink.received) - before} acknowledgment(s) delivered to the local SMTP server:\n")
+        typer.echo(f"\n-> {len(sink.received) - before} mails delivered to the local SMTP server; "
+                   "the acknowledgments:\n")
         for mail in sink.received[before:]:
-            _show(mail)
+            if mail.message["Auto-Submitted"] and "ali@" not in mail.envelope_to[0]:
+                _show(mail)
 
-        # The first customer answers the acknowledgment: threaded onto the same ticket, no second ack.
-        first_ack = sink.received[before].message
-        reply = (f"From: cigdem.yilmaz@musteri.com.tr\r\nTo: {parseaddr(str(first_ack['Reply-To']))[1]}\r\n"
-                 f"Subject: Re: {first_ack['Subject']}\r\nMessage-ID: <demo-5.cigdem@musteri.com.tr>\r\n"
-                 f"In-Reply-To: {first_ack['Message-ID']}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-                 "Modem seri numarası: AC-55-1042\r\n").encode()
-        with db.session_scope(engine) as session:
-            row_id = store_inbound(session, reply, "demo").id
-        outcome = pipeline.process_pending(engine, config, [row_id])[0]
-        outbox.send_due(engine, config)
-        typer.echo(f"<- a reply to the first acknowledgment: {outcome.status}, added to ticket "
-                   f"#{outcome.ticket_number}, new ticket: {outcome.new_ticket}\n")
+        def deliver(raw: bytes, label: str) -> None:
+            with db.session_scope(engine) as session:
+                row_id = store_inbound(session, raw, "demo").id
+            outcome = pipeline.process_pending(engine, config, [row_id])[0]
+            mark = len(sink.received)
+            outbox.send_due(engine, config)
+            typer.echo(f"<- {label}: {outcome.status}, ticket #{outcome.ticket_number}"
+                       + (f" ({outcome.reason})" if outcome.reason else ""))
+            for mail in sink.received[mark:]:
+                typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}")
+            typer.echo("")
+
+        def answer(to: ReceivedMail, sender: str, subject_suffix: str, text: str) -> bytes:
+            msg = to.message
+            quoted = "\r\n".join("> " + line for line in _body(to).splitlines())
+            return (f"From: {sender}\r\nTo: {parseaddr(str(msg['Reply-To']))[1]}\r\n"
+                    f"Subject: Re: {msg['Subject']} {subject_suffix}\r\nMessage-ID: <{secrets.token_hex(6)}@demo>\r\n"
+                    f"In-Reply-To: {msg['Message-ID']}\r\nMIME-Version: 1.0\r\n"
+                    f"Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\r\n"
+                    f"On Mon, 23 Nov 2026 at 10:05, Acme Support wrote:\r\n{quoted}\r\n").encode()
+
+        def last_to(address: str, tag: str = "[ACME #1]") -> ReceivedMail:
+            return next(m for m in reversed(sink.received)
+                        if address in m.envelope_to and tag in str(m.message["Subject"]))
+
+        typer.echo("== the agent takes ticket #1 and answers from their mail client ==\n")
+        ali = "Ali Veli <ali@acme.example>"
+        deliver(answer(last_to("ali@acme.example"), ali, "[take]",
+                       "Merhaba Çiğdem Hanım,\r\nModemi 30 saniye kapatıp açar mısınız?\r\n\r\nAli"),
+                "Ali's reply with [take]")
+        relay = next(m for m in reversed(sink.received) if " via " in str(m.message["From"]))
+        typer.echo("   what the customer got (the quoted notification stripped):")
+        _show(relay)
+        deliver(answer(relay, "cigdem.yilmaz@musteri.com.tr", "", "Denedim, şimdi çalışıyor. Teşekkürler!"),
+                "the customer's answer")
+        deliver(answer(last_to("ali@acme.example"), ali, "[status=resolved]",
+                       "Root-Cause: modem firmware hung\r\nResolution: power cycle"), "Ali resolves it")
+        deliver(answer(last_to("ali@acme.example"), "Ali Veli <ali@acme.example>", "[priority=hgh]", "x")
+                .replace(b"To: support+", b"To: nobody+"), "a forged command (not the signed address)")
 
         with Session(engine) as session:
             tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(Ticket.number))]

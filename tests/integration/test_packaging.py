@@ -51,3 +51,5 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
                           text=True, cwd=tmp_path, check=False, timeout=120)
     assert demo.returncode == 0, demo.stderr
     assert "[ACME #1] Talebiniz alındı" in demo.stdout
+    assert "Ali Veli via Acme Support" in demo.stdout and "Modemi 30 saniye kapatıp açar mısınız?" in demo.stdout
+    assert "#1  resolved" in demo.stdout
