@@ -186,3 +186,47 @@ def test_only_a_manager_or_the_assignee_hands_a_ticket_over(desk: Desk) -> None:
     assert "only a manager or the ticket's assignee" in body_of(result)
     assert desk.ticket(1)["assignee"] == AYSE
     assert ayse_notification is not None
+
+
+def test_not_satisfied_reopens_and_a_plain_reply_reopens_pending(desk: Desk) -> None:
+    desk.deliver((DATA / "unknown-sender.eml").read_bytes())
+    mails = desk.new_mail()
+    ack, notification = mail_to(mails, JANE), mail_to(mails, ALI)
+    command(desk, notification, "[take; resolve]")
+    desk.deliver(reply_to(ack, JANE, "Still broken.", subject_suffix="[not-satisfied]"))
+    ticket = desk.ticket(1)
+    assert (ticket["state"], ticket["satisfaction"]) == ("open", "not-satisfied")
+    assert "Still broken." in body_of(mail_to(desk.new_mail(), ALI))  # the assignee hears it
+    command(desk, notification, "[pending]")
+    desk.deliver(reply_to(ack, JANE, "Here is the invoice number: 42.", quote=False))
+    assert desk.ticket(1)["state"] == "open"
+
+
+def test_authentication_results_from_the_trusted_server(desk: Desk) -> None:
+    desk.site.sections["security"].update(agent_auth="authentication-results", trusted_authserv_id="mx.acme.example")
+    notification = open_ticket(desk)
+
+    def with_results(results: str) -> bytes:
+        raw = reply_to(notification, f"Ali Veli <{ALI}>", "", subject_suffix="[priority=high]",
+                       to="support@acme.example")
+        return f"Authentication-Results: {results}\r\n".encode() + raw
+
+    forged = with_results("evil.example; dkim=pass header.d=acme.example")  # not our server
+    assert desk.deliver(forged).status == "dropped"
+    failed = with_results("mx.acme.example; dkim=fail header.d=acme.example; dmarc=fail header.from=acme.example")
+    assert desk.deliver(failed).status == "dropped"
+    other_domain = with_results("mx.acme.example; dkim=pass header.d=gmail.com")
+    assert desk.deliver(other_domain).status == "dropped"
+    assert desk.ticket(1)["priority"] == "normal"
+    good = with_results("mx.acme.example; spf=pass smtp.mailfrom=acme.example; dkim=pass header.d=acme.example")
+    assert desk.deliver(good).status == "done"
+    assert desk.ticket(1)["priority"] == "high"
+
+
+def test_from_header_mode_trusts_from_and_warns_at_start(desk: Desk) -> None:
+    desk.site.sections["security"]["agent_auth"] = "from-header"
+    notification = open_ticket(desk)
+    desk.deliver(reply_to(notification, f"Ali Veli <{ALI}>", "", subject_suffix="[take]", to="support@acme.example"))
+    assert desk.ticket(1)["assignee"] == ALI
+    proc = desk.site.cli("tickets", "list")
+    assert proc.returncode == 0 and b"security.agent_auth_from_header" in proc.stderr
