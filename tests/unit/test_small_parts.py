@@ -85,3 +85,45 @@ def test_outgoing_headers_never_carry_newlines_and_are_encoded() -> None:
     assert "\nBcc:" not in head
     parsed = parse_message(raw)
     assert parsed.subject.startswith("[ACME #1] Talebiniz alındı")
+
+
+def _full_context(with_ticket: bool = True) -> dict[str, object]:
+    ctx: dict[str, object] = {
+        "helpdesk": {"name": "Acme", "address": "support@acme.example"}, "helpdesk_tag": "ACME",
+        "customer": {"name": "Çiğdem", "email": "c@x.example"}, "agent": {"name": "Ali Veli", "email": "a@x"},
+        "message": {"from_name": "Çiğdem", "from_email": "c@x.example", "text": "Merhaba", "attachments": ["a.pdf"]},
+        "results": [{"raw": "priority=hgh", "ok": False, "message": "unknown priority 'hgh'"}],
+        "commands": [{"syntax": "[take]", "help": "assign to yourself"}], "new_ticket_address": "support+0.x@a",
+        "text": "Modemi yeniden başlatın.", "claimed_from": "a@x", "reason": "unsigned", "subject": "S",
+        "message_id": "<m@x>",
+    }
+    if with_ticket:
+        ctx["tag"] = "[ACME #7]"
+        ctx["ticket"] = {"number": 7, "subject": "Modem", "state": "open", "priority": "high", "type": "complaint",
+                         "category": "hardware/modem", "source": "email", "company": "Müşteri A.Ş.",
+                         "within_contract": False, "contract_until": "2026-01-31", "requester_name": "Çiğdem",
+                         "requester_email": "c@x.example", "assignee_name": "Ali Veli", "assignee_email": "a@x",
+                         "created_at": "2026-11-23 10:00", "root_cause": "", "action_plan": "", "resolution": ""}
+    return ctx
+
+
+TEMPLATES = ["received", "assigned", "relay", "quote", "agent_new", "agent_update", "command_result", "help",
+             "security_alert"]
+
+
+@pytest.mark.parametrize("language", ["en", "tr"])
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_every_template_renders_in_both_languages(name: str, language: str) -> None:
+    env = make_environment()
+    assert (Path(__file__).parents[2] / "mailtemplates" / language / f"{name}.txt.j2").is_file()
+    mail = render(env, name, language, _full_context())
+    assert mail.subject and mail.body.strip()
+    assert "\n" not in mail.subject
+
+
+def test_contract_state_and_errors_reach_the_agent() -> None:
+    env = make_environment()
+    assert "OUT OF CONTRACT, ended 2026-01-31" in render(env, "agent_new", "en", _full_context()).body
+    assert "SÖZLEŞME DIŞI" in render(env, "agent_new", "tr", _full_context()).body
+    result = render(env, "command_result", "en", _full_context(with_ticket=False))
+    assert "ERROR priority=hgh: unknown priority 'hgh'" in result.body
