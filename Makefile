@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/ticketd demo
 
 test: install
-	scripts/ensure-dovecot.sh
+	scripts/ensure-test-packages.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -222,14 +222,14 @@ def inbound_retry(
 
 @outbox.command("list")
 def outbox_list(
-    failed: Annotated[bool, typer.Option("--failed", help="Only failed and dead mail.")] = False,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed, dead and suppressed mail.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Outgoing mail and its delivery state."""
     with _session() as session:
         stmt = select(Outbox).order_by(Outbox.id)
         if failed:
-            stmt = stmt.where(Outbox.status.in_(["failed", "dead"]))
+            stmt = stmt.where(Outbox.status.in_(["failed", "dead", "suppressed"]))
         rows = [outbox_dict(session, r) for r in session.exec(stmt)]
     if as_json:
         print_json(rows)

@@ -83,6 +83,7 @@ class HelpdeskConfig(Section):
     tag: str = "TICKET"
     language: Literal["en", "tr"] = "en"
     timezone: str = "UTC"
+    admin: Email | None = None  # told about quarantined mail, dead outgoing mail and mail storms
 
     @field_validator("tag")
     @classmethod
@@ -179,6 +180,7 @@ class LimitsConfig(Section):
     max_message_bytes: PositiveInt = 25 * 1024 * 1024
     auto_replies_per_recipient_hour: PositiveInt = 5
     auto_replies_per_recipient_day: PositiveInt = 20
+    auto_replies_per_hour: PositiveInt = 500  # all customers together: past this the circuit breaker opens
 
 
 class AgentConfig(Section):

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from ticketd.daemon.config import Config
 from ticketd.daemon.outbox import OutgoingMail, queue_mail
 from ticketd.daemon.signing import reply_address
+from ticketd.daemon.storm import ALERT_KIND, alert_recently_sent
 from ticketd.mailtemplates.render import make_environment, render
 from ticketd.parsers.subject import ticket_tag
 from ticketd.storage.models import Agent, Company, Customer, Event, Message, Outbox, Participant, Ticket
@@ -84,7 +85,8 @@ def _send(session: Session, config: Config, *, kind: str, template: str, languag
     ))
     session.flush()
     if ticket is not None:
-        session.add(Event(ticket_id=ticket.id, actor="ticketd", what="mail-queued", new=kind,
+        what = "mail-suppressed" if row.status == "suppressed" else "mail-queued"
+        session.add(Event(ticket_id=ticket.id, actor="ticketd", what=what, new=kind, old=row.last_error,
                           via_message_id=row.message_id))
     return row
 
@@ -146,3 +148,12 @@ def agents_to_notify(session: Session, ticket: Ticket, exclude: int | None = Non
     if ticket.group:
         agents = [a for a in agents if ticket.group in (a.groups or [])]
     return agents
+
+
+def alert_admin(session: Session, config: Config, topic: str, detail: str) -> Outbox | None:
+    """Tell the operator, at most once an hour per topic; without `helpdesk.admin` the log line must do."""
+    if not config.helpdesk.admin or alert_recently_sent(session, topic):
+        return None
+    return _send(session, config, kind=ALERT_KIND, template="admin_alert", language=config.helpdesk.language,
+                 ticket=None, to=[("", config.helpdesk.admin)], reply_party=None,
+                 context={"topic": topic, "detail": detail})

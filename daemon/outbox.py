@@ -23,6 +23,7 @@ import structlog
 from sqlmodel import Session, select
 
 from ticketd.daemon.config import Config, SmtpConfig
+from ticketd.daemon.storm import ALERT_KIND, hold_back_reason
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Outbox, utcnow
 
@@ -78,8 +79,14 @@ def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
         headers["Auto-Submitted"] = "auto-replied"
         headers["X-Auto-Response-Suppress"] = "All"
     headers = {k: clean_header(v) for k, v in headers.items()}
+    recipient = mail.to[0][1].strip().lower() if mail.to else ""
+    held = hold_back_reason(session, config, recipient) if mail.automatic and mail.kind != ALERT_KIND else None
     row = Outbox(
         kind=mail.kind,
+        recipient=recipient,
+        automatic=mail.automatic,
+        status="suppressed" if held else "queued",
+        last_error=held,
         to_addrs=", ".join(format_address(n, a) for n, a in mail.to),
         cc_addrs=", ".join(format_address(n, a) for n, a in mail.cc),
         subject=clean_header(mail.subject),
@@ -90,6 +97,12 @@ def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
         next_attempt_at=now,
     )
     session.add(row)
+    if held:
+        log.warning("outbox.suppressed", to=recipient, kind=mail.kind, reason=held, ticket_id=mail.ticket_id)
+        if held.startswith("circuit breaker") and config.helpdesk.admin:
+            from ticketd.daemon.notify import alert_admin  # here to avoid an import cycle
+
+            alert_admin(session, config, "circuit breaker open", held)
     return row
 
 
@@ -204,5 +217,11 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100) -> int:
                 return sent
             asyncio.run(_send_rows(config.smtp, rows))
             sent += sum(1 for r in rows if r.status == "sent")
+            dead = [r for r in rows if r.status == "dead" and r.kind != ALERT_KIND]
+            if dead:
+                from ticketd.daemon.notify import alert_admin
+
+                alert_admin(session, config, "undeliverable mail", "\n".join(
+                    f"outbox {r.id} to {r.to_addrs}: {r.last_error}" for r in dead))
             if all(r.status != "sent" for r in rows) or len(rows) < limit:
                 return sent

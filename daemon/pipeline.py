@@ -18,6 +18,7 @@ from ticketd.daemon.agent_mail import handle_agent_mail
 from ticketd.daemon.config import Config
 from ticketd.daemon.conversation import Incoming, Outcome
 from ticketd.daemon.customer_mail import handle_customer_mail
+from ticketd.daemon.notify import alert_admin
 from ticketd.parsers.message import parse_message
 from ticketd.parsers.subject import parse_subject
 from ticketd.rules.identify import identify_sender
@@ -116,6 +117,9 @@ def process_one(engine: sa.Engine, config: Config, inbound_id: int) -> Outcome:
                 inbound.status, inbound.reason = "failed", error[:2000]
                 inbound.attempts += 1
                 inbound.processed_at = utcnow()
+                alert_admin(session, config, "quarantined mail",
+                            f"inbound {inbound_id} ({inbound.message_id or 'no Message-ID'}) failed: {error}\n"
+                            f"Retry it with `ticketd inbound retry {inbound_id}` once the cause is fixed.")
         return Outcome("failed", reason=error)
     bound.info("inbound.processed", status=outcome.status, ticket=outcome.ticket_number,
                reason=outcome.reason, new_ticket=outcome.new_ticket)

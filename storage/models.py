@@ -202,7 +202,9 @@ class Outbox(SQLModel, table=True):
     headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     message_id: str = Field(sa_column=Column(sa.String(998), unique=True, nullable=False))
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
-    status: str = Field(default="queued", max_length=8, index=True)  # queued | sent | failed | dead
+    recipient: str = Field(default="", sa_column=Column(sa.String(320), nullable=False, server_default="", index=True))
+    automatic: bool = Field(default=True, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.true()))
+    status: str = Field(default="queued", max_length=10, index=True)  # queued|sent|failed|dead|suppressed
     attempts: int = 0
     next_attempt_at: datetime = created()
     last_error: str | None = None
