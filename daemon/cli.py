@@ -24,6 +24,7 @@ from ticketd.daemon.cli_common import (
     get_config,
     get_engine,
 )
+from ticketd.daemon.poller import OVERSIZE_PREFIX, truncated_message
 from ticketd.storage import db
 from ticketd.storage.directory import DirectoryError
 
@@ -142,6 +143,9 @@ def deliver(
         engine = db.make_engine(config.database.url)
         if not db.schema_is_current(engine):
             fail("database schema is not current: run `ticketd db upgrade`", EXIT_TEMPFAIL)
+        if len(raw) > config.limits.max_message_bytes:
+            head, _, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
+            raw = truncated_message(head, body[:OVERSIZE_PREFIX], len(raw))
         with db.session_scope(engine) as session:
             inbound_id = store_inbound(session, raw, mailbox).id
     except (sa.exc.SQLAlchemyError, OSError) as exc:

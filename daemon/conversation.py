@@ -72,9 +72,12 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
     )
     inc.session.add(message)
     inc.session.flush()
+    stored: set[str] = set()  # the same bytes twice in one mail: one blob (pending rows are not in get())
     for att in mail.attachments:
-        if inc.session.get(Blob, att.sha256) is None:
+        if att.sha256 not in stored and inc.session.get(Blob, att.sha256) is None:
             inc.session.add(Blob(sha256=att.sha256, size=len(att.payload), data=att.payload))
+            inc.session.flush()  # the blob row must exist before the attachment row points at it
+        stored.add(att.sha256)
         inc.session.add(Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,
                                    size=len(att.payload), sha256=att.sha256, content_id=att.content_id,
                                    inline=att.inline))

@@ -12,6 +12,7 @@ from ticketd.daemon.conversation import (
     open_ticket,
     record_message,
 )
+from ticketd.daemon.poller import TRUNCATED_HEADER
 from ticketd.parsers.commands import parse_commands
 from ticketd.parsers.quotes import strip_reply
 from ticketd.rules.commands import CommandContext, run_commands
@@ -48,6 +49,7 @@ def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
         event(inc, ticket, "linked", new=f"#{linked.number}")
     add_participants(inc, ticket)
     notify.to_requester(inc.session, inc.config, ticket, "received")
+    tell_if_truncated(inc, ticket)
     notify.to_agents(inc.session, inc.config, ticket, notify.agents_to_notify(inc.session, ticket), "agent_new",
                      {"message": message_context(inc, inc.mail.text)})
     return Outcome("done", ticket.number, new_ticket=True)
@@ -60,6 +62,7 @@ def add_to_ticket(inc: Incoming, ticket: Ticket) -> Outcome:
     add_participants(inc, ticket)
     if inc.screening.verdict is Verdict.NO_AUTOREPLY:
         return Outcome("done", ticket.number, reason=f"recorded, not answered: {inc.screening.reason}")
+    tell_if_truncated(inc, ticket)
     answer = satisfaction_answer(inc, ticket, text)
     if answer is None and ticket.state in REOPENED_BY_CUSTOMER and set_state_allowed(ticket.state, "open"):
         event(inc, ticket, "state", ticket.state, "open")
@@ -81,3 +84,12 @@ def satisfaction_answer(inc: Incoming, ticket: Ticket, text: str) -> str | None:
     ctx = CommandContext(inc.session, inc.config, customer.email, None, ticket, inc.mail.message_id)
     results = run_commands(ctx, answers[:1], (), requester=True)
     return answers[0].name if all(r.ok for r in results) else None
+
+
+def tell_if_truncated(inc: Incoming, ticket: Ticket) -> None:
+    """An oversized mail was stored in part: the customer learns what did not arrive, the ticket records it."""
+    note = inc.mail.header(TRUNCATED_HEADER.lower())
+    if note:
+        event(inc, ticket, "truncated", new=note)
+        notify.to_requester(inc.session, inc.config, ticket, "oversized",
+                            {"limit_mb": inc.config.limits.max_message_bytes // (1024 * 1024), "note": note})

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime, formataddr, getaddresses
 
 import aiosmtplib
 import sqlalchemy as sa
@@ -41,7 +41,14 @@ def clean_header(value: str) -> str:
 
 def format_address(name: str | None, address: str) -> str:
     """Unencoded display form (stored and shown as is); the email package RFC 2047-encodes it when sending."""
-    return str(Address(display_name=clean_header(name or ""), addr_spec=clean_header(address)))
+    name, address = clean_header(name or ""), clean_header(address)
+    try:
+        return str(Address(display_name=name, addr_spec=address))
+    except (ValueError, IndexError, TypeError):  # an address the email package cannot model (odd local part)
+        try:
+            return formataddr((name, address))
+        except UnicodeEncodeError:  # RFC 6532 UTF-8 local part: kept as written; SMTP decides
+            return f'"{name}" <{address}>' if name else address
 
 
 def new_message_id(helpdesk_address: str) -> str:
@@ -169,7 +176,12 @@ def _record_failure(row: Outbox, error: str, permanent: bool) -> None:
 
 async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
     try:
-        await client.send_message(build_message(row), recipients=recipients(row))
+        message = build_message(row)
+    except Exception as exc:  # a row we cannot even compose will never go out: dead, not a crash of the loop
+        _record_failure(row, f"cannot compose the mail: {type(exc).__name__}: {exc}", permanent=True)
+        return
+    try:
+        await client.send_message(message, recipients=recipients(row))
     except aiosmtplib.SMTPRecipientsRefused as exc:
         details = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         _record_failure(row, details, permanent=all(r.code >= 500 for r in exc.recipients))
@@ -177,6 +189,8 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
         _record_failure(row, f"{exc.code} {exc.message}", permanent=exc.code >= 500)
     except (aiosmtplib.SMTPException, OSError) as exc:
         _record_failure(row, f"{type(exc).__name__}: {exc}", permanent=False)
+    except ValueError as exc:  # the client refuses an address outright: no retry will change that
+        _record_failure(row, f"{type(exc).__name__}: {exc}", permanent=True)
     else:
         row.status, row.sent_at, row.last_error = "sent", utcnow(), None
         row.attempts += 1

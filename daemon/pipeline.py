@@ -15,12 +15,14 @@ import structlog
 from sqlmodel import Session, select
 
 from ticketd.daemon.agent_mail import handle_agent_mail
+from ticketd.daemon.bounce_mail import handle_bounce
 from ticketd.daemon.config import Config
 from ticketd.daemon.conversation import Incoming, Outcome
 from ticketd.daemon.customer_mail import handle_customer_mail
 from ticketd.daemon.notify import alert_admin
 from ticketd.parsers.message import parse_message
 from ticketd.parsers.subject import parse_subject
+from ticketd.rules.bounces import detect_bounce, is_feedback_report
 from ticketd.rules.identify import identify_sender
 from ticketd.rules.match import match_ticket
 from ticketd.rules.screen import ScreenContext, Verdict, screen
@@ -37,6 +39,11 @@ def process_inbound(session: Session, config: Config, inbound: Inbound) -> Outco
     duplicate_of = find_duplicate(session, inbound)
     if duplicate_of is not None:
         return finish(inbound, Outcome("dropped", reason=f"duplicate of inbound #{duplicate_of}"))
+    if is_feedback_report(inbound.raw):
+        return finish(inbound, Outcome("dropped", reason="abuse feedback report (ARF)"))
+    bounce = detect_bounce(inbound.raw)
+    if bounce is not None:
+        return finish(inbound, handle_bounce(session, config, inbound, mail, bounce))
     screening = screen(mail, ScreenContext(our_addresses=frozenset({config.helpdesk.address})))
     if screening.verdict is Verdict.DROP or mail.sender is None:
         return finish(inbound, Outcome("dropped", reason=f"{screening.rule}: {screening.reason}"))

@@ -29,6 +29,13 @@ from ticketd.storage.models import Inbound, MailboxState, utcnow
 log = structlog.get_logger("ticketd.poller")
 
 FETCH_BATCH = 50
+OVERSIZE_PREFIX = 256 * 1024
+TRUNCATED_HEADER = "X-Ticketd-Truncated"
+
+
+def truncated_message(head: bytes, text_prefix: bytes, original_size: int) -> bytes:
+    marker = f"{TRUNCATED_HEADER}: original size {original_size} bytes\r\n".encode()
+    return marker + head.rstrip(b"\r\n") + b"\r\n\r\n" + text_prefix
 
 
 @dataclass
@@ -82,8 +89,14 @@ def move_out(client: IMAPClient, uids: list[int], target: str) -> None:
         client.expunge()
 
 
-def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig) -> PollResult:
-    """Store and move everything in the inbox folder; returns what was done."""
+def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
+              max_bytes: int = 25 * 1024 * 1024) -> PollResult:
+    """Store and move everything in the inbox folder; returns what was done.
+
+    A message over ``max_bytes`` (by the server's RFC822.SIZE) is stored as its headers and the first
+    ``OVERSIZE_PREFIX`` bytes of its body, marked with ``X-Ticketd-Truncated``; the whole message stays on
+    the server in the processed folder.
+    """
     result = PollResult()
     ensure_folder(client, cfg.processed_folder)
     info = client.select_folder(cfg.folder)
@@ -94,15 +107,27 @@ def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig) -> PollRes
             Inbound.mailbox == cfg.folder, Inbound.uidvalidity == uidvalidity, Inbound.uid.in_(uids))))
     fresh = [u for u in uids if u not in known]
     result.already_stored = len(uids) - len(fresh)
-    for start in range(0, len(fresh), FETCH_BATCH):
-        batch = fresh[start:start + FETCH_BATCH]
-        fetched = client.fetch(batch, ["BODY.PEEK[]", "RFC822.SIZE"])
+    sizes = {uid: int(d.get(b"RFC822.SIZE", 0)) for uid, d in client.fetch(fresh, ["RFC822.SIZE"]).items()} \
+        if fresh else {}
+    oversized = [u for u in fresh if sizes.get(u, 0) > max_bytes]
+    normal = [u for u in fresh if u not in oversized]
+    for start in range(0, len(normal), FETCH_BATCH):
+        batch = normal[start:start + FETCH_BATCH]
+        fetched = client.fetch(batch, ["BODY.PEEK[]"])
         for uid in batch:
             data = fetched.get(uid)
             if data is None or b"BODY[]" not in data:
                 continue  # expunged by someone else meanwhile
             if _store(engine, cfg.folder, uidvalidity, uid, bytes(data[b"BODY[]"])):
                 result.stored += 1
+    for uid in oversized:  # never pulled whole into memory: the headers and the start of the body
+        data = client.fetch([uid], ["BODY.PEEK[HEADER]", f"BODY.PEEK[TEXT]<0.{OVERSIZE_PREFIX}>"]).get(uid)
+        if data is None:
+            continue
+        head = bytes(data.get(b"BODY[HEADER]", b""))
+        text = bytes(next((v for k, v in data.items() if k.startswith(b"BODY[TEXT]")), b"") or b"")
+        if _store(engine, cfg.folder, uidvalidity, uid, truncated_message(head, text, sizes[uid])):
+            result.stored += 1
     _remember(engine, cfg.folder, uidvalidity, max(uids, default=0))
     move_out(client, uids, cfg.processed_folder)  # only after every stored row is committed
     result.moved = len(uids)

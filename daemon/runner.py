@@ -56,7 +56,7 @@ def run_once(engine: sa.Engine, config: Config) -> RunSummary:
             log.error("imap.connect_failed", host=config.imap.host, error=str(exc))
         else:
             try:
-                summary.stored = poller.poll_once(client, engine, config.imap).stored
+                summary.stored = poller.poll_once(client, engine, config.imap, config.limits.max_message_bytes).stored
             finally:
                 poller.close(client)
     process_and_send(engine, config, summary)
@@ -94,7 +94,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag) -> None:
                 client = poller.connect(config.imap)
                 log.info("imap.connected", host=config.imap.host, folder=config.imap.folder)
             if client is not None and config.imap is not None:
-                poller.poll_once(client, engine, config.imap)
+                poller.poll_once(client, engine, config.imap, config.limits.max_message_bytes)
             delay = RECONNECT_MIN
         except (IMAPClientError, OSError) as exc:
             log.error("imap.error", error=str(exc), retry_in=round(delay, 1))

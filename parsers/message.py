@@ -1,26 +1,35 @@
-"""Raw bytes → ParsedMail: decoded headers, text, HTML and attachments.
+"""Raw bytes → ParsedMail: decoded headers, text, HTML and attachments, for any bytes at all.
 
-mail-parser does the MIME walking and charset decoding; every header access is guarded on its own so one
-broken header costs that header, not the message. Nothing here touches the database or the network.
+Inbound mail is whatever a sender's client or a spammer produced, and a message that fails to parse is a
+customer who never gets a ticket. So every header and every MIME part is read on its own guard: one broken
+part costs that part (kept as raw bytes, with a note in `decode_notes`), never the message. Charset labels
+are treated as hints (see charsets.py). Nothing here touches the database or the network.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import mimetypes
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
+from email import message_from_bytes
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime, unquote
 
 import mailparser
 
+from ticketd.parsers.charsets import decode_bytes, decode_header_text, unescape_8bit
+from ticketd.parsers.html import html_to_text
+
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+_CID_REF = re.compile(r"cid:([^\s\"'<>)]+)", re.IGNORECASE)
+_MAX_DEPTH = 50
+_MAX_PARTS = 2000
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class ParsedMail:
     attachments: tuple[ParsedAttachment, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     defects: tuple[str, ...] = ()
+    decode_notes: tuple[str, ...] = ()  # what was guessed, replaced or kept undecoded, for support and triage
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
@@ -87,23 +97,33 @@ def sanitize_filename(name: str | None, fallback: str = "attachment") -> str:
     if len(name) > 200:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: 200 - len(ext) - 1] + "." + ext) if dot and len(ext) <= 16 else name[:200]
+        name = name.strip(" .")
     return name or fallback
 
 
-def _decode_header_value(value: str) -> str:
-    try:
-        return str(make_header(decode_header(value)))
-    except Exception:
-        return value
+# One @, no whitespace, brackets, quotes or separators: anything else cannot be answered over SMTP.
+_USABLE_ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
 
 
-def _addresses(values: list[str]) -> tuple[Address, ...]:
+def _addresses(values: list[str], notes: list[str]) -> tuple[Address, ...]:
+    """Addresses split before their names are decoded, so an encoded "Smith, John" stays one person."""
     out = []
-    for name, addr in getaddresses([_decode_header_value(v) for v in values]):
+    try:
+        pairs = getaddresses(values)
+    except Exception:
+        notes.append("header: unparsable address list dropped")
+        return ()
+    for name, addr in pairs:
         addr = addr.strip().lower()
-        if "@" in addr and not any(c in addr for c in "\r\n"):
-            out.append(Address(email=addr, name=" ".join(name.split())))
+        if _USABLE_ADDRESS.fullmatch(addr):
+            out.append(Address(email=addr, name=" ".join(_decode(name, notes, "address").split())))
     return tuple(out)
+
+
+def _decode(value: str, notes: list[str], where: str = "header") -> str:
+    text, more = decode_header_text(value, where=where)
+    notes.extend(more)
+    return text
 
 
 def _msgids(value: str) -> tuple[str, ...]:
@@ -111,24 +131,13 @@ def _msgids(value: str) -> tuple[str, ...]:
 
 
 def _date(value: str) -> datetime | None:
+    if not value:
+        return None
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except Exception:  # out-of-range years and offsets raise more than ValueError
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _unescape_8bit(value: str) -> str:
-    """Raw 8-bit header bytes (RFC 6532 UTF-8, or an old client's local charset) as real text."""
-    if not any("\udc80" <= c <= "\udcff" for c in value):
-        return value
-    data = value.encode("ascii", "surrogateescape")
-    for charset in ("utf-8", "cp1254"):
-        try:
-            return data.decode(charset)
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1")
 
 
 def _raw_headers(raw: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -141,65 +150,241 @@ def _raw_headers(raw: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
         return first, every
     for key, value in items:
         try:
-            text = _unescape_8bit(str(value)).replace("\r", "").replace("\n", "")
+            name = unescape_8bit(str(key)).strip().lower()
+            text = unescape_8bit(str(value)).replace("\r", "").replace("\n", "")
         except Exception:
             continue
-        every.setdefault(key.lower(), []).append(text)
-        first.setdefault(key.lower(), " ".join(text.split()))
+        every.setdefault(name, []).append(text)
+        first.setdefault(name, " ".join(text.split()))
     return first, every
 
 
 def parse_message(raw: bytes) -> ParsedMail:
-    parsed = mailparser.parse_from_bytes(raw)
-    headers, every = _raw_headers(raw)
-    defects = tuple(str(d) for d in (parsed.defects or []))
+    """Never raises: a mail that cannot be read still becomes a ticket, with its bytes kept and notes saying why.
 
-    message_ids = _msgids(headers.get("message-id", ""))
-    senders = _addresses(every.get("from", []))
-    subject = " ".join(_decode_header_value(headers.get("subject", "")).split())
-
-    attachments = []
-    for att in parsed.attachments:
-        payload = att["payload"]
-        data = _attachment_bytes(payload, att.get("binary", False))
-        disposition = (att.get("content-disposition") or "").lower()
-        cid = (att.get("content-id") or "").strip("<> ") or None
-        attachments.append(
-            ParsedAttachment(
-                filename=sanitize_filename(att.get("filename")),
-                content_type=(att.get("mail_content_type") or "application/octet-stream").lower(),
-                payload=data,
-                content_id=cid,
-                inline=disposition.startswith("inline"),
-            )
+    The stdlib parser (compat32, which keeps undecodable bytes) walks the MIME tree and each part is decoded on
+    its own guard; mail-parser is a second reader whose body text is used when the walk finds none.
+    """
+    try:
+        raw = bytes(raw)
+    except Exception:
+        raw = b""
+    try:
+        return _parse(raw)
+    except BaseException as exc:  # RecursionError, MemoryError on hostile input: last line of defence
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        note = f"parser failed ({type(exc).__name__}); whole message kept as undecodable-part-0.bin"
+        return ParsedMail(
+            message_id=header_message_id(raw),
+            subject="",
+            sender=None,
+            text=raw.decode("utf-8", "replace"),
+            attachments=(ParsedAttachment("undecodable-part-0.bin", "application/octet-stream", raw),),
+            decode_notes=(note,),
         )
 
-    text = "\n".join(parsed.text_plain).strip("\n")
-    html = "\n".join(parsed.text_html) or None
+
+def _parse(raw: bytes) -> ParsedMail:
+    notes: list[str] = []
+    headers, every = _raw_headers(raw)
+    message_ids = _msgids(headers.get("message-id", ""))
+    senders = _addresses(every.get("from", []), notes)
+    subject = " ".join(_decode(headers.get("subject", ""), notes, "subject").split())
+
+    body = walk_body(raw, notes)
+    plain, html = body.plain, body.html
+    if not plain and not html:
+        plain, html, defects = _mailparser_bodies(raw, notes)
+    else:
+        defects = ()
+    text = _newlines("\n".join(plain)).strip("\n")
+    html_text = "\n".join(html) or None
+    if not text.strip() and html_text:
+        text, more = html_to_text(html_text)
+        notes.extend(more)
     return ParsedMail(
         message_id=message_ids[0] if message_ids else None,
         subject=subject,
         sender=senders[0] if senders else None,
-        to=_addresses(every.get("to", [])),
-        cc=_addresses(every.get("cc", [])),
-        reply_to=_addresses(every.get("reply-to", [])),
+        to=_addresses(every.get("to", []), notes),
+        cc=_addresses(every.get("cc", []), notes),
+        reply_to=_addresses(every.get("reply-to", []), notes),
         date=_date(headers.get("date", "")),
         in_reply_to=next(iter(_msgids(headers.get("in-reply-to", ""))), None),
         references=_msgids(" ".join(every.get("references", []))),
         text=text,
-        html=html,
-        attachments=tuple(attachments),
+        html=html_text,
+        attachments=body.attachments,
         headers=headers,
-        defects=defects,
+        defects=tuple(body.defects) + defects,
+        decode_notes=tuple(dict.fromkeys(notes)),
     )
 
 
-def _attachment_bytes(payload: str | bytes, binary: bool) -> bytes:
-    if isinstance(payload, bytes):
-        return payload
-    if binary:
+def _newlines(text: str) -> str:
+    """One line ending everywhere: CRLF from the wire and bare CR from old Mac clients both become LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _mailparser_bodies(raw: bytes, notes: list[str]) -> tuple[list[str], list[str], tuple[str, ...]]:
+    """mail-parser's reading of the bodies, for mails the walk got no text from (it recovers epilogue parts)."""
+    try:
+        parsed = mailparser.parse_from_bytes(raw)
+        plain = [str(t) for t in parsed.text_plain]
+        html = [str(t) for t in parsed.text_html]
+        defects = tuple(str(d) for d in (parsed.defects or []))
+    except Exception as exc:
+        notes.append(f"mail-parser failed ({type(exc).__name__})")
+        return [], [], ()
+    plain = [_clean(t) for t in plain]
+    html = [_clean(t) for t in html]
+    if any(t.strip() for t in plain + html):
+        notes.append("body text recovered by mail-parser")
+    return plain, html, defects
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (undecoded bytes) cannot be stored as UTF-8; mark them as replaced instead."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+@dataclass
+class _Body:
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: tuple[ParsedAttachment, ...] = ()
+    defects: list[str] = field(default_factory=list)
+
+
+def walk_body(raw: bytes, notes: list[str]) -> _Body:
+    """Text, HTML and attachments of every MIME part, each part on its own guard."""
+    body = _Body()
+    try:
+        root = message_from_bytes(raw, policy=compat32)
+    except Exception as exc:  # deep nesting: the parser recurses per level
+        notes.append(f"MIME structure unreadable ({type(exc).__name__}); body kept as undecodable-part-0.bin")
+        _, _, rest = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+        body.attachments = (ParsedAttachment("undecodable-part-0.bin", "application/octet-stream", rest),)
+        return body
+    found: list[ParsedAttachment] = []
+    leaves = _leaves(root, body.defects)
+    if leaves and body.defects and body.defects[-1].startswith("MIME tree"):
+        notes.append(body.defects[-1])
+    for index, (part, in_attachment) in enumerate(leaves, start=1):
         try:
-            return base64.b64decode(payload)
-        except ValueError:
-            return payload.encode("utf-8", "surrogateescape")
-    return payload.encode("utf-8", "surrogateescape")
+            _read_part(part, index, in_attachment, body, found, notes)
+        except Exception as exc:
+            notes.append(f"part {index}: {type(exc).__name__}; kept as undecodable-part-{index}.bin")
+            found.append(ParsedAttachment(f"undecodable-part-{index}.bin", "application/octet-stream",
+                                          _raw_part_bytes(part)))
+    referenced = {m.lower() for m in _CID_REF.findall("\n".join(body.html))}
+    body.attachments = tuple(
+        replace(att, inline=True) if att.content_id and att.content_id.lower() in referenced else att
+        for att in found
+    )
+    return body
+
+
+def _leaves(root: Message, defects: list[str]) -> list[tuple[Message, bool]]:
+    """Depth-first non-container parts, iteratively: hostile nesting must not exhaust the stack."""
+    out: list[tuple[Message, bool]] = []
+    stack: list[tuple[Message, bool, int]] = [(root, False, 0)]
+    while stack:
+        part, in_attachment, depth = stack.pop()
+        if len(out) > _MAX_PARTS or depth > _MAX_DEPTH:
+            defects.append("MIME tree too large or deep; the rest was not read")
+            break
+        payload = part.get_payload()
+        if part.is_multipart() and isinstance(payload, list) and not _is_attached_message(part):
+            blocks = in_attachment or _disposition(part) not in ("", "inline")
+            stack.extend((child, blocks, depth + 1) for child in reversed(payload) if isinstance(child, Message))
+        else:
+            out.append((part, in_attachment))
+        defects.extend(type(d).__name__ for d in getattr(part, "defects", [])[:5])
+    return out
+
+
+def _read_part(part: Message, index: int, in_attachment: bool, body: _Body,
+               found: list[ParsedAttachment], notes: list[str]) -> None:
+    view = _mime_view(part)
+    ctype = view.get_content_type().lower()
+    disposition = _disposition(view)
+    filename = _filename(view, notes, index)
+    cid = unescape_8bit(str(view.get("content-id", ""))).strip().strip("<> ") or None
+    if _is_attached_message(part):
+        data = _raw_part_bytes(part.get_payload()[0]) if isinstance(part.get_payload(), list) else b""
+        found.append(ParsedAttachment(sanitize_filename(filename, f"message-{index}.eml"), ctype, data, cid,
+                                      disposition == "inline"))
+        return
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        data = _raw_part_bytes(part)
+    is_body = (ctype in ("text/plain", "text/html") and not filename and not in_attachment
+               and disposition != "attachment")
+    if is_body:
+        text, more = decode_bytes(data, view.get_param("charset") and view.get_content_charset(),
+                                  where=f"part {index} {ctype}")
+        notes.extend(more)
+        (body.html if ctype == "text/html" else body.plain).append(text)
+        return
+    if not data and not filename:
+        return
+    if not filename and not cid and disposition != "attachment" and ctype.startswith("text/"):
+        return  # unnamed side texts (delivery reports, calendars' text twins) are not files the customer sent
+    fallback = f"part-{index}{mimetypes.guess_extension(ctype) or '.bin'}"
+    found.append(ParsedAttachment(sanitize_filename(filename, fallback), ctype, data, cid, disposition == "inline"))
+
+
+def _mime_view(part: Message) -> Message:
+    """The part's MIME headers with 8-bit bytes decoded, so parameters come out as text, not Header objects."""
+    view = Message()
+    for key, value in part.raw_items():
+        if key.lower() in ("content-type", "content-disposition", "content-id", "content-transfer-encoding"):
+            view[key] = unescape_8bit(str(value))
+    return view
+
+
+def _disposition(part: Message) -> str:
+    try:
+        return (part.get_content_disposition() or "").lower()
+    except Exception:
+        return ""
+
+
+def _is_attached_message(part: Message) -> bool:
+    """A forwarded mail sent as an attachment stays one file; an inline one is read as part of the body."""
+    if part.get_content_type() != "message/rfc822":
+        return False
+    return _disposition(part) == "attachment" or bool(part.get_filename() or part.get_param("name"))
+
+
+def _filename(view: Message, notes: list[str], index: int) -> str | None:
+    """RFC 2231 (`filename*=UTF-8''...`, continuations) and RFC 2047 names, disposition first, then `name`."""
+    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
+        value = view.get_param(param, None, header=header)
+        if isinstance(value, tuple):
+            charset, _lang, text = value
+            try:
+                data = text.encode("latin-1")
+            except UnicodeEncodeError:
+                return text
+            decoded, more = decode_bytes(data, charset or "utf-8", where=f"part {index} file name")
+            notes.extend(more)
+            return decoded
+        if value:
+            return _decode(unquote(str(value)), notes, f"part {index} file name")
+    return None
+
+
+def _raw_part_bytes(part: object) -> bytes:
+    """The part as it came over the wire, for keeping what could not be decoded."""
+    try:
+        if isinstance(part, Message):
+            return part.as_bytes(policy=compat32)
+        return str(part).encode("utf-8", "surrogateescape")
+    except Exception:
+        try:
+            return str(part).encode("utf-8", "replace")
+        except Exception:
+            return b""

@@ -225,3 +225,53 @@ def test_deliver_exits_75_when_the_database_is_unavailable(live_site: Site) -> N
     assert proc.returncode == 75, decode(proc)
 
 
+
+
+MEMORY_PROBE = """
+import resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], capture_output=True)
+sys.stderr.buffer.write(proc.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(proc.returncode)
+"""
+
+
+def peak_kib(site: Site) -> int:
+    import os
+
+    env = {**os.environ, "TICKETD_CONFIG": str(site.config_path)}
+    proc = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(TICKETD), "run", "--once"], capture_output=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return int(proc.stdout.split()[-1])
+
+
+def test_oversized_mail_becomes_a_ticket_and_a_notice_with_bounded_memory(live_site: Site, mailbox: Mailbox,
+                                                                          smtp_sink: SmtpSink) -> None:
+    import base64
+
+    live_site.sections["limits"] = {"max_message_bytes": 1024 * 1024}
+    live_site.write()
+    mailbox.append((DATA / "unknown-sender.eml").read_bytes().replace(b"<t-2.jane", b"<small.jane"))
+    baseline = peak_kib(live_site)  # a normal mail, for comparison
+
+    blob = base64.encodebytes(bytes(range(256)) * (40 * 1024 * 1024 // 256 // 4 * 3))  # ~40 MB encoded
+    big = (b"From: Jane Doe <jane@example.org>\r\nTo: support@acme.example\r\nSubject: Logs attached\r\n"
+           b"Message-ID: <big-1@example.org>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n"
+           b"The router logs are attached.\r\n--XX\r\nContent-Type: application/octet-stream; name=logs.bin\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + blob.replace(b"\n", b"\r\n") + b"\r\n--XX--\r\n")
+    assert len(big) > 40 * 1024 * 1024
+    mailbox.append(big)
+    peak = peak_kib(live_site)
+    assert peak < baseline + 30 * 1024, (baseline, peak)  # far less than the 40 MB message
+
+    shown = live_site.cli("tickets", "show", "2", "--json")
+    assert shown.returncode == 0, (decode(shown), live_site.cli("inbound", "list").stdout.decode())
+    ticket = json.loads(shown.stdout)
+    assert ticket["subject"] == "Logs attached"
+    assert "The router logs are attached." in ticket["messages"][0]["text"]
+    assert any(e["what"] == "truncated" for e in ticket["events"])
+    notices = [m for m in smtp_sink.received if "too large" in str(m.message["Subject"])]
+    assert len(notices) == 1 and notices[0].envelope_to == ["jane@example.org"]
+    assert mailbox.count("Processed") == 2  # the whole message is still on the server

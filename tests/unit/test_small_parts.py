@@ -95,7 +95,8 @@ def _full_context(with_ticket: bool = True) -> dict[str, object]:
         "results": [{"raw": "priority=hgh", "ok": False, "message": "unknown priority 'hgh'"}],
         "commands": [{"syntax": "[take]", "help": "assign to yourself"}], "new_ticket_address": "support+0.x@a",
         "text": "Modemi yeniden başlatın.", "claimed_from": "a@x", "reason": "unsigned", "subject": "S",
-        "message_id": "<m@x>",
+        "message_id": "<m@x>", "limit_mb": 25, "note": "original size 1 bytes", "topic": "t", "detail": "d",
+        "bounce": {"summary": "bounce: a@b (5.1.1)", "diagnostic": "user unknown", "subject": "S"},
     }
     if with_ticket:
         ctx["tag"] = "[ACME #7]"
@@ -107,8 +108,9 @@ def _full_context(with_ticket: bool = True) -> dict[str, object]:
     return ctx
 
 
-TEMPLATES = ["received", "assigned", "relay", "quote", "agent_new", "agent_update", "command_result", "help",
-             "security_alert"]
+TEMPLATES = ["received", "oversized", "admin_alert", "assigned", "relay", "quote", "agent_new", "agent_update",
+             "command_result", "help",
+             "security_alert", "agent_bounce"]
 
 
 @pytest.mark.parametrize("language", ["en", "tr"])

@@ -1,0 +1,50 @@
+"""Whatever arrives, the pipeline gives an outcome, and nothing from a mail reaches a header we write with CR/LF."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlmodel import Session, select
+
+from conftest import Desk, mail_to
+from ticketd.storage.models import Outbox
+
+pytestmark = pytest.mark.integration
+
+header_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=header_text, subject=header_text, body=st.binary(max_size=300))
+def test_arbitrary_mail_never_escapes_the_pipeline(desk: Desk, name: str, subject: str, body: bytes) -> None:
+    crafted = (f"From: {name} <someone@example.org>\r\nTo: support@acme.example\r\nSubject: {subject}\r\n"
+               f"Message-ID: <{abs(hash((name, subject, body)))}@example.org>\r\n\r\n").encode() + body
+    outcome = desk.deliver(crafted)
+    assert outcome.status in ("done", "dropped"), outcome
+    with Session(desk.site.engine) as session:
+        for row in session.exec(select(Outbox)):
+            for value in (row.subject, row.to_addrs, row.cc_addrs, row.message_id, *row.headers.values()):
+                assert "\r" not in value and "\n" not in value
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=2000))
+def test_arbitrary_bytes_get_an_outcome(desk: Desk, raw: bytes) -> None:
+    outcome = desk.deliver(raw or b"\r\n")
+    assert outcome.status in ("done", "dropped"), outcome
+
+
+def test_circuit_breaker_holds_automatic_mail_and_alerts_the_admin(desk: Desk) -> None:
+    desk.site.sections["helpdesk"]["admin"] = "ops@acme.example"
+    desk.site.sections["limits"] = {"auto_replies_per_hour": 7}
+    for n in range(4):  # each new ticket: one acknowledgment and two agent notifications
+        desk.deliver(f"From: c{n}@example.org\r\nTo: support@acme.example\r\nSubject: help {n}\r\n"
+                     f"Message-ID: <breaker-{n}@example.org>\r\n\r\nPlease help.\r\n".encode())
+    mails = desk.new_mail()
+    assert len([m for m in mails if m.envelope_to[0] != "ops@acme.example"]) == 7
+    alert = mail_to(mails, "ops@acme.example")
+    assert "circuit breaker open" in alert.message["Subject"]
+    with Session(desk.site.engine) as session:
+        held = [r for r in session.exec(select(Outbox)) if r.status == "suppressed"]
+    assert len(held) == 5 and all(r.last_error.startswith("circuit breaker open") for r in held)
