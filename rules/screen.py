@@ -59,6 +59,34 @@ def bulk_precedence(mail: ParsedMail, ctx: ScreenContext) -> str | None:
     return f"Precedence: {value}" if value in ("bulk", "junk", "list") else None
 
 
+def our_own_message(mail: ParsedMail, ctx: ScreenContext) -> str | None:
+    """Our own mail coming back (a forward rule, a list, a misconfigured alias): answering it is a loop."""
+    mid = mail.message_id or ""
+    if mid.startswith("<ticketd.") and any(mid.endswith("@" + a.split("@")[1] + ">") for a in ctx.our_addresses):
+        return f"our own Message-ID {mid}"
+    return None
+
+
+def autoreply_headers(mail: ParsedMail, ctx: ScreenContext) -> str | None:
+    for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress"):
+        value = mail.header(name)
+        if value and not (name == "x-auto-response-suppress" and value.lower() == "none"):
+            return f"{name}: {value}"
+    return None
+
+
+def mailing_list(mail: ParsedMail, ctx: ScreenContext) -> str | None:
+    for name in ("list-id", "list-unsubscribe", "list-post"):
+        if mail.header(name):
+            return f"mailing list ({name})"
+    return None
+
+
+def empty_return_path(mail: ParsedMail, ctx: ScreenContext) -> str | None:
+    value = mail.header("return-path")
+    return "empty Return-Path <>" if value and value.replace(" ", "") == "<>" else None
+
+
 def robot_sender(mail: ParsedMail, ctx: ScreenContext) -> str | None:
     if mail.sender and mail.sender.email.split("@")[0] in _ROBOT_LOCALPARTS:
         return f"automatic sender {mail.sender.email}"
@@ -67,9 +95,13 @@ def robot_sender(mail: ParsedMail, ctx: ScreenContext) -> str | None:
 
 RULES: list[tuple[Rule, Verdict]] = [
     (from_ourselves, Verdict.DROP),
+    (our_own_message, Verdict.DROP),
     (no_sender, Verdict.DROP),
     (auto_submitted, Verdict.NO_AUTOREPLY),
+    (autoreply_headers, Verdict.NO_AUTOREPLY),
     (bulk_precedence, Verdict.NO_AUTOREPLY),
+    (mailing_list, Verdict.NO_AUTOREPLY),
+    (empty_return_path, Verdict.NO_AUTOREPLY),
     (robot_sender, Verdict.NO_AUTOREPLY),
 ]
 

@@ -40,6 +40,16 @@ def _ctx() -> ScreenContext:
     ("From: a@b.example\r\nAuto-Submitted: no\r\n", Verdict.CONTINUE, None),
     ("From: a@b.example\r\nPrecedence: bulk\r\n", Verdict.NO_AUTOREPLY, "bulk_precedence"),
     ("From: MAILER-DAEMON@b.example\r\n", Verdict.NO_AUTOREPLY, "robot_sender"),
+    ("From: a@b.example\r\nMessage-ID: <ticketd.abc@acme.example>\r\n", Verdict.DROP, "our_own_message"),
+    ("From: a@b.example\r\nMessage-ID: <ticketd.abc@other.example>\r\n", Verdict.CONTINUE, None),
+    ("From: a@b.example\r\nX-Autoreply: yes\r\n", Verdict.NO_AUTOREPLY, "autoreply_headers"),
+    ("From: a@b.example\r\nX-Autorespond: yes\r\n", Verdict.NO_AUTOREPLY, "autoreply_headers"),
+    ("From: a@b.example\r\nX-Auto-Response-Suppress: All\r\n", Verdict.NO_AUTOREPLY, "autoreply_headers"),
+    ("From: a@b.example\r\nX-Auto-Response-Suppress: None\r\n", Verdict.CONTINUE, None),
+    ("From: a@b.example\r\nList-Id: <news.b.example>\r\n", Verdict.NO_AUTOREPLY, "mailing_list"),
+    ("From: a@b.example\r\nList-Unsubscribe: <mailto:u@b.example>\r\n", Verdict.NO_AUTOREPLY, "mailing_list"),
+    ("Return-Path: <>\r\nFrom: a@b.example\r\n", Verdict.NO_AUTOREPLY, "empty_return_path"),
+    ("From: noreply@b.example\r\n", Verdict.NO_AUTOREPLY, "robot_sender"),
 ])
 def test_screening_rules(headers: str, verdict: Verdict, rule: str | None) -> None:
     mail = parse_message((headers + "Subject: hi\r\n\r\nbody\r\n").encode())
