@@ -95,10 +95,11 @@ def apply_agent_mail(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Out
         notify.to_requester(inc.session, inc.config, ticket, "received")
     if parsed.text.strip() and not new:
         if effects.note or effects.merged_into is not None:
-            record_message(inc, ticket, "note", parsed.text)
+            record_message(inc, ticket, "note", parsed.text, is_reply=True)
         else:
             relay = notify.relay_agent_reply(inc.session, inc.config, ticket, agent, parsed.text)
-            record_message(inc, ticket, "agent-reply", parsed.text, direction="out", outbox_id=relay.id)
+            record_message(inc, ticket, "agent-reply", parsed.text, direction="out", outbox_id=relay.id,
+                           is_reply=True)
             if ticket.first_response_at is None:
                 ticket.first_response_at = utcnow()
     if effects.assigned is not None:

@@ -9,6 +9,7 @@ from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
 from ticketd.parsers.message import ParsedMail
+from ticketd.parsers.quotes import quoted_only_cids
 from ticketd.parsers.subject import SubjectInfo
 from ticketd.rules.identify import Sender
 from ticketd.rules.match import Match
@@ -59,7 +60,7 @@ def open_ticket(session: Session, title: str, customer: Customer, source: str = 
 
 
 def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, direction: str = "in",
-                   outbox_id: int | None = None) -> Message:
+                   outbox_id: int | None = None, is_reply: bool = False) -> Message:
     mail = inc.mail
     message = Message(
         ticket_id=ticket.id, direction=direction, kind=kind,
@@ -73,7 +74,10 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
     inc.session.add(message)
     inc.session.flush()
     stored: set[str] = set()  # the same bytes twice in one mail: one blob (pending rows are not in get())
+    old_images = quoted_only_cids(mail.html) if is_reply else set()
     for att in mail.attachments:
+        if att.inline and att.content_id and att.content_id.lower() in old_images:
+            continue  # an image of the quoted older mail, already on the ticket or not ours to keep
         if att.sha256 not in stored and inc.session.get(Blob, att.sha256) is None:
             inc.session.add(Blob(sha256=att.sha256, size=len(att.payload), data=att.payload))
             inc.session.flush()  # the blob row must exist before the attachment row points at it

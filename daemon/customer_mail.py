@@ -57,7 +57,7 @@ def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
 
 def add_to_ticket(inc: Incoming, ticket: Ticket) -> Outcome:
     text = strip_reply(inc.mail.text).replace("\r\n", "\n")
-    record_message(inc, ticket, "customer", text)
+    record_message(inc, ticket, "customer", text, is_reply=True)
     event(inc, ticket, "customer-reply")
     add_participants(inc, ticket)
     if inc.screening.verdict is Verdict.NO_AUTOREPLY:

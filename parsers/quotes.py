@@ -202,3 +202,22 @@ def strip_reply(text: str, keep_all_if_empty: bool = True) -> str:
     start = next((n for n, line in enumerate(out) if line.strip()), len(out))
     result = "\n".join(out[start:]).rstrip()
     return result if result or not keep_all_if_empty else text.rstrip()
+
+
+_HTML_QUOTE_START = re.compile(
+    r'<blockquote|class="?gmail_quote|id="?divRplyFwdMsg|id="?appendonsend|class="?moz-cite-prefix'
+    r"|-----\s*Original Message\s*-----|<div[^>]+border-top:\s*solid",
+    re.IGNORECASE,
+)
+_CID = re.compile(r"cid:([^\"'\s>)]+)", re.IGNORECASE)
+
+
+def quoted_only_cids(html: str | None) -> set[str]:
+    """Content-IDs of images the HTML shows only inside the quoted history: they belong to the older mail."""
+    if not html:
+        return set()
+    start = _HTML_QUOTE_START.search(html)
+    if start is None:
+        return set()
+    new_part, quoted = html[: start.start()], html[start.start():]
+    return {c.lower() for c in _CID.findall(quoted)} - {c.lower() for c in _CID.findall(new_part)}

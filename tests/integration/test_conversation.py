@@ -150,3 +150,24 @@ def test_help_reply_is_generated_from_the_command_table(desk: Desk) -> None:
         assert spec.syntax in text and spec.help in text
     address = next(line.strip() for line in text.splitlines() if line.strip().startswith("support+0."))
     assert parseaddr(address)[1].endswith("@acme.example")
+
+
+def test_inline_image_of_the_quoted_mail_is_dropped_new_one_kept(desk: Desk) -> None:
+    desk.deliver((DATA / "unknown-sender.eml").read_bytes())
+    ack = mail_to(desk.new_mail(), "jane@example.org")
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+    reply = (
+        f"From: Jane Doe <jane@example.org>\r\nTo: {ack.message['Reply-To']}\r\nSubject: Re: {ack.message['Subject']}"
+        f"\r\nMessage-ID: <img-1@example.org>\r\nIn-Reply-To: {ack.message['Message-ID']}\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/related; boundary="R"\r\n\r\n--R\r\nContent-Type: text/html; charset=utf-8\r\n\r\n'
+        '<p>Here is the screen <img src="cid:screen@jane"></p><div class="gmail_quote">On Mon wrote:'
+        '<blockquote><img src="cid:logo@acme"> Your request has been received</blockquote></div>\r\n'
+        f"--R\r\nContent-Type: image/png\r\nContent-ID: <screen@jane>\r\nContent-Disposition: inline; "
+        f"filename=screen.png\r\nContent-Transfer-Encoding: base64\r\n\r\n{png}\r\n"
+        f"--R\r\nContent-Type: image/png\r\nContent-ID: <logo@acme>\r\nContent-Disposition: inline; "
+        f"filename=logo.png\r\nContent-Transfer-Encoding: base64\r\n\r\n{png}\r\n--R--\r\n"
+    ).encode()
+    desk.deliver(reply)
+    message = desk.ticket(1)["messages"][-1]
+    assert [a["filename"] for a in message["attachments"]] == ["screen.png"]
+    assert "Here is the screen" in message["text"] and "Your request has been received" not in message["text"]

@@ -225,3 +225,13 @@ def test_text_without_history_is_kept(text: str) -> None:
 
 def test_whitespace_only_stays_empty() -> None:
     assert strip_reply("  \n\n") == ""
+
+
+def test_images_only_in_the_quoted_history_are_recognised() -> None:
+    from ticketd.parsers.quotes import quoted_only_cids
+
+    html = ('<p>See my new photo <img src="cid:new1@x"></p><div class="gmail_quote">On … wrote:'
+            '<blockquote><img src="cid:logo@acme"><img src="cid:NEW1@x"></blockquote></div>')
+    assert quoted_only_cids(html) == {"logo@acme"}
+    assert quoted_only_cids('<p><img src="cid:a@b"></p>') == set()
+    assert quoted_only_cids(None) == set()
