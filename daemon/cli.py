@@ -24,6 +24,7 @@ from ticketd.daemon.cli_common import (
     get_config,
     get_engine,
 )
+from ticketd.daemon.config import load_config
 from ticketd.daemon.poller import OVERSIZE_PREFIX, truncated_message
 from ticketd.storage import db
 from ticketd.storage.directory import DirectoryError
@@ -122,7 +123,8 @@ def run(once: Annotated[bool, typer.Option("--once", help="Handle everything wai
         return
     stop = runner.StopFlag()
     stop.install()
-    runner.run_forever(engine, config, stop)
+    path = config.source
+    runner.run_forever(engine, config, stop, reload_config=(lambda: load_config(path)) if path else None)
 
 
 @app.command()

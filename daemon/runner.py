@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,8 +18,8 @@ import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from ticketd.daemon import outbox, pipeline, poller
-from ticketd.daemon.config import Config
+from ticketd.daemon import notify, outbox, pipeline, poller, systemd
+from ticketd.daemon.config import Config, ConfigError
 
 log = structlog.get_logger("ticketd.runner")
 
@@ -64,30 +65,70 @@ def run_once(engine: sa.Engine, config: Config) -> RunSummary:
 
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checks it between steps so the current message is always finished."""
+    """Set by SIGTERM/SIGINT; the loop checks it between steps so the current message is always finished.
+
+    SIGHUP only raises ``reload_requested``: the loop re-reads the config at its next turn.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._stop = threading.Event()
+        self.reload_requested = False
+        self.heartbeat: Callable[[], None] = lambda: None
 
     def set(self, *_: object) -> None:
-        self._event.set()
+        self._stop.set()
+
+    def request_reload(self, *_: object) -> None:
+        self.reload_requested = True
 
     def __call__(self) -> bool:
-        return self._event.is_set()
+        return self._stop.is_set()
+
+    def wants_attention(self) -> bool:
+        return self._stop.is_set() or self.reload_requested
 
     def sleep(self, seconds: float) -> None:
-        self._event.wait(seconds)
+        """Sleep in one-second slices, telling the watchdog we are alive, until stopped or asked to reload."""
+        deadline = time.monotonic() + seconds
+        while not self.wants_attention() and time.monotonic() < deadline:
+            self.heartbeat()
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self.set)
         signal.signal(signal.SIGINT, self.set)
+        signal.signal(signal.SIGHUP, self.request_reload)
 
 
-def run_forever(engine: sa.Engine, config: Config, stop: StopFlag) -> None:
+def _reload(config: Config, reload_config: Callable[[], Config] | None) -> Config:
+    """A bad new config is rejected with its reasons and the running one kept."""
+    if reload_config is None:
+        return config
+    try:
+        new = reload_config()
+    except ConfigError as exc:
+        log.error("config.reload_rejected", problems=exc.problems, detail="keeping the running configuration")
+        return config
+    notify.templates.cache_clear()
+    log.info("config.reloaded", source=str(new.source))
+    return new
+
+
+def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
+                reload_config: Callable[[], Config] | None = None) -> None:
     log.info("daemon.started", imap=bool(config.imap), smtp=bool(config.smtp))
+    stop.heartbeat = lambda: systemd.notify("WATCHDOG=1")
     delay = RECONNECT_MIN
     client: IMAPClient | None = None
+    ready = False
     while not stop():
+        if stop.reload_requested:
+            stop.reload_requested = False
+            new = _reload(config, reload_config)
+            if new.imap != config.imap and client is not None:
+                poller.close(client)
+                client = None
+            config = new
         summary = RunSummary()
         try:
             if config.imap is not None and client is None:
@@ -98,6 +139,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag) -> None:
             delay = RECONNECT_MIN
         except (IMAPClientError, OSError) as exc:
             log.error("imap.error", error=str(exc), retry_in=round(delay, 1))
+            systemd.notify(f"STATUS=IMAP unreachable ({exc}); retrying in {round(delay)} s", "WATCHDOG=1")
             if client is not None:
                 poller.close(client)
                 client = None
@@ -106,17 +148,21 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag) -> None:
             delay = min(delay * 2, RECONNECT_MAX)
             continue
         process_and_send(engine, config, summary, stop)
-        if stop():
-            break
+        systemd.notify(*(["READY=1"] if not ready else []), "WATCHDOG=1",
+                       f"STATUS=processing mail for {config.helpdesk.address}")
+        ready = True
+        if stop.wants_attention():
+            continue
         if client is not None and config.imap is not None:
             try:
-                poller.wait_for_mail(client, config.imap, stop)
+                poller.wait_for_mail(client, config.imap, stop.wants_attention, stop.heartbeat)
             except (IMAPClientError, OSError) as exc:
                 log.warning("imap.wait_failed", error=str(exc))
                 poller.close(client)
                 client = None
         else:
             stop.sleep(config.imap.poll_seconds if config.imap else 5)
+    systemd.notify("STOPPING=1", "STATUS=stopping")
     if client is not None:
         poller.close(client)
     log.info("daemon.stopped")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from ticketd.daemon.config import Config
-from ticketd.daemon.signing import parse_reply_address, verify_reply_address
+from ticketd.daemon.signing import verify_reply_address
 from ticketd.parsers.message import ParsedMail
 
 
@@ -32,15 +32,6 @@ def signed_recipient(mail: ParsedMail, config: Config, party: str) -> SignedAddr
         number = verify_reply_address(address, config.helpdesk.address, party, secret)
         if number is not None:
             return SignedAddress(number, party)
-    return None
-
-
-def addressed_ticket(mail: ParsedMail, config: Config) -> int | None:
-    """A ticket number from a reply address of ours, signed for anyone (used only for threading hints)."""
-    for a in (*mail.to, *mail.cc):
-        parsed = parse_reply_address(a.email, config.helpdesk.address)
-        if parsed is not None and parsed[0] > 0:
-            return parsed[0]
     return None
 
 

@@ -1,0 +1,93 @@
+"""The daemon under a service manager: sd_notify READY/WATCHDOG/STOPPING over a real notify socket, and
+SIGHUP reloading the config — a bad new config rejected with its reason and the old one kept."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, TICKETD, Mailbox, Site
+from ticketd.daemon.smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.integration
+
+
+def start(site: Site, notify_path: Path) -> subprocess.Popen[bytes]:
+    site.write()
+    env = {"NOTIFY_SOCKET": str(notify_path), "PATH": "/usr/bin:/bin"}
+    return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def messages(sock: socket.socket, until: str, timeout: float = 10) -> list[str]:
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got.extend(sock.recv(4096).decode().split("\n"))
+        except TimeoutError:
+            continue
+        if until in got:
+            return got
+    raise AssertionError(f"{until} not received; got {got}")
+
+
+def test_sd_notify_and_sighup_reload(live_site: Site, mailbox: Mailbox, smtp_sink: SmtpSink, tmp_path: Path) -> None:
+    notify_path = Path("/tmp") / f"ticketd-notify-{tmp_path.name[-20:]}.sock"  # short: AF_UNIX paths are limited
+    notify_path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.settimeout(0.5)
+    live_site.sections["imap"].update(idle=True, poll_seconds=300)
+    daemon = start(live_site, notify_path)
+    try:
+        got = messages(sock, "READY=1")
+        assert any(m.startswith("STATUS=") for m in got)
+        messages(sock, "WATCHDOG=1", timeout=5)  # keeps coming while idle
+
+        # A valid change is taken at SIGHUP: new mail is acknowledged under the new name.
+        live_site.sections["helpdesk"]["name"] = "Acme Destek"
+        live_site.write()
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        mailbox.append((DATA / "unknown-sender.eml").read_bytes())
+        deadline = time.monotonic() + 10
+        while not smtp_sink.received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert smtp_sink.received and smtp_sink.received[0].message["From"].addresses[0].display_name == "Acme Destek"
+
+        # A broken change is refused; the daemon keeps running on the old config.
+        live_site.sections["imap"]["port"] = 0
+        live_site.write()
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert daemon.poll() is None
+        messages(sock, "WATCHDOG=1", timeout=5)
+
+        daemon.send_signal(signal.SIGTERM)
+        messages(sock, "STOPPING=1")
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        sock.close()
+        notify_path.unlink(missing_ok=True)
+    events = [json.loads(line) for line in daemon.stderr.read().decode().splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    assert "config.reloaded" in names
+    rejected = next(e for e in events if e["event"] == "config.reload_rejected")
+    assert "imap.port: must be an integer between 1 and 65535" in rejected["problems"]
+
+
+def test_unit_file_asks_for_the_hardening_and_notify_protocol() -> None:
+    unit = (Path(__file__).parents[2] / "deploy" / "ticketd.service").read_text()
+    for line in ("Type=notify", "WatchdogSec=", "DynamicUser=yes", "StateDirectory=ticketd",
+                 "ConfigurationDirectory=ticketd", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
+                 "RestrictAddressFamilies=", "LoadCredential=", "Restart=on-failure", "ExecReload="):
+        assert line in unit
