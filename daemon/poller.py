@@ -9,6 +9,7 @@ copies of mail it has already handled.
 from __future__ import annotations
 
 import contextlib
+import select as io_select
 import ssl
 import time
 from collections.abc import Callable
@@ -178,13 +179,21 @@ def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[],
             if heartbeat is not None:
                 heartbeat()
             if use_idle:
-                if _announces_new_mail(client.idle_check(timeout=1)):
-                    return
+                responses = client.idle_check(timeout=1)
+                if _announces_new_mail(responses) or (not responses and _readable(client)):
+                    return  # new mail, or a readable socket with nothing on it: EOF, found out by idle_done()
             else:
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     finally:
         if use_idle:
             client.idle_done()
+
+
+def _readable(client: IMAPClient) -> bool:
+    try:
+        return bool(io_select.select([client.socket()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def _announces_new_mail(responses: list[tuple[object, ...]]) -> bool:

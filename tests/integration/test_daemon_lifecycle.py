@@ -91,3 +91,35 @@ def test_unit_file_asks_for_the_hardening_and_notify_protocol() -> None:
                  "ConfigurationDirectory=ticketd", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
                  "RestrictAddressFamilies=", "LoadCredential=", "Restart=on-failure", "ExecReload="):
         assert line in unit
+
+
+def test_daemon_survives_an_imap_server_restart(live_site: Site, mailbox: Mailbox, smtp_sink: SmtpSink,
+                                                tmp_path: Path) -> None:
+    live_site.sections["imap"].update(idle=True, poll_seconds=300)
+    daemon = start(live_site, tmp_path / "unused.sock")
+    try:
+        deadline = time.monotonic() + 15
+        while True:  # until the daemon is connected and idling: then drop its session
+            kicked = subprocess.run(["doveadm", "-c", str(mailbox.server.conf), "kick", mailbox.user],
+                                    capture_output=True, text=True, check=False)
+            if kicked.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert kicked.returncode == 0, kicked.stdout + kicked.stderr
+        mailbox.server.restart()  # and be away while it tries to reconnect
+        time.sleep(1.0)
+        mailbox.append((DATA / "unknown-sender.eml").read_bytes())
+        deadline = time.monotonic() + 20  # reconnect backoff starts at 1 s
+        while not smtp_sink.received and time.monotonic() < deadline:
+            assert daemon.poll() is None
+            time.sleep(0.2)
+        if not smtp_sink.received:
+            daemon.terminate()
+            pytest.fail("no reconnect; daemon log:\n" + daemon.communicate(timeout=10)[1].decode())
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    names = [json.loads(line)["event"] for line in daemon.stderr.read().decode().splitlines() if line.startswith("{")]
+    assert names.count("imap.connected") >= 2, " ".join(names)
