@@ -190,6 +190,20 @@ class AgentConfig(Section):
     groups: list[str] = []
 
 
+class MetricsConfig(Section):
+    listen: str | None = None  # "127.0.0.1:9187" serves Prometheus metrics there; unset: no endpoint
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9187")
+        return value
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -203,6 +217,7 @@ class Config(Section):
     security: SecurityConfig
     limits: LimitsConfig = LimitsConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
     agents: list[AgentConfig] = []
     source: Path | None = Field(default=None, exclude=True)
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
 
+from ticketd.daemon import metrics
 from ticketd.daemon.config import Config, SmtpConfig
 from ticketd.daemon.storm import ALERT_KIND, hold_back_reason
 from ticketd.storage.db import session_scope
@@ -231,6 +232,8 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100) -> int:
                 return sent
             asyncio.run(_send_rows(config.smtp, rows))
             sent += sum(1 for r in rows if r.status == "sent")
+            for row in rows:
+                metrics.OUTGOING.labels(row.status).inc()
             dead = [r for r in rows if r.status == "dead" and r.kind != ALERT_KIND]
             if dead:
                 from ticketd.daemon.notify import alert_admin

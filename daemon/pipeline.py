@@ -14,6 +14,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
 
+from ticketd.daemon import metrics
 from ticketd.daemon.agent_mail import handle_agent_mail
 from ticketd.daemon.bounce_mail import handle_bounce
 from ticketd.daemon.config import Config
@@ -107,6 +108,13 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
 
 
 def process_one(engine: sa.Engine, config: Config, inbound_id: int) -> Outcome:
+    with metrics.LATENCY.time():
+        outcome = _process_one(engine, config, inbound_id)
+    metrics.MESSAGES.labels(outcome.status).inc()
+    return outcome
+
+
+def _process_one(engine: sa.Engine, config: Config, inbound_id: int) -> Outcome:
     bound = log.bind(inbound_id=inbound_id)
     try:
         with session_scope(engine) as session:

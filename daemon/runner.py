@@ -18,7 +18,7 @@ import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from ticketd.daemon import notify, outbox, pipeline, poller, systemd
+from ticketd.daemon import metrics, notify, outbox, pipeline, poller, systemd
 from ticketd.daemon.config import Config, ConfigError
 
 log = structlog.get_logger("ticketd.runner")
@@ -117,6 +117,9 @@ def _reload(config: Config, reload_config: Callable[[], Config] | None) -> Confi
 def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
                 reload_config: Callable[[], Config] | None = None) -> None:
     log.info("daemon.started", imap=bool(config.imap), smtp=bool(config.smtp))
+    if config.metrics.listen:
+        metrics.serve(config.metrics.listen, engine)
+        log.info("metrics.listening", listen=config.metrics.listen)
     stop.heartbeat = lambda: systemd.notify("WATCHDOG=1")
     delay = RECONNECT_MIN
     client: IMAPClient | None = None
@@ -133,12 +136,14 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
         try:
             if config.imap is not None and client is None:
                 client = poller.connect(config.imap)
+                metrics.IMAP_CONNECTED.set(1)
                 log.info("imap.connected", host=config.imap.host, folder=config.imap.folder)
             if client is not None and config.imap is not None:
                 poller.poll_once(client, engine, config.imap, config.limits.max_message_bytes)
             delay = RECONNECT_MIN
         except (IMAPClientError, OSError) as exc:
             log.error("imap.error", error=str(exc), retry_in=round(delay, 1))
+            metrics.IMAP_CONNECTED.set(0)
             systemd.notify(f"STATUS=IMAP unreachable ({exc}); retrying in {round(delay)} s", "WATCHDOG=1")
             if client is not None:
                 poller.close(client)

@@ -126,3 +126,36 @@ def test_daemon_survives_an_imap_server_restart(live_site: Site, mailbox: Mailbo
             daemon.kill()
     names = [json.loads(line)["event"] for line in daemon.stderr.read().decode().splitlines() if line.startswith("{")]
     assert names.count("imap.connected") >= 2, " ".join(names)
+
+
+def test_prometheus_metrics_when_enabled(live_site: Site, mailbox: Mailbox, smtp_sink: SmtpSink,
+                                         tmp_path: Path) -> None:
+    import urllib.request
+
+    from ticketd.daemon.smtp_sink import free_port
+
+    port = free_port()
+    live_site.sections["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    live_site.sections["imap"].update(idle=True, poll_seconds=300)
+    mailbox.append((DATA / "unknown-sender.eml").read_bytes())
+    daemon = start(live_site, tmp_path / "unused.sock")
+    try:
+        deadline = time.monotonic() + 15
+        while not smtp_sink.received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert smtp_sink.received
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    lines = set(text.splitlines())
+    for expected in ('ticketd_messages_total{status="done"} 1.0', "ticketd_processing_seconds_count 1.0",
+                     "ticketd_imap_connected 1.0", "ticketd_inbound_backlog 0.0", "ticketd_outbox_depth 0.0",
+                     'ticketd_outgoing_total{status="sent"} 1.0'):
+        assert expected in lines, expected
+
+
+def test_metrics_are_off_by_default(live_site: Site) -> None:
+    assert live_site.config().metrics.listen is None

@@ -130,3 +130,10 @@ def test_documented_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> 
         del data[section][key]  # points at /etc/ticketd on a real host
     config = parse_config(data)
     assert config.imap is not None and config.smtp is not None and config.helpdesk.tag == "ACME"
+
+
+def test_metrics_listen_is_validated(tmp_path: Path) -> None:
+    data = base(tmp_path) | {"metrics": {"listen": "localhost"}}
+    assert any(p.startswith("metrics.listen: must be host:port") for p in problems(data))
+    data["metrics"]["listen"] = "127.0.0.1:9187"
+    assert parse_config(data).metrics.listen == "127.0.0.1:9187"
