@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -199,8 +200,12 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
                  message_id=row.message_id, ticket_id=row.ticket_id)
 
 
-async def _send_rows(cfg: SmtpConfig, rows: list[Outbox]) -> None:
-    """Send on one reused connection, reconnecting when the server drops it between mails."""
+async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], after_each: Callable[[], None] = lambda: None) -> None:
+    """Send on one reused connection, reconnecting when the server drops it between mails.
+
+    ``after_each`` commits each row's outcome as soon as the server has answered: a crash then repeats at
+    most the one mail whose SMTP transaction it cut, never a whole batch.
+    """
     client = smtp_client(cfg)
     try:
         for i, row in enumerate(rows):
@@ -212,6 +217,7 @@ async def _send_rows(cfg: SmtpConfig, rows: list[Outbox]) -> None:
                         _record_failure(waiting, f"cannot connect to {cfg.host}:{cfg.port}: {exc}", False)
                     return
             await _send_one(client, row)
+            after_each()
     finally:
         if client.is_connected:
             try:
@@ -230,7 +236,7 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100) -> int:
             rows = due_rows(session, utcnow(), limit)
             if not rows:
                 return sent
-            asyncio.run(_send_rows(config.smtp, rows))
+            asyncio.run(_send_rows(config.smtp, rows, after_each=session.commit))
             sent += sum(1 for r in rows if r.status == "sent")
             for row in rows:
                 metrics.OUTGOING.labels(row.status).inc()
