@@ -249,3 +249,17 @@ def desk(site: Site, smtp_sink: SmtpSink) -> Desk:
         upsert_agent(session, "ali@acme.example", "Ali Veli", "agent", ["network"])
         upsert_agent(session, "ayse@acme.example", "Ayşe Demir", "manager", ["network"])
     return Desk(site, smtp_sink)
+
+
+def await_mail(sink: SmtpSink, daemon: Any, seconds: float, what: str) -> None:
+    """Wait until the SMTP server got mail; on time-out stop the daemon and fail with its log, which says why."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not sink.received and time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            pytest.fail(f"the daemon exited ({daemon.returncode}):\n" + daemon.stderr.read().decode())
+        time.sleep(0.1)
+    if not sink.received:
+        daemon.terminate()
+        pytest.fail(f"{what}; daemon log:\n" + daemon.communicate(timeout=10)[1].decode())

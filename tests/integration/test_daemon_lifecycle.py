@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, TICKETD, Mailbox, Site
+from conftest import DATA, TICKETD, Mailbox, Site, await_mail
 from ticketd.daemon.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -57,12 +57,7 @@ def test_sd_notify_and_sighup_reload(live_site: Site, mailbox: Mailbox, smtp_sin
         daemon.send_signal(signal.SIGHUP)
         time.sleep(2)
         mailbox.append((DATA / "unknown-sender.eml").read_bytes())
-        deadline = time.monotonic() + 20
-        while not smtp_sink.received and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not smtp_sink.received:
-            daemon.terminate()
-            pytest.fail("no mail after the reload; daemon log:\n" + daemon.communicate(timeout=10)[1].decode())
+        await_mail(smtp_sink, daemon, 20, "no mail after the reload")
         assert smtp_sink.received[0].message["From"].addresses[0].display_name == "Acme Destek"
 
         # A broken change is refused; the daemon keeps running on the old config.
@@ -112,13 +107,7 @@ def test_daemon_survives_an_imap_server_restart(live_site: Site, mailbox: Mailbo
         mailbox.server.restart()  # and be away while it tries to reconnect
         time.sleep(1.0)
         mailbox.append((DATA / "unknown-sender.eml").read_bytes())
-        deadline = time.monotonic() + 20  # reconnect backoff starts at 1 s
-        while not smtp_sink.received and time.monotonic() < deadline:
-            assert daemon.poll() is None
-            time.sleep(0.2)
-        if not smtp_sink.received:
-            daemon.terminate()
-            pytest.fail("no reconnect; daemon log:\n" + daemon.communicate(timeout=10)[1].decode())
+        await_mail(smtp_sink, daemon, 20, "no reconnect")  # reconnect backoff starts at 1 s
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=10) == 0
     finally:
@@ -140,10 +129,7 @@ def test_prometheus_metrics_when_enabled(live_site: Site, mailbox: Mailbox, smtp
     mailbox.append((DATA / "unknown-sender.eml").read_bytes())
     daemon = start(live_site, tmp_path / "unused.sock")
     try:
-        deadline = time.monotonic() + 15
-        while not smtp_sink.received and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert smtp_sink.received
+        await_mail(smtp_sink, daemon, 15, "the mail was not handled")
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=10) == 0

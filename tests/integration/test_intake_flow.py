@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DATA, TICKETD, Mailbox, Site, decode
+from conftest import DATA, TICKETD, Mailbox, Site, await_mail, decode
 from ticketd.daemon.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -149,12 +149,7 @@ def test_daemon_with_idle_sees_mail_quickly(live_site: Site, mailbox: Mailbox, s
     try:
         time.sleep(1.5)
         mailbox.append((DATA / "unknown-sender.eml").read_bytes())
-        deadline = time.monotonic() + 10  # far below poll_seconds: only IDLE can explain a pick-up
-        while not smtp_sink.received and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not smtp_sink.received:
-            daemon.terminate()
-            pytest.fail("no pick-up through IDLE; daemon log:\n" + daemon.communicate(timeout=10)[1].decode())
+        await_mail(smtp_sink, daemon, 10, "no pick-up through IDLE")  # far below poll_seconds: only IDLE
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=10) == 0
     finally:
