@@ -263,3 +263,10 @@ def await_mail(sink: SmtpSink, daemon: Any, seconds: float, what: str) -> None:
     if not sink.received:
         daemon.terminate()
         pytest.fail(f"{what}; daemon log:\n" + daemon.communicate(timeout=10)[1].decode())
+
+
+def start_daemon(site: Site, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`ticketd run` as a service manager starts it; its JSON log is readable from ``stderr``."""
+    site.write()
+    return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -131,10 +131,15 @@ def test_agent_opens_a_ticket_for_a_phone_call(desk: Desk) -> None:
     assert {m.envelope_to[0] for m in mails} == {"mehmet@musteri.com.tr"}  # received + assigned
 
 
-def test_requester_answers_satisfied_through_the_signed_address(desk: Desk) -> None:
+def acknowledged_ticket(desk: Desk) -> tuple[Any, Any]:
+    """A customer's ticket with the acknowledgment Jane got and the notification Ali got."""
     desk.deliver((DATA / "unknown-sender.eml").read_bytes())
     mails = desk.new_mail()
-    ack, notification = mail_to(mails, JANE), mail_to(mails, ALI)
+    return mail_to(mails, JANE), mail_to(mails, ALI)
+
+
+def test_requester_answers_satisfied_through_the_signed_address(desk: Desk) -> None:
+    ack, notification = acknowledged_ticket(desk)
     command(desk, notification, "[resolve]")
     desk.deliver(reply_to(ack, JANE, "", subject_suffix="[satisfied]"))
     ticket = desk.ticket(1)
@@ -189,9 +194,7 @@ def test_only_a_manager_or_the_assignee_hands_a_ticket_over(desk: Desk) -> None:
 
 
 def test_not_satisfied_reopens_and_a_plain_reply_reopens_pending(desk: Desk) -> None:
-    desk.deliver((DATA / "unknown-sender.eml").read_bytes())
-    mails = desk.new_mail()
-    ack, notification = mail_to(mails, JANE), mail_to(mails, ALI)
+    ack, notification = acknowledged_ticket(desk)
     command(desk, notification, "[take; resolve]")
     desk.deliver(reply_to(ack, JANE, "Still broken.", subject_suffix="[not-satisfied]"))
     ticket = desk.ticket(1)

@@ -12,17 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, TICKETD, Mailbox, Site, await_mail
+from conftest import DATA, Mailbox, Site, await_mail, start_daemon
 from ticketd.daemon.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 
 def start(site: Site, notify_path: Path) -> subprocess.Popen[bytes]:
-    site.write()
-    env = {"NOTIFY_SOCKET": str(notify_path), "PATH": "/usr/bin:/bin"}
-    return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return start_daemon(site, {"NOTIFY_SOCKET": str(notify_path)})
 
 
 def messages(sock: socket.socket, until: str, timeout: float = 10) -> list[str]:

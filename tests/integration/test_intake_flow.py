@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DATA, TICKETD, Mailbox, Site, await_mail, decode
+from conftest import DATA, TICKETD, Mailbox, Site, await_mail, decode, start_daemon
 from ticketd.daemon.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -118,9 +118,7 @@ def test_reply_to_acknowledgment_joins_the_ticket(live_site: Site, mailbox: Mail
 def test_daemon_picks_up_new_mail_and_stops_on_sigterm(live_site: Site, mailbox: Mailbox,
                                                         smtp_sink: SmtpSink) -> None:
     live_site.sections["imap"]["idle"] = False  # the polling path; IDLE is covered below
-    live_site.write()
-    daemon = subprocess.Popen([str(TICKETD), "--config", str(live_site.config_path), "run"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    daemon = start_daemon(live_site)
     try:
         time.sleep(1.0)
         mailbox.append((DATA / "unknown-sender.eml").read_bytes())
@@ -143,9 +141,7 @@ def test_daemon_picks_up_new_mail_and_stops_on_sigterm(live_site: Site, mailbox:
 
 def test_daemon_with_idle_sees_mail_quickly(live_site: Site, mailbox: Mailbox, smtp_sink: SmtpSink) -> None:
     live_site.sections["imap"].update(idle=True, poll_seconds=300)
-    live_site.write()
-    daemon = subprocess.Popen([str(TICKETD), "--config", str(live_site.config_path), "run"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    daemon = start_daemon(live_site)
     try:
         time.sleep(1.5)
         mailbox.append((DATA / "unknown-sender.eml").read_bytes())
