@@ -111,7 +111,7 @@ def apply_agent_mail(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Out
         notify.to_requester(inc.session, inc.config, ticket, "quote")
     if effects.help:
         send_help(inc, agent)
-    return Outcome("done", ticket.number, new_ticket=new)
+    return Outcome("done", ticket.number, new_ticket=new, ticket_id=ticket.id)
 
 
 def open_for_customer(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Ticket | CommandResult:

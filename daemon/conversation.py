@@ -23,6 +23,7 @@ class Outcome:
     ticket_number: int | None = None
     reason: str | None = None
     new_ticket: bool = False
+    ticket_id: int | None = None  # saves a lookup when the stage has the ticket in hand
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,11 @@ def message_context(inc: Incoming, text: str) -> dict[str, Any]:
             "attachments": [a.filename for a in inc.mail.attachments]}
 
 
-def add_participants(inc: Incoming, ticket: Ticket) -> list[str]:
+def add_participants(inc: Incoming, ticket: Ticket, new_ticket: bool = False) -> list[str]:
     """People on To/CC of a ticket's mail (not us, not the requester) may write to the ticket from now on."""
     requester = inc.session.get(Customer, ticket.requester_id)
-    known = {p.email for p in inc.session.exec(select(Participant).where(Participant.ticket_id == ticket.id))}
+    known = set() if new_ticket else {
+        p.email for p in inc.session.exec(select(Participant).where(Participant.ticket_id == ticket.id))}
     added = []
     people = [*inc.mail.to, *inc.mail.cc]
     if inc.sender.customer is not None and inc.sender.customer.id != ticket.requester_id:

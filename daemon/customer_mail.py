@@ -47,12 +47,12 @@ def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
     event(inc, ticket, "created", new=ticket.state)
     if linked is not None:
         event(inc, ticket, "linked", new=f"#{linked.number}")
-    add_participants(inc, ticket)
+    add_participants(inc, ticket, new_ticket=True)
     notify.to_requester(inc.session, inc.config, ticket, "received")
     tell_if_truncated(inc, ticket)
     notify.to_agents(inc.session, inc.config, ticket, notify.agents_to_notify(inc.session, ticket), "agent_new",
                      {"message": message_context(inc, inc.mail.text)})
-    return Outcome("done", ticket.number, new_ticket=True)
+    return Outcome("done", ticket.number, new_ticket=True, ticket_id=ticket.id)
 
 
 def add_to_ticket(inc: Incoming, ticket: Ticket) -> Outcome:
@@ -61,7 +61,8 @@ def add_to_ticket(inc: Incoming, ticket: Ticket) -> Outcome:
     event(inc, ticket, "customer-reply")
     add_participants(inc, ticket)
     if inc.screening.verdict is Verdict.NO_AUTOREPLY:
-        return Outcome("done", ticket.number, reason=f"recorded, not answered: {inc.screening.reason}")
+        return Outcome("done", ticket.number, reason=f"recorded, not answered: {inc.screening.reason}",
+                       ticket_id=ticket.id)
     tell_if_truncated(inc, ticket)
     answer = satisfaction_answer(inc, ticket, text)
     if answer is None and ticket.state in REOPENED_BY_CUSTOMER and set_state_allowed(ticket.state, "open"):
@@ -69,7 +70,8 @@ def add_to_ticket(inc: Incoming, ticket: Ticket) -> Outcome:
         ticket.state, ticket.closed_at = "open", None
     notify.to_agents(inc.session, inc.config, ticket, notify.agents_to_notify(inc.session, ticket),
                      "agent_update", {"message": message_context(inc, text)})
-    return Outcome("done", ticket.number, reason=f"satisfaction: {answer}" if answer else None)
+    return Outcome("done", ticket.number, reason=f"satisfaction: {answer}" if answer else None,
+                   ticket_id=ticket.id)
 
 
 def satisfaction_answer(inc: Incoming, ticket: Ticket, text: str) -> str | None:

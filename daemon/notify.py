@@ -20,6 +20,7 @@ from ticketd.daemon.signing import reply_address
 from ticketd.daemon.storm import ALERT_KIND, alert_recently_sent
 from ticketd.mailtemplates.render import make_environment, render
 from ticketd.parsers.subject import ticket_tag
+from ticketd.rules import identify
 from ticketd.storage.models import Agent, Company, Customer, Event, Message, Outbox, Participant, Ticket
 
 
@@ -58,9 +59,10 @@ def ticket_context(session: Session, config: Config, ticket: Ticket) -> dict[str
 
 def thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str, ...]]:
     """(In-Reply-To, References) that put a new mail at the end of the ticket's conversation."""
-    ids = list(session.exec(select(Message.message_id).where(Message.ticket_id == ticket.id).order_by(Message.id)))
-    last_in = session.exec(select(Message.message_id).where(Message.ticket_id == ticket.id, Message.direction == "in")
-                           .order_by(Message.id.desc())).first()
+    rows = list(session.exec(select(Message.message_id, Message.direction).where(Message.ticket_id == ticket.id)
+                             .order_by(Message.id)))
+    ids = [message_id for message_id, _ in rows]
+    last_in = next((message_id for message_id, direction in reversed(rows) if direction == "in"), None)
     return last_in, tuple(ids[:1] + ids[-9:]) if len(ids) > 10 else tuple(ids)
 
 
@@ -83,7 +85,6 @@ def _send(session: Session, config: Config, *, kind: str, template: str, languag
         reply_to=signed_address(config, ticket.number if ticket else 0, reply_party) if reply_party else None,
         from_name=from_name, automatic=automatic,
     ))
-    session.flush()
     if ticket is not None:
         what = "mail-suppressed" if row.status == "suppressed" else "mail-queued"
         session.add(Event(ticket_id=ticket.id, actor="ticketd", what=what, new=kind, old=row.last_error,
@@ -143,8 +144,7 @@ def agents_to_notify(session: Session, ticket: Ticket, exclude: int | None = Non
     if ticket.assignee_id is not None:
         agent = session.get(Agent, ticket.assignee_id)
         return [agent] if agent is not None and agent.active and agent.id != exclude else []
-    agents = [a for a in session.exec(select(Agent).where(Agent.active).order_by(Agent.id))
-              if not a.away and a.id != exclude]
+    agents = [a for a in identify.agents(session) if a.active and not a.away and a.id != exclude]
     if ticket.group:
         agents = [a for a in agents if ticket.group in (a.groups or [])]
     return agents

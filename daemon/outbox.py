@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from ticketd.daemon import metrics
 from ticketd.daemon.config import Config, SmtpConfig
-from ticketd.daemon.storm import ALERT_KIND, hold_back_reason
+from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, note_queued
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Outbox, utcnow
 
@@ -106,6 +106,7 @@ def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
         next_attempt_at=now,
     )
     session.add(row)
+    note_queued(session, row)
     if held:
         log.warning("outbox.suppressed", to=recipient, kind=mail.kind, reason=held, ticket_id=mail.ticket_id)
         if held.startswith("circuit breaker") and config.helpdesk.admin:

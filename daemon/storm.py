@@ -10,36 +10,59 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
-from ticketd.storage.models import Agent, Outbox, utcnow
+from ticketd.rules.identify import agents
+from ticketd.storage.models import Outbox, utcnow
 
 log = structlog.get_logger("ticketd.storm")
 
 ALERT_KIND = "admin-alert"
 
 
-def _count(session: Session, since_hours: int, recipient: str | None = None) -> int:
-    stmt = select(func.count()).select_from(Outbox).where(
-        Outbox.automatic, Outbox.status != "suppressed", Outbox.kind != ALERT_KIND,
-        Outbox.created_at >= utcnow() - timedelta(hours=since_hours))
-    if recipient is not None:
-        stmt = stmt.where(Outbox.recipient == recipient)
-    return int(session.exec(stmt).one())
+def _automatic(since_hours: int) -> list[sa.ColumnElement[bool]]:
+    return [Outbox.automatic, Outbox.status != "suppressed", Outbox.kind != ALERT_KIND,
+            Outbox.created_at >= utcnow() - timedelta(hours=since_hours)]
+
+
+def _recipient_counts(session: Session, recipient: str) -> tuple[int, int]:
+    """(last hour, last day) of automatic mail to one address, in one indexed query."""
+    hour_ago = utcnow() - timedelta(hours=1)
+    stmt = select(func.count(), func.coalesce(func.sum(sa.case((Outbox.created_at >= hour_ago, 1), else_=0)), 0)
+                  ).select_from(Outbox).where(Outbox.recipient == recipient, *_automatic(24))
+    day, hour = session.exec(stmt).one()
+    return int(hour), int(day)
+
+
+_BREAKER = "ticketd.storm.last_hour"
+
+
+def _last_hour_total(session: Session) -> int:
+    """All automatic mail of the last hour: counted once per transaction, then kept up by ``note_queued``."""
+    if _BREAKER not in session.info:
+        session.info[_BREAKER] = int(session.exec(select(func.count()).select_from(Outbox)
+                                                  .where(*_automatic(1))).one())
+    return int(session.info[_BREAKER])
+
+
+def note_queued(session: Session, row: Outbox) -> None:
+    if _BREAKER in session.info and row.automatic and row.status != "suppressed" and row.kind != ALERT_KIND:
+        session.info[_BREAKER] += 1
 
 
 def hold_back_reason(session: Session, config: Config, recipient: str) -> str | None:
     """Why this automatic mail must not go out now, or None when it may."""
     limits = config.limits
-    is_agent = session.exec(select(Agent.id).where(Agent.email == recipient)).first() is not None
-    if not is_agent:
-        if _count(session, 1, recipient) >= limits.auto_replies_per_recipient_hour:
+    if not any(a.email == recipient for a in agents(session)):
+        hour, day = _recipient_counts(session, recipient)
+        if hour >= limits.auto_replies_per_recipient_hour:
             return f"storm cap: {limits.auto_replies_per_recipient_hour} automatic mails to {recipient} in an hour"
-        if _count(session, 24, recipient) >= limits.auto_replies_per_recipient_day:
+        if day >= limits.auto_replies_per_recipient_day:
             return f"storm cap: {limits.auto_replies_per_recipient_day} automatic mails to {recipient} in a day"
-    if _count(session, 1) >= limits.auto_replies_per_hour:
+    if _last_hour_total(session) >= limits.auto_replies_per_hour:
         return f"circuit breaker open: {limits.auto_replies_per_hour} automatic mails in the last hour"
     return None
 

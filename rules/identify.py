@@ -19,6 +19,18 @@ class Sender:
     is_new: bool = False
 
 
+def agents(session: Session) -> list[Agent]:
+    """Every agent, read once per transaction: a batch of mail asks "is this an agent?" many times."""
+    cached = session.info.get("ticketd.agents")
+    if cached is None:
+        cached = session.info["ticketd.agents"] = list(session.exec(select(Agent).order_by(Agent.id)))
+    return cached
+
+
+def active_agent(session: Session, email: str) -> Agent | None:
+    return next((a for a in agents(session) if a.active and a.email == email), None)
+
+
 def find_company_by_domain(session: Session, email: str) -> Company | None:
     domain = email.rsplit("@", 1)[-1].lower()
     row = session.get(CompanyDomain, domain)
@@ -31,7 +43,7 @@ def identify_sender(session: Session, address: Address) -> Sender:
     An agent writing to the support address is also a customer of that conversation; `agent` tells the
     command stage who may steer tickets.
     """
-    agent = session.exec(select(Agent).where(Agent.email == address.email, Agent.active)).first()
+    agent = active_agent(session, address.email)
     customer = session.exec(select(Customer).where(Customer.email == address.email)).first()
     if customer is not None:
         if not customer.name and address.name:
