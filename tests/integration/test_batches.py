@@ -1,0 +1,64 @@
+"""Batched processing keeps the per-message guarantees: a batch with a bad message in the middle is redone one
+message per transaction, so the others go through in order and the bad one alone is quarantined."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from conftest import Desk
+from ticketd.daemon import customer_mail, outbox, pipeline
+from ticketd.storage import db
+from ticketd.storage.inbound import store_inbound
+from ticketd.storage.models import Event, Inbound, Outbox, Ticket
+
+pytestmark = pytest.mark.integration
+
+
+def mail(n: int) -> bytes:
+    return (f"From: Customer {n} <c{n}@example.org>\r\nTo: support@acme.example\r\nSubject: Problem {n}\r\n"
+            f"Message-ID: <batch-{n}@example.org>\r\n\r\nSomething is broken ({n}).\r\n").encode()
+
+
+def store(desk: Desk, count: int) -> list[int]:
+    with db.session_scope(desk.site.engine) as session:
+        return [store_inbound(session, mail(n), "test").id for n in range(count)]  # type: ignore[misc]
+
+
+def test_a_bad_message_in_a_batch_is_quarantined_alone(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = customer_mail.open_ticket
+
+    def open_ticket(session: Session, title: str, customer: object, **kwargs: object) -> Ticket:
+        if title == "Problem 3":
+            raise RuntimeError("simulated bug")
+        return real(session, title, customer, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(customer_mail, "open_ticket", open_ticket)
+    ids = store(desk, 7)
+    outcomes = pipeline.process_pending(desk.site.engine, desk.site.config())
+    assert [o.status for o in outcomes] == ["done", "done", "done", "failed", "done", "done", "done"]
+    with Session(desk.site.engine) as session:
+        tickets = session.exec(select(Ticket).order_by(Ticket.number)).all()
+        assert [(t.number, t.subject) for t in tickets] == [(i + 1, f"Problem {n}") for i, n in
+                                                              enumerate([0, 1, 2, 4, 5, 6])]
+        rows = {r.id: r for r in session.exec(select(Inbound))}
+        assert rows[ids[3]].status == "failed" and rows[ids[3]].reason == "RuntimeError: simulated bug"
+        assert rows[ids[3]].ticket_id is None
+        # nothing of the failed attempt survived, nothing of the good ones was recorded twice
+        assert len(session.exec(select(Outbox).where(Outbox.kind == "received")).all()) == 6
+        assert len(session.exec(select(Event).where(Event.what == "created")).all()) == 6
+
+
+def test_a_stop_request_commits_the_batch_so_far(desk: Desk) -> None:
+    ids = store(desk, 5)
+    calls = iter(range(100))
+    outcomes = pipeline.process_pending(desk.site.engine, desk.site.config(), should_stop=lambda: next(calls) >= 3)
+    assert len(outcomes) == 2  # one check before the batch, then one before each message
+    with Session(desk.site.engine) as session:
+        status = [session.get(Inbound, i).status for i in ids]  # type: ignore[union-attr]
+    assert status == ["done", "done", "new", "new", "new"]
+    rest = pipeline.process_pending(desk.site.engine, desk.site.config())
+    assert [o.ticket_number for o in rest] == [3, 4, 5]
+    assert outbox.send_due(desk.site.engine, desk.site.config()) == 5 * 3  # each: the ack and two agents
+    assert sorted(m.envelope_to[0] for m in desk.new_mail() if "@example.org" in m.envelope_to[0]) == \
+        [f"c{n}@example.org" for n in range(5)]
