@@ -23,9 +23,10 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
 
-from ticketd.daemon import metrics
+from ticketd.daemon import metrics, wire
 from ticketd.daemon.config import Config, SmtpConfig
 from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, note_queued
+from ticketd.daemon.wire import clean as clean_header
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Outbox, utcnow
 
@@ -34,11 +35,7 @@ log = structlog.get_logger("ticketd.outbox")
 MAX_ATTEMPTS = 12
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=2)
-
-
-def clean_header(value: str) -> str:
-    """Header values never carry CR/LF: folding them away defeats header injection from mail content."""
-    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+SMTP_LANES = 4  # connections used at once by one sending run
 
 
 def format_address(name: str | None, address: str) -> str:
@@ -179,12 +176,18 @@ def _record_failure(row: Outbox, error: str, permanent: bool) -> None:
 
 async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
     try:
-        message = build_message(row)
+        headers = wire.headers_of(row.to_addrs, row.cc_addrs, row.subject, row.message_id, row.headers)
+        raw: bytes | EmailMessage = wire.wire_bytes(headers, row.body)
+    except (wire.NeedsFullComposer, UnicodeError):
+        raw = build_message(row)  # e.g. an RFC 6532 address: the full email package and SMTPUTF8
     except Exception as exc:  # a row we cannot even compose will never go out: dead, not a crash of the loop
         _record_failure(row, f"cannot compose the mail: {type(exc).__name__}: {exc}", permanent=True)
         return
     try:
-        await client.send_message(message, recipients=recipients(row))
+        if isinstance(raw, bytes):
+            await client.sendmail(wire.envelope_sender(row.headers["From"]), recipients(row), raw)
+        else:
+            await client.send_message(raw, recipients=recipients(row))
     except aiosmtplib.SMTPRecipientsRefused as exc:
         details = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         _record_failure(row, details, permanent=all(r.code >= 500 for r in exc.recipients))
@@ -201,12 +204,8 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
                  message_id=row.message_id, ticket_id=row.ticket_id)
 
 
-async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], after_each: Callable[[], None] = lambda: None) -> None:
-    """Send on one reused connection, reconnecting when the server drops it between mails.
-
-    ``after_each`` commits each row's outcome as soon as the server has answered: a crash then repeats at
-    most the one mail whose SMTP transaction it cut, never a whole batch.
-    """
+async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None]) -> None:
+    """Send on one reused connection, reconnecting when the server drops it between mails."""
     client = smtp_client(cfg)
     try:
         for i, row in enumerate(rows):
@@ -216,9 +215,10 @@ async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], after_each: Callable[[
                 except (aiosmtplib.SMTPException, OSError) as exc:
                     for waiting in rows[i:]:  # the server is unreachable: no point trying each row
                         _record_failure(waiting, f"cannot connect to {cfg.host}:{cfg.port}: {exc}", False)
+                        record(waiting)
                     return
             await _send_one(client, row)
-            after_each()
+            record(row)
     finally:
         if client.is_connected:
             try:
@@ -227,25 +227,50 @@ async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], after_each: Callable[[
                 client.close()
 
 
+async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None]) -> None:
+    """A few connections at once, so one mail's round trips overlap another's; a ticket's mail keeps one
+    connection and its order. ``record`` commits each row's outcome as soon as the server has answered: a
+    crash then repeats at most the mails whose SMTP transactions it cut, never a whole batch."""
+    lanes: dict[int, list[Outbox]] = {}
+    for row in rows:
+        lanes.setdefault((row.ticket_id or row.id or 0) % SMTP_LANES, []).append(row)
+    await asyncio.gather(*(_send_lane(cfg, lane, record) for lane in lanes.values()))
+
+
+def _recorder(conn: sa.Connection) -> Callable[[Outbox], None]:
+    table = Outbox.__table__  # type: ignore[attr-defined]
+
+    def record(row: Outbox) -> None:
+        conn.execute(sa.update(table).where(table.c.id == row.id).values(
+            status=row.status, attempts=row.attempts, last_error=row.last_error, sent_at=row.sent_at,
+            next_attempt_at=row.next_attempt_at))
+        conn.commit()
+
+    return record
+
+
 def send_due(engine: sa.Engine, config: Config, limit: int = 100) -> int:
     """Send every row that is due; returns how many were sent. Each row's outcome is committed with it."""
     if config.smtp is None:
         return 0
     sent = 0
     while True:
-        with session_scope(engine) as session:
+        with Session(engine, expire_on_commit=False) as session:
             rows = due_rows(session, utcnow(), limit)
-            if not rows:
-                return sent
-            asyncio.run(_send_rows(config.smtp, rows, after_each=session.commit))
-            sent += sum(1 for r in rows if r.status == "sent")
-            for row in rows:
-                metrics.OUTGOING.labels(row.status).inc()
-            dead = [r for r in rows if r.status == "dead" and r.kind != ALERT_KIND]
-            if dead:
-                from ticketd.daemon.notify import alert_admin
+            session.expunge_all()  # outcomes are written by plain UPDATEs, one commit per mail
+        if not rows:
+            return sent
+        with engine.connect() as conn:
+            asyncio.run(_send_rows(config.smtp, rows, _recorder(conn)))
+        sent += sum(1 for r in rows if r.status == "sent")
+        for row in rows:
+            metrics.OUTGOING.labels(row.status).inc()
+        dead = [r for r in rows if r.status == "dead" and r.kind != ALERT_KIND]
+        if dead:
+            from ticketd.daemon.notify import alert_admin
 
+            with session_scope(engine) as session:
                 alert_admin(session, config, "undeliverable mail", "\n".join(
                     f"outbox {r.id} to {r.to_addrs}: {r.last_error}" for r in dead))
-            if all(r.status != "sent" for r in rows) or len(rows) < limit:
-                return sent
+        if all(r.status != "sent" for r in rows) or len(rows) < limit:
+            return sent

@@ -94,11 +94,13 @@ BATCH_SIZE = 50
 
 
 def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None,
-                    should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+                    should_stop: Callable[[], bool] = lambda: False,
+                    after_batch: Callable[[], None] = lambda: None) -> list[Outcome]:
     """Process every ``new`` inbound row (or the given ones) in batches of ``BATCH_SIZE``.
 
     ``should_stop`` is checked between messages: a stopping daemon finishes the current one, commits the
-    batch so far, and leaves the rest ``new`` for the next start.
+    batch so far, and leaves the rest ``new`` for the next start. ``after_batch`` runs after each commit,
+    so the daemon sends a batch's mail at once instead of after the whole backlog.
     """
     with Session(engine) as session:
         stmt = select(Inbound.id).where(Inbound.status == "new").order_by(Inbound.id)
@@ -108,6 +110,7 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
         if should_stop():
             break
         outcomes.extend(process_batch(engine, config, todo[start:start + BATCH_SIZE], should_stop))
+        after_batch()
     return outcomes
 
 

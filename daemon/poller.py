@@ -44,6 +44,7 @@ class PollResult:
     stored: int = 0
     moved: int = 0
     already_stored: int = 0
+    remaining: int = 0  # left in the inbox because of ``limit``
 
 
 def connect(cfg: ImapConfig) -> IMAPClient:
@@ -91,18 +92,21 @@ def move_out(client: IMAPClient, uids: list[int], target: str) -> None:
 
 
 def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
-              max_bytes: int = 25 * 1024 * 1024) -> PollResult:
-    """Store and move everything in the inbox folder; returns what was done.
+              max_bytes: int = 25 * 1024 * 1024, limit: int | None = None) -> PollResult:
+    """Store and move the inbox's messages (the oldest ``limit`` of them, or all); returns what was done.
 
-    A message over ``max_bytes`` (by the server's RFC822.SIZE) is stored as its headers and the first
-    ``OVERSIZE_PREFIX`` bytes of its body, marked with ``X-Ticketd-Truncated``; the whole message stays on
-    the server in the processed folder.
+    A caller with a backlog passes ``limit`` so it can process and answer the first mails while the rest
+    wait in the inbox, which stays the work queue. A message over ``max_bytes`` (by the server's
+    RFC822.SIZE) is stored as its headers and the first ``OVERSIZE_PREFIX`` bytes of its body, marked with
+    ``X-Ticketd-Truncated``; the whole message stays on the server in the processed folder.
     """
     result = PollResult()
     ensure_folder(client, cfg.processed_folder)
     info = client.select_folder(cfg.folder)
     uidvalidity = int(info[b"UIDVALIDITY"])
-    uids = sorted(client.search("ALL"))
+    everything = sorted(client.search("ALL"))
+    uids = everything[:limit] if limit else everything
+    result.remaining = len(everything) - len(uids)
     with Session(engine) as session:
         known = set(session.exec(select(Inbound.uid).where(
             Inbound.mailbox == cfg.folder, Inbound.uidvalidity == uidvalidity, Inbound.uid.in_(uids))))
@@ -115,12 +119,9 @@ def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
     for start in range(0, len(normal), FETCH_BATCH):
         batch = normal[start:start + FETCH_BATCH]
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
-        for uid in batch:
-            data = fetched.get(uid)
-            if data is None or b"BODY[]" not in data:
-                continue  # expunged by someone else meanwhile
-            if _store(engine, cfg.folder, uidvalidity, uid, bytes(data[b"BODY[]"])):
-                result.stored += 1
+        found = [(uid, bytes(fetched[uid][b"BODY[]"])) for uid in batch
+                 if b"BODY[]" in fetched.get(uid, {})]  # a missing one was expunged by someone else meanwhile
+        result.stored += _store_batch(engine, cfg.folder, uidvalidity, found)
     for uid in oversized:  # never pulled whole into memory: the headers and the start of the body
         data = client.fetch([uid], ["BODY.PEEK[HEADER]", f"BODY.PEEK[TEXT]<0.{OVERSIZE_PREFIX}>"]).get(uid)
         if data is None:
@@ -136,6 +137,18 @@ def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
         log.info("imap.polled", folder=cfg.folder, stored=result.stored, moved=result.moved,
                  already_stored=result.already_stored)
     return result
+
+
+def _store_batch(engine: sa.Engine, folder: str, uidvalidity: int, found: list[tuple[int, bytes]]) -> int:
+    """One commit for a fetched batch; if a concurrent poll stored some already, one commit per message."""
+    try:
+        with session_scope(engine) as session:
+            rows = [store_inbound(session, raw, folder, uidvalidity, uid) for uid, raw in found]
+    except IntegrityError:
+        return sum(_store(engine, folder, uidvalidity, uid, raw) for uid, raw in found)
+    for (uid, _), row in zip(found, rows, strict=True):
+        log.info("inbound.stored", inbound_id=row.id, message_id=row.message_id, uid=uid, size=row.size)
+    return len(rows)
 
 
 def _store(engine: sa.Engine, folder: str, uidvalidity: int, uid: int, raw: bytes) -> bool:

@@ -25,6 +25,7 @@ log = structlog.get_logger("ticketd.runner")
 
 RECONNECT_MIN = 1.0
 RECONNECT_MAX = 300.0
+INTAKE_CHUNK = 200  # messages taken from the inbox per turn of the loop
 
 
 @dataclass
@@ -37,13 +38,18 @@ class RunSummary:
 
 def process_and_send(engine: sa.Engine, config: Config, summary: RunSummary,
                      should_stop: Callable[[], bool] = lambda: False) -> None:
-    for outcome in pipeline.process_pending(engine, config, should_stop=should_stop):
+    """Process stored mail batch by batch, sending each batch's mail as soon as its transaction commits."""
+
+    def send() -> None:
+        try:
+            summary.sent += outbox.send_due(engine, config)
+        except Exception as exc:  # the outbox keeps its rows; log and go on with intake
+            summary.errors.append(f"smtp: {exc}")
+            log.exception("outbox.error", error=str(exc))
+
+    for outcome in pipeline.process_pending(engine, config, should_stop=should_stop, after_batch=send):
         summary.processed[outcome.status] = summary.processed.get(outcome.status, 0) + 1
-    try:
-        summary.sent += outbox.send_due(engine, config)
-    except Exception as exc:  # the outbox keeps its rows; log and go on with intake
-        summary.errors.append(f"smtp: {exc}")
-        log.exception("outbox.error", error=str(exc))
+    send()  # retries that fell due while nothing new came in
 
 
 def run_once(engine: sa.Engine, config: Config) -> RunSummary:
@@ -133,13 +139,15 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
                 client = None
             config = new
         summary = RunSummary()
+        backlog = 0
         try:
             if config.imap is not None and client is None:
                 client = poller.connect(config.imap)
                 metrics.IMAP_CONNECTED.set(1)
                 log.info("imap.connected", host=config.imap.host, folder=config.imap.folder)
             if client is not None and config.imap is not None:
-                poller.poll_once(client, engine, config.imap, config.limits.max_message_bytes)
+                backlog = poller.poll_once(client, engine, config.imap, config.limits.max_message_bytes,
+                                           limit=INTAKE_CHUNK).remaining
             delay = RECONNECT_MIN
         except (IMAPClientError, OSError) as exc:
             log.error("imap.error", error=str(exc), retry_in=round(delay, 1))
@@ -156,8 +164,8 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
         systemd.notify(*(["READY=1"] if not ready else []), "WATCHDOG=1",
                        f"STATUS=processing mail for {config.helpdesk.address}")
         ready = True
-        if stop.wants_attention():
-            continue
+        if stop.wants_attention() or backlog:
+            continue  # a backlog is taken in chunks: the first mails are answered while the rest wait
         if client is not None and config.imap is not None:
             try:
                 poller.wait_for_mail(client, config.imap, stop.wants_attention, stop.heartbeat)
