@@ -37,8 +37,9 @@ def signed_address(config: Config, ticket_number: int, party: str) -> str:
     return reply_address(config.helpdesk.address, ticket_number, party, _secret(config))
 
 
-def ticket_context(session: Session, config: Config, ticket: Ticket) -> dict[str, Any]:
-    requester = session.get(Customer, ticket.requester_id)
+def ticket_context(session: Session, config: Config, ticket: Ticket,
+                   requester: Customer | None = None) -> dict[str, Any]:
+    requester = requester or session.get(Customer, ticket.requester_id)
     company = session.get(Company, ticket.company_id) if ticket.company_id else None
     assignee = session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
     return {
@@ -66,9 +67,14 @@ def thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str,
     return last_in, tuple(ids[:1] + ids[-9:]) if len(ids) > 10 else tuple(ids)
 
 
-def _send(session: Session, config: Config, *, kind: str, template: str, language: str, ticket: Ticket | None,
-          to: list[tuple[str, str]], context: dict[str, Any], reply_party: str | None, automatic: bool = True,
-          from_name: str | None = None, cc: Iterable[tuple[str, str]] = ()) -> Outbox:
+Thread = tuple[str | None, tuple[str, ...]]
+
+
+def compose(session: Session, config: Config, *, kind: str, template: str, language: str, ticket: Ticket | None,
+            to: list[tuple[str, str]], context: dict[str, Any], reply_party: str | None, automatic: bool = True,
+            from_name: str | None = None, cc: Iterable[tuple[str, str]] = (),
+            thread: Thread | None = None) -> OutgoingMail:
+    """The mail, rendered and threaded; ``thread`` saves the lookup when the caller knows the conversation."""
     ctx = {"helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address}, **context}
     if ticket is not None:
         ctx.setdefault("ticket", ticket_context(session, config, ticket))
@@ -78,17 +84,26 @@ def _send(session: Session, config: Config, *, kind: str, template: str, languag
     in_reply_to, references = (None, ())
     if ticket is not None:
         subject = f"{ticket_tag(config.helpdesk.tag, ticket.number)} {subject}"
-        in_reply_to, references = thread_ids(session, ticket)
-    row = queue_mail(session, config, OutgoingMail(
+        in_reply_to, references = thread or thread_ids(session, ticket)
+    return OutgoingMail(
         kind=kind, to=to, cc=list(cc), subject=subject, body=rendered.body,
         ticket_id=ticket.id if ticket else None, in_reply_to=in_reply_to, references=references,
         reply_to=signed_address(config, ticket.number if ticket else 0, reply_party) if reply_party else None,
         from_name=from_name, automatic=automatic,
-    ))
-    if ticket is not None:
-        what = "mail-suppressed" if row.status == "suppressed" else "mail-queued"
-        session.add(Event(ticket_id=ticket.id, actor="ticketd", what=what, new=kind, old=row.last_error,
-                          via_message_id=row.message_id))
+    )
+
+
+def queued_event(ticket_id: int, kind: str, status: str, held: str | None, message_id: str) -> dict[str, Any]:
+    """The ticket's record of a mail written for it (or held back by the storm caps)."""
+    return {"ticket_id": ticket_id, "actor": "ticketd", "what": "mail-suppressed" if status == "suppressed"
+            else "mail-queued", "new": kind, "old": held, "via_message_id": message_id}
+
+
+def _send(session: Session, config: Config, **kwargs: Any) -> Outbox:
+    mail = compose(session, config, **kwargs)
+    row = queue_mail(session, config, mail)
+    if mail.ticket_id is not None:
+        session.add(Event(**queued_event(mail.ticket_id, row.kind, row.status, row.last_error, row.message_id)))
     return row
 
 

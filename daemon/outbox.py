@@ -17,6 +17,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses
+from typing import Any
 
 import aiosmtplib
 import sqlalchemy as sa
@@ -71,6 +72,14 @@ class OutgoingMail:
 
 def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
     """Add an outbox row to the caller's transaction; nothing is sent unless that transaction commits."""
+    row = Outbox(**outbox_values(session, config, mail))
+    session.add(row)
+    after_queued(session, config, row.automatic, row.status, row.kind, row.last_error, row.recipient, row.ticket_id)
+    return row
+
+
+def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[str, Any]:
+    """The row's columns: headers fixed (Message-ID included) and the storm caps applied."""
     now = utcnow()
     headers = {"Date": format_datetime(now)}
     if mail.in_reply_to:
@@ -87,30 +96,26 @@ def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
     headers = {k: clean_header(v) for k, v in headers.items()}
     recipient = mail.to[0][1].strip().lower() if mail.to else ""
     held = hold_back_reason(session, config, recipient) if mail.automatic and mail.kind != ALERT_KIND else None
-    row = Outbox(
-        kind=mail.kind,
-        recipient=recipient,
-        automatic=mail.automatic,
-        status="suppressed" if held else "queued",
-        last_error=held,
-        to_addrs=", ".join(format_address(n, a) for n, a in mail.to),
-        cc_addrs=", ".join(format_address(n, a) for n, a in mail.cc),
-        subject=clean_header(mail.subject),
-        body=mail.body,
-        headers=headers,
-        message_id=new_message_id(config.helpdesk.address),
-        ticket_id=mail.ticket_id,
-        next_attempt_at=now,
-    )
-    session.add(row)
-    note_queued(session, row)
+    return {
+        "kind": mail.kind, "recipient": recipient, "automatic": mail.automatic,
+        "status": "suppressed" if held else "queued", "last_error": held,
+        "to_addrs": ", ".join(format_address(n, a) for n, a in mail.to),
+        "cc_addrs": ", ".join(format_address(n, a) for n, a in mail.cc),
+        "subject": clean_header(mail.subject), "body": mail.body, "headers": headers,
+        "message_id": new_message_id(config.helpdesk.address), "ticket_id": mail.ticket_id,
+        "next_attempt_at": now, "attempts": 0, "created_at": now,
+    }
+
+
+def after_queued(session: Session, config: Config, automatic: bool, status: str, kind: str, held: str | None,
+                 recipient: str, ticket_id: int | None) -> None:
+    note_queued(session, automatic, status, kind)
     if held:
-        log.warning("outbox.suppressed", to=recipient, kind=mail.kind, reason=held, ticket_id=mail.ticket_id)
+        log.warning("outbox.suppressed", to=recipient, kind=kind, reason=held, ticket_id=ticket_id)
         if held.startswith("circuit breaker") and config.helpdesk.admin:
             from ticketd.daemon.notify import alert_admin  # here to avoid an import cycle
 
             alert_admin(session, config, "circuit breaker open", held)
-    return row
 
 
 def build_message(row: Outbox) -> EmailMessage:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from ticketd.daemon import metrics
+from ticketd.daemon import fast_path, metrics
 from ticketd.daemon.agent_mail import handle_agent_mail
 from ticketd.daemon.bounce_mail import handle_bounce
 from ticketd.daemon.config import Config
@@ -49,8 +50,12 @@ def process_inbound(session: Session, config: Config, inbound: Inbound) -> Outco
     screening = screen(mail, ScreenContext(our_addresses=frozenset({config.helpdesk.address})))
     if screening.verdict is Verdict.DROP or mail.sender is None:
         return finish(inbound, Outcome("dropped", reason=f"{screening.rule}: {screening.reason}"))
-    sender = identify_sender(session, mail.sender)
     subject = parse_subject(mail.subject, config.helpdesk.tag)
+    if fast_path.is_plain_new_mail(session, config, mail, screening, subject):
+        outcome = fast_path.open_ticket(session, config, inbound, mail, subject)
+        if outcome is not None:
+            return finish(inbound, outcome)
+    sender = identify_sender(session, mail.sender)
     match = match_ticket(session, config, mail, subject, sender)
     incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match)
     if sender.agent is not None and screening.verdict is Verdict.CONTINUE:
@@ -73,12 +78,16 @@ def find_duplicate(session: Session, inbound: Inbound) -> int | None:
 
 
 def finish(inbound: Inbound, outcome: Outcome) -> Outcome:
+    """Record the outcome on the inbound row with one plain UPDATE (the ORM object is told, not dirtied)."""
+    session = Session.object_session(inbound)
+    assert session is not None
+    values = {"status": outcome.status, "reason": outcome.reason, "processed_at": utcnow(),
+              "attempts": inbound.attempts + 1, "ticket_id": inbound.ticket_id}
     if outcome.ticket_number is not None:
-        inbound.ticket_id = outcome.ticket_id or inbound_ticket_id(inbound, outcome)
-    inbound.status = outcome.status
-    inbound.reason = outcome.reason
-    inbound.processed_at = utcnow()
-    inbound.attempts += 1
+        values["ticket_id"] = outcome.ticket_id or inbound_ticket_id(inbound, outcome)
+    session.connection().execute(sa.update(Inbound).where(Inbound.id == inbound.id).values(**values))
+    for key, value in values.items():
+        set_committed_value(inbound, key, value)
     return outcome
 
 

@@ -28,12 +28,20 @@ def _automatic(since_hours: int) -> list[sa.ColumnElement[bool]]:
             Outbox.created_at >= utcnow() - timedelta(hours=since_hours)]
 
 
+_HOUR_AGO, _DAY_AGO = sa.bindparam("hour_ago"), sa.bindparam("day_ago")
+_RECIPIENT_COUNTS = (
+    select(func.count(), func.coalesce(func.sum(sa.case((Outbox.created_at >= _HOUR_AGO, 1), else_=0)), 0))
+    .select_from(Outbox)
+    .where(Outbox.recipient == sa.bindparam("recipient"), Outbox.automatic, Outbox.status != "suppressed",
+           Outbox.kind != ALERT_KIND, Outbox.created_at >= _DAY_AGO)
+)
+
+
 def _recipient_counts(session: Session, recipient: str) -> tuple[int, int]:
-    """(last hour, last day) of automatic mail to one address, in one indexed query."""
-    hour_ago = utcnow() - timedelta(hours=1)
-    stmt = select(func.count(), func.coalesce(func.sum(sa.case((Outbox.created_at >= hour_ago, 1), else_=0)), 0)
-                  ).select_from(Outbox).where(Outbox.recipient == recipient, *_automatic(24))
-    day, hour = session.exec(stmt).one()
+    """(last hour, last day) of automatic mail to one address, in one indexed query built once."""
+    now = utcnow()
+    day, hour = session.exec(_RECIPIENT_COUNTS, params={  # type: ignore[call-overload]
+        "recipient": recipient, "hour_ago": now - timedelta(hours=1), "day_ago": now - timedelta(hours=24)}).one()
     return int(hour), int(day)
 
 
@@ -48,8 +56,8 @@ def _last_hour_total(session: Session) -> int:
     return int(session.info[_BREAKER])
 
 
-def note_queued(session: Session, row: Outbox) -> None:
-    if _BREAKER in session.info and row.automatic and row.status != "suppressed" and row.kind != ALERT_KIND:
+def note_queued(session: Session, automatic: bool, status: str, kind: str) -> None:
+    if _BREAKER in session.info and automatic and status != "suppressed" and kind != ALERT_KIND:
         session.info[_BREAKER] += 1
 
 

@@ -3,11 +3,13 @@ message per transaction, so the others go through in order and the bad one alone
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlmodel import Session, select
 
 from conftest import Desk
-from ticketd.daemon import customer_mail, outbox, pipeline
+from ticketd.daemon import notify, outbox, pipeline
 from ticketd.storage import db
 from ticketd.storage.inbound import store_inbound
 from ticketd.storage.models import Event, Inbound, Outbox, Ticket
@@ -26,14 +28,14 @@ def store(desk: Desk, count: int) -> list[int]:
 
 
 def test_a_bad_message_in_a_batch_is_quarantined_alone(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = customer_mail.open_ticket
+    real = notify.compose
 
-    def open_ticket(session: Session, title: str, customer: object, **kwargs: object) -> Ticket:
-        if title == "Problem 3":
+    def compose(session: Session, config: object, **kwargs: Any) -> Any:
+        if kwargs["ticket"] is not None and kwargs["ticket"].subject == "Problem 3":
             raise RuntimeError("simulated bug")
-        return real(session, title, customer, **kwargs)  # type: ignore[arg-type]
+        return real(session, config, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(customer_mail, "open_ticket", open_ticket)
+    monkeypatch.setattr(notify, "compose", compose)
     ids = store(desk, 7)
     outcomes = pipeline.process_pending(desk.site.engine, desk.site.config())
     assert [o.status for o in outcomes] == ["done", "done", "done", "failed", "done", "done", "done"]

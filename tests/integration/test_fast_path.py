@@ -1,0 +1,116 @@
+"""The fast path for a customer's new mail leaves exactly the rows the full pipeline leaves.
+
+The same mails go through two fresh installations with the same secret: one as the daemon runs them (fast
+path on), one with the fast path switched off. Every table is then compared row by row, with only the values
+that are meant to differ (timestamps, random outgoing Message-IDs and Date headers) masked.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import Site
+from ticketd.daemon import fast_path, pipeline
+from ticketd.storage import db
+from ticketd.storage.directory import add_company, upsert_agent, upsert_customer
+from ticketd.storage.inbound import store_inbound
+from ticketd.storage.models import Customer
+
+pytestmark = pytest.mark.integration
+
+TABLES = ("customer", "ticket", "message", "participant", "event", "outbox", "inbound", "attachment")
+MASKED = {"created_at", "updated_at", "at", "added_at", "processed_at", "received_at", "next_attempt_at", "sent_at"}
+OUR_ID = re.compile(r"<ticketd\.[0-9a-f]{32}@acme\.example>")
+
+
+def mail(n: int, sender: str, subject: str, *extra: str, body: str = "Merhaba, yardım lütfen.") -> bytes:
+    headers = [f"From: {sender}", "To: Acme Support <support@acme.example>", f"Subject: {subject}",
+               *(extra or (f"Message-ID: <fp-{n}@example.org>",)), "MIME-Version: 1.0",
+               "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"]
+    return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
+
+
+MAILS = [
+    mail(1, "Jane Roe <jane@example.org>", "Printer on fire"),
+    mail(2, "Şener Öztürk <sener@musteri.com.tr>", "=?utf-8?q?Modem_=C3=A7al=C4=B1=C5=9Fm=C4=B1yor?=",
+         "Message-ID: <fp-2@example.org>", "Cc: Ayla <ayla@musteri.com.tr>, support@acme.example"),
+    mail(3, "Çiğdem Yılmaz <cigdem.yilmaz@musteri.com.tr>", "Fatura sorusu"),
+    mail(4, "Jane Roe <jane@example.org>", "Second problem, new subject"),
+    mail(5, "Noname Person <noname@example.org>", "I have a name now"),
+    mail(6, "Jane Roe <jane@example.org>", "Re: Printer on fire", "Message-ID: <fp-6@example.org>",
+         "In-Reply-To: <fp-1@example.org>", "References: <fp-1@example.org>"),
+    mail(7, "Spammer <blocked@example.org>", "Buy now"),
+    mail(8, "Robot <robot@example.org>", "Out of office", "Message-ID: <fp-8@example.org>",
+         "Auto-Submitted: auto-replied"),
+    mail(9, "No Id <noid@example.org>", "A mail without a Message-ID", "X-Nothing: 1"),
+    mail(10, "Jane Roe <jane@example.org>", "Printer on fire", "Message-ID: <fp-1@example.org>"),  # duplicate
+]
+
+
+def install(base: Site, where: Path) -> Site:
+    where.mkdir()
+    shutil.copy(base.dir / "secret", where / "secret")
+    site = Site(where, {name: dict(section) for name, section in base.sections.items()})
+    site.upgrade()
+    with db.session_scope(site.engine) as session:
+        company = add_company(session, "Müşteri A.Ş.", ["musteri.com.tr"])
+        upsert_customer(session, "cigdem.yilmaz@musteri.com.tr", "Çiğdem Yılmaz", company, language="tr")
+        upsert_customer(session, "noname@example.org", "", None)
+        session.add(Customer(email="blocked@example.org", name="Spammer", blocked=True))
+        upsert_agent(session, "ali@acme.example", "Ali Veli", "agent", ["network"])
+        upsert_agent(session, "ayse@acme.example", "Ayşe Demir", "manager", ["network"])
+    return site
+
+
+def run(site: Site) -> list[str]:
+    engine = site.engine
+    with db.session_scope(engine) as session:
+        for raw in MAILS:
+            store_inbound(session, raw, "test")
+    return [o.status for o in pipeline.process_pending(engine, site.config())]
+
+
+def dump(site: Site) -> dict[str, list[dict[str, Any]]]:
+    with site.engine.connect() as conn:
+        tables = {name: [dict(r._mapping) for r in conn.execute(sa.text(f"SELECT * FROM {name} ORDER BY 1"))]
+                  for name in TABLES}
+    for rows in tables.values():
+        for row in rows:
+            for key in list(row):
+                if key in MASKED:
+                    row[key] = "masked" if row[key] is not None else None
+                elif isinstance(row[key], str):
+                    row[key] = OUR_ID.sub("<ours>", row[key])
+                    row[key] = re.sub(r'"Date": "[^"]*"', '"Date": "masked"', row[key])
+    return tables
+
+
+def test_fast_and_full_paths_leave_the_same_rows(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_site, full_site = install(site, tmp_path / "fast"), install(site, tmp_path / "full")
+    taken: list[int] = []
+    real = fast_path.open_ticket
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        outcome = real(*args, **kwargs)
+        if outcome is not None:
+            taken.append(outcome.ticket_number)
+        return outcome
+
+    monkeypatch.setattr(fast_path, "open_ticket", counting)
+    fast_statuses = run(fast_site)
+    monkeypatch.setattr(fast_path, "is_plain_new_mail", lambda *args: False)
+    full_statuses = run(full_site)
+
+    assert fast_statuses == full_statuses == ["done"] * 6 + ["dropped", "dropped", "done", "dropped"]
+    assert taken == [1, 2, 3, 4, 6]  # the plain new mails; the name to learn, reply, robots took the full path
+    fast, full = dump(fast_site), dump(full_site)
+    for name in TABLES:
+        assert fast[name] == full[name], name
+    assert len(fast["outbox"]) == 6 * 3 + 2  # per ticket the ack and two agents; the reply goes to both agents
+    assert {p["email"] for p in fast["participant"]} == {"ayla@musteri.com.tr"}
