@@ -8,8 +8,8 @@ import aiosmtplib
 import sqlalchemy as sa
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from ticketd.daemon import poller
-from ticketd.daemon.config import Config
+from ticketd.daemon import oauth2, poller
+from ticketd.daemon.config import Config, ServerConfig
 from ticketd.daemon.outbox import smtp_client
 from ticketd.storage import db
 
@@ -33,8 +33,10 @@ def check_imap(config: Config) -> CheckResult:
     where = f"{cfg.username}@{cfg.host}:{cfg.port} ({cfg.tls})"
     try:
         client = poller.connect(cfg)
+    except oauth2.TokenUnavailable as exc:
+        return "imap", False, f"{where}: not logged in: {_text(exc)}"
     except LoginError as exc:
-        return "imap", False, f"{where}: login refused, check imap.username and the password: {_text(exc)}"
+        return "imap", False, f"{where}: login refused, check imap.username and {_credential(cfg)}: {_text(exc)}"
     except (IMAPClientError, OSError) as exc:
         return "imap", False, f"{where}: {type(exc).__name__}: {_text(exc)}"
     try:
@@ -62,10 +64,34 @@ def check_smtp(config: Config) -> CheckResult:
     try:
         asyncio.run(probe())
     except aiosmtplib.SMTPAuthenticationError as exc:
-        return "smtp", False, f"{where}: login refused, check smtp.username and the password: {exc.message}"
+        return "smtp", False, f"{where}: login refused, check smtp.username and {_credential(cfg)}: {exc.message}"
     except (aiosmtplib.SMTPException, OSError) as exc:
         return "smtp", False, f"{where}: {type(exc).__name__}: {exc}"
     return "smtp", True, f"{where}: connected" + (" and logged in" if cfg.username else "")
+
+
+def check_oauth2(config: Config) -> CheckResult | None:
+    """Get a token on its own first, so a broken token source is named as such, not as a refused login."""
+    if config.oauth2 is None:
+        return None
+    users = [name for name, server in (("imap", config.imap), ("smtp", config.smtp))
+             if server is not None and server.auth == "xoauth2"]
+    if not users:
+        return "oauth2", True, 'configured, but neither [imap] nor [smtp] has auth = "xoauth2"'
+    source = oauth2.token_source(config.oauth2)
+    try:
+        source.token()
+    except oauth2.TokenError as exc:
+        return "oauth2", False, f"cannot get an access token: {exc}"
+    remaining = source.remaining()
+    life = f", valid for {round(remaining)} s" if remaining is not None else ""
+    return "oauth2", True, f"got an access token from {source.describe}{life}; used by {' and '.join(users)}"
+
+
+def _credential(cfg: ServerConfig) -> str:
+    if cfg.auth == "xoauth2":
+        return "the OAuth2 token's account and scopes ([oauth2])"
+    return "the password"
 
 
 def _text(exc: Exception) -> str:
@@ -73,5 +99,6 @@ def _text(exc: Exception) -> str:
 
 
 def run_checks(config: Config) -> list[CheckResult]:
-    results: list[CheckResult] = [("config", True, f"{config.source} is valid")]
-    return [*results, check_database(config), check_imap(config), check_smtp(config)]
+    results: list[CheckResult] = [("config", True, f"{config.source} is valid"), check_database(config)]
+    token = check_oauth2(config)
+    return [*results, *([token] if token else []), check_imap(config), check_smtp(config)]

@@ -7,10 +7,14 @@ Errors are turned into one line per problem, ``section.key: reason``, because an
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import shlex
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -18,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -116,21 +121,148 @@ class DatabaseConfig(Section):
 TlsMode = Literal["implicit", "starttls", "none"]
 
 
+def _existing_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"file {value} does not exist")
+    return value
+
+
+_REFRESH_FLOW_KEYS = ("provider", "client_id", "client_secret", "client_secret_file", "refresh_token_file", "tenant",
+                      "token_url", "scopes")
+
+
+class OAuth2Config(Section):
+    """``[oauth2]``: where IMAP and SMTP get their access token when their ``auth = "xoauth2"``.
+
+    One section serves both servers because a mailbox has one account and one app registration: one refresh
+    token, one cached access token and one refresh for both (Microsoft issues one token carrying the IMAP and
+    SMTP scopes; Google's https://mail.google.com/ covers both).
+    """
+
+    token_command: str | None = None  # run without a shell; prints a bare token or {"access_token", "expires_in"}
+    provider: Literal["microsoft", "google", "generic"] | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    refresh_token_file: Path | None = None
+    tenant: str | None = None  # microsoft only; "common" when unset
+    token_url: str | None = None  # required for generic; overrides the provider's own endpoint
+    scopes: tuple[str, ...] | None = None  # the provider's mail scopes when unset
+    timeout_seconds: PositiveInt = 30
+    # Never a TOML key (refused below): filled from refresh_token_file or TICKETD_OAUTH2_REFRESH_TOKEN.
+    refresh_token: SecretStr | None = Field(default=None, exclude=True)
+
+    @field_validator("client_secret_file", "refresh_token_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        return _existing_file(value)
+
+    @field_validator("refresh_token", mode="before")
+    @classmethod
+    def _no_inline_refresh_token(cls, value: Any) -> Any:
+        raise ValueError("not accepted in the config file: put it in refresh_token_file "
+                         "or TICKETD_OAUTH2_REFRESH_TOKEN")
+
+    @field_validator("token_command")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into a command and its arguments: {exc}") from None
+        if not argv:
+            raise ValueError("must name a program to run")
+        if shutil.which(argv[0]) is None:
+            raise ValueError(f"program {argv[0]!r} not found or not executable")
+        return value
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and (not value or not all(c.isalnum() or c in ".-" for c in value)):
+            raise ValueError("must be a tenant ID or domain, like contoso.onmicrosoft.com")
+        return value
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        if value is not None and not _secure_url(value):
+            raise ValueError("must be an https:// URL (http:// only on the loopback address)")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and (not value or any(not s or any(c.isspace() for c in s) for s in value)):
+            raise ValueError('must be a non-empty list of scopes without spaces, like ["https://mail.google.com/"]')
+        return value
+
+    @model_validator(mode="after")
+    def _source(self) -> OAuth2Config:
+        if self.token_command is not None:
+            for key in _REFRESH_FLOW_KEYS:
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: not used with token_command (give one token source, not both)")
+            return self
+        if self.provider is None:
+            raise ValueError('provider: required (microsoft | google | generic), or give token_command')
+        if not self.client_id:
+            raise ValueError("client_id: required with provider (the app registration's client ID)")
+        if self.provider == "generic" and self.token_url is None:
+            raise ValueError('token_url: required with provider = "generic"')
+        if self.tenant is not None and self.provider != "microsoft":
+            raise ValueError('tenant: only for provider = "microsoft"')
+        secret = _read_secret("oauth2", self.client_secret, self.client_secret_file, "TICKETD_OAUTH2_CLIENT_SECRET")
+        refresh = _read_secret("oauth2", None, self.refresh_token_file, "TICKETD_OAUTH2_REFRESH_TOKEN")
+        if refresh is None or not refresh.get_secret_value():
+            raise ValueError("refresh_token_file: required with provider (a file holding the refresh token), "
+                             "or set TICKETD_OAUTH2_REFRESH_TOKEN")
+        object.__setattr__(self, "client_secret", secret)
+        object.__setattr__(self, "refresh_token", refresh)
+        return self
+
+    @property
+    def token_argv(self) -> list[str]:
+        return shlex.split(self.token_command) if self.token_command else []
+
+
+def _secure_url(url: str) -> bool:
+    """https anywhere; plain http only where nothing leaves the machine (a local proxy, the tests)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http":
+        return False
+    try:
+        return parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
 class ServerConfig(Section):
     host: str
     tls: TlsMode = "implicit"
+    auth: Literal["password", "xoauth2"] = "password"  # xoauth2: an OAuth2 access token from [oauth2]
     username: str = ""
     password: SecretStr | None = None
     password_file: Path | None = None
     cafile: Path | None = None
     timeout_seconds: PositiveInt = 30
+    # Set by Config from the shared [oauth2] section when auth = "xoauth2"; not a key of [imap] or [smtp].
+    _oauth2: OAuth2Config | None = PrivateAttr(default=None)
 
     @field_validator("cafile", "password_file")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"file {value} does not exist")
-        return value
+        return _existing_file(value)
+
+    @property
+    def oauth2(self) -> OAuth2Config | None:
+        return self._oauth2
 
 
 class ImapConfig(ServerConfig):
@@ -218,8 +350,24 @@ class Config(Section):
     limits: LimitsConfig = LimitsConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    oauth2: OAuth2Config | None = None
     agents: list[AgentConfig] = []
     source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _link_oauth2(self) -> Config:
+        """Hand the shared [oauth2] section to each server that logs in with XOAUTH2."""
+        for name, server in (("imap", self.imap), ("smtp", self.smtp)):
+            if server is None or server.auth != "xoauth2":
+                continue
+            if self.oauth2 is None:
+                raise ValueError(f'{name}.auth: "xoauth2" needs an [oauth2] section with token_command, '
+                                 "or provider, client_id and refresh_token_file")
+            if not server.username:
+                raise ValueError(f'{name}.username: required with auth = "xoauth2" '
+                                 "(the mailbox the token was issued for)")
+            server._oauth2 = self.oauth2
+        return self
 
     @property
     def tz(self) -> ZoneInfo:
@@ -258,7 +406,8 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
 
 
 _PATH_KEYS = {("imap", "password_file"), ("smtp", "password_file"), ("security", "secret_file"),
-              ("imap", "cafile"), ("smtp", "cafile")}
+              ("imap", "cafile"), ("smtp", "cafile"),
+              ("oauth2", "client_secret_file"), ("oauth2", "refresh_token_file")}
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

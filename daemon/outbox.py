@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, select
 
-from ticketd.daemon import metrics, wire
+from ticketd.daemon import metrics, oauth2, wire
 from ticketd.daemon.config import Config, SmtpConfig
 from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, note_queued
 from ticketd.daemon.wire import clean as clean_header
@@ -143,14 +143,14 @@ def _tls_context(cfg: SmtpConfig) -> ssl.SSLContext:
 
 
 def smtp_client(cfg: SmtpConfig) -> aiosmtplib.SMTP:
-    return aiosmtplib.SMTP(
+    smtp_class, login = oauth2.smtp_login(cfg)  # a password, or XOAUTH2 with a token fetched at each login
+    return smtp_class(
         hostname=cfg.host,
         port=cfg.port,
         use_tls=cfg.tls == "implicit",
         start_tls=cfg.tls == "starttls",
         tls_context=_tls_context(cfg) if cfg.tls != "none" else None,
-        username=cfg.username or None,
-        password=cfg.password.get_secret_value() if cfg.password else None,
+        **login,
         timeout=cfg.timeout_seconds,
     )
 

@@ -22,6 +22,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from ticketd.daemon import oauth2
 from ticketd.daemon.config import ImapConfig
 from ticketd.storage.db import session_scope
 from ticketd.storage.inbound import store_inbound
@@ -55,7 +56,10 @@ def connect(cfg: ImapConfig) -> IMAPClient:
     try:
         if cfg.tls == "starttls":
             client.starttls(context)
-        client.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
+        if cfg.auth == "xoauth2":  # Microsoft 365, Gmail: a bearer token instead of a password
+            oauth2.imap_login(client, cfg)
+        else:
+            client.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
     except BaseException:
         close(client)
         raise

@@ -98,6 +98,10 @@ class DovecotServer:
     def log_file(self) -> Path:
         return self.base_dir / "dovecot.log"
 
+    @property
+    def oauth2_conf(self) -> Path:
+        return self.base_dir / "dovecot-oauth2.conf.ext"
+
     def add_user(self, username: str, password: str) -> None:
         """One passwd-file per user: Dovecot re-stats a passwd-file at most once a second and only
         notices mtime/size changes, but a file it has never read is read at once."""
@@ -160,7 +164,41 @@ class DovecotServer:
         self.start()
 
 
-def _config(srv: DovecotServer, mail_dir: Path, uid: int, gid: int) -> str:
+def _oauth2_conf(introspection_url: str) -> str:
+    """Dovecot 2.3's oauth2 passdb: each XOAUTH2/OAUTHBEARER token is POSTed (``token=...``) to the
+    introspection endpoint, which must answer ``active: true`` and the user's name, as RFC 7662 servers do."""
+    return f"""\
+introspection_mode = post
+introspection_url = {introspection_url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
+
+
+def _passdbs(srv: DovecotServer, oauth2: bool) -> str:
+    """Passwords always work (tests put mail in with them); with oauth2, bearer tokens work as well."""
+    users = f"""\
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {srv.base_dir / "users"}/%u
+"""
+    if not oauth2:
+        return users + "}\n"
+    return users + f"""\
+  mechanisms = plain login
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {srv.oauth2_conf}
+}}
+"""
+
+
+def _config(srv: DovecotServer, mail_dir: Path, uid: int, gid: int, oauth2: bool = False) -> str:
     """Everything that would default to /var or /etc points into our own directories."""
     root = os.geteuid() == 0
     # Dovecot will not run its helper or login processes as root, and a non-root user cannot
@@ -181,18 +219,14 @@ default_internal_group = {group}
 default_login_user = {login}
 first_valid_uid = 1
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if oauth2 else ""}
 # Tests probe bad passwords; the default 2 s failure delay only slows them down.
 auth_failure_delay = 0
 ssl = yes
 ssl_cert = <{srv.cafile}
 ssl_key = <{srv.base_dir / "key.pem"}
 {dh}mail_location = maildir:{mail_dir}/%u
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {srv.base_dir / "users"}/%u
-}}
-userdb {{
+{_passdbs(srv, oauth2)}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={mail_dir}/%u
 }}
@@ -220,8 +254,13 @@ service anvil {{
 """
 
 
-def start_dovecot(base_dir: Path, users: dict[str, str] | None = None) -> DovecotServer:
-    """Start a fresh server configured in base_dir; the caller must stop() it."""
+def start_dovecot(base_dir: Path, users: dict[str, str] | None = None,
+                  oauth2_introspection_url: str | None = None) -> DovecotServer:
+    """Start a fresh server configured in base_dir; the caller must stop() it.
+
+    With ``oauth2_introspection_url`` the server also takes XOAUTH2/OAUTHBEARER logins, valid when that
+    endpoint says the token is active for the user (see ``_oauth2_conf``); password logins keep working.
+    """
     base_dir = Path(base_dir).resolve()
     for sub in ("state", "users"):
         (base_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -253,6 +292,8 @@ def start_dovecot(base_dir: Path, users: dict[str, str] | None = None) -> Doveco
         weakref.finalize(srv, shutil.rmtree, path, True)
     for name, password in (users or {}).items():
         srv.add_user(name, password)
-    srv.conf.write_text(_config(srv, mail_dir, uid, gid))
+    if oauth2_introspection_url:
+        srv.oauth2_conf.write_text(_oauth2_conf(oauth2_introspection_url))
+    srv.conf.write_text(_config(srv, mail_dir, uid, gid, oauth2=bool(oauth2_introspection_url)))
     srv.start()
     return srv

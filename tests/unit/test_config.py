@@ -137,3 +137,44 @@ def test_metrics_listen_is_validated(tmp_path: Path) -> None:
     assert any(p.startswith("metrics.listen: must be host:port") for p in problems(data))
     data["metrics"]["listen"] = "127.0.0.1:9187"
     assert parse_config(data).metrics.listen == "127.0.0.1:9187"
+
+
+def test_documented_oauth2_block_is_complete_and_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's commented-out [oauth2] block names every key; uncommented it loads, either with the
+    refresh-token keys or with token_command alone."""
+    import os
+    import tomllib
+
+    from ticketd.daemon.config import OAuth2Config
+
+    monkeypatch.setenv("TICKETD_SECRET", "x" * 32)
+    monkeypatch.delenv("TICKETD_OAUTH2_REFRESH_TOKEN", raising=False)
+    text = (Path(__file__).parents[2] / "deploy" / "ticketd.toml.example").read_text()
+    block = text[text.index("# [oauth2]\n"):]
+    lines = [line.removeprefix("#").removeprefix(" ") for line in block[:block.index("\n\n")].splitlines()]
+    documented = tomllib.loads("\n".join(lines))["oauth2"]
+    assert set(OAuth2Config.model_fields) - {"refresh_token", "client_secret"} == set(documented)
+    assert 'or client_secret = "..." (discouraged)' in block  # the inline form, like password = "..."
+
+    data = tomllib.loads(text)
+    for section in ("imap", "smtp"):
+        assert data[section]["auth"] == "password"
+        data[section] = {**data[section], "auth": "xoauth2"}
+        del data[section]["password_file"]
+    del data["security"]["secret_file"]
+    (tmp_path / "client-secret").write_text("cs")
+    (tmp_path / "refresh-token").write_text("rt")
+    refresh_flow = {k: v for k, v in documented.items() if k != "token_command"}
+    refresh_flow.update(client_secret_file=str(tmp_path / "client-secret"),
+                        refresh_token_file=str(tmp_path / "refresh-token"))
+    config = parse_config({**data, "oauth2": refresh_flow})
+    assert config.imap is not None and config.imap.oauth2 is config.oauth2 and config.oauth2 is not None
+    assert config.oauth2.scopes == tuple(documented["scopes"])
+
+    helper = tmp_path / "bin" / documented["token_command"].split()[0]
+    helper.parent.mkdir()
+    helper.write_text("#!/bin/sh\necho token\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    config = parse_config({**data, "oauth2": {"token_command": documented["token_command"]}})
+    assert config.oauth2 is not None and config.oauth2.token_argv[0] == helper.name
