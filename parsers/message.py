@@ -19,6 +19,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime, unquote
+from functools import lru_cache
 
 import mailparser
 
@@ -257,11 +258,18 @@ class _Body:
     defects: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=1)
+def mime_tree(raw: bytes) -> Message:
+    """The compat32 tree of one raw mail, read only, shared by the readers that look at the same mail one after
+    another (the body walk, then bounce and abuse-report detection): parsing is the dearest step of the trip."""
+    return message_from_bytes(raw, policy=compat32)
+
+
 def walk_body(raw: bytes, notes: list[str]) -> _Body:
     """Text, HTML and attachments of every MIME part, each part on its own guard."""
     body = _Body()
     try:
-        root = message_from_bytes(raw, policy=compat32)
+        root = mime_tree(raw)
     except Exception as exc:  # deep nesting: the parser recurses per level
         notes.append(f"MIME structure unreadable ({type(exc).__name__}); body kept as undecodable-part-0.bin")
         _, _, rest = raw.replace(b"\r\n", b"\n").partition(b"\n\n")

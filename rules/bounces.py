@@ -21,6 +21,8 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
 
+from ticketd.parsers.message import mime_tree
+
 __all__ = ["Bounce", "detect_bounce", "is_feedback_report"]
 
 _DIAG_MAX = 500
@@ -89,7 +91,7 @@ _DELIVERED_ACTIONS = {"delivered", "relayed", "expanded"}
 
 def _parse(raw: bytes) -> Message | None:
     try:
-        return email.message_from_bytes(raw or b"", policy=email.policy.compat32)
+        return mime_tree(bytes(raw or b""))
     except Exception:
         return None
 
