@@ -187,8 +187,9 @@ def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[],
     deadline = time.monotonic() + cfg.poll_seconds
     use_idle = cfg.idle and client.has_capability("IDLE")
     if use_idle:
-        # Mail that arrived since the last SEARCH is announced now, not inside IDLE: look before waiting.
-        if _announces_new_mail(client.noop()[1]):
+        # Mail that arrived since the last SEARCH was announced already (perhaps in the MOVE's untagged
+        # responses, which imapclient drops) and IDLE will not announce it again: look before waiting.
+        if client.search("ALL"):
             return
         client.idle()
     try:

@@ -1,0 +1,61 @@
+"""Mail that lands while the daemon is moving the previous batch out is announced by the server then, not in the
+IDLE that follows; the daemon must see it at once anyway instead of at the next poll minutes later."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import DATA, Mailbox, Site
+from ticketd.daemon.smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.integration
+
+# The real daemon, with a second mail arriving between the SEARCH that found the first and the MOVE.
+ARRIVES_DURING_MOVE = """
+import sys
+from pathlib import Path
+from imapclient import IMAPClient
+from ticketd.daemon import cli, poller
+
+host, port, user, password, late = sys.argv[2:7]
+real_move, sent = poller.move_out, []
+def move_out(client, uids, target):
+    if not sent:
+        other = IMAPClient(host, port=int(port), ssl=False)
+        other.login(user, password)
+        other.append("INBOX", Path(late).read_bytes())
+        other.logout()
+        sent.append(1)
+    real_move(client, uids, target)
+poller.move_out = move_out
+sys.argv = ["ticketd", "--config", sys.argv[1], "run"]
+cli.main()
+"""
+
+
+def test_mail_arriving_during_the_move_is_not_left_for_the_next_poll(live_site: Site, mailbox: Mailbox,
+                                                                       smtp_sink: SmtpSink) -> None:
+    live_site.sections["imap"].update(idle=True, poll_seconds=300)
+    mailbox.append((DATA / "unknown-sender.eml").read_bytes())
+    args = [str(live_site.write()), mailbox.server.host, str(mailbox.server.port), mailbox.user, mailbox.password,
+            str(DATA / "iso-8859-9-body.eml")]
+    daemon = subprocess.Popen([sys.executable, "-c", ARRIVES_DURING_MOVE, *args], env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20  # far below poll_seconds: only a look before IDLE can find it
+        while len(smtp_sink.received) < 2 and time.monotonic() < deadline and daemon.poll() is None:
+            time.sleep(0.1)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=20)
+        assert sorted(m.envelope_to[0] for m in smtp_sink.received) == [
+            "jane@example.org", "sener@ozturk-insaat.com.tr"], err.decode()[-3000:]
+        assert mailbox.count("INBOX") == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
