@@ -8,6 +8,7 @@ ones (5xx) are marked dead at once.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses
+from functools import cache
 from typing import Any
 
 import aiosmtplib
@@ -152,7 +154,15 @@ def smtp_client(cfg: SmtpConfig) -> aiosmtplib.SMTP:
         tls_context=_tls_context(cfg) if cfg.tls != "none" else None,
         **login,
         timeout=cfg.timeout_seconds,
+        local_hostname=local_hostname(),
     )
+
+
+@cache
+def local_hostname() -> str:
+    """Our name for EHLO, looked up once: aiosmtplib otherwise asks the resolver on every connection, and a slow
+    reverse lookup would stall each sending run."""
+    return socket.getfqdn()
 
 
 def due_rows(session: Session, now: datetime, limit: int = 100) -> list[Outbox]:
