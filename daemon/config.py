@@ -7,20 +7,13 @@ Errors are turned into one line per problem, ``section.key: reason``, because an
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import shlex
-import shutil
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -29,57 +22,21 @@ from pydantic import (
     model_validator,
 )
 
+from ticketd.daemon.config_fields import (
+    ConfigError,
+    Email,
+    Port,
+    PositiveInt,
+    Section,
+    existing_file,
+    read_secret,
+)
+from ticketd.daemon.config_oauth2 import OAuth2Config
+
+__all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig", "SmtpConfig", "load_config"]
+
 DEFAULT_PATHS = (Path("ticketd.toml"), Path("/etc/ticketd/ticketd.toml"))
 LANGUAGES = ("en", "tr")
-
-
-class ConfigError(Exception):
-    """Raised with every problem found, each naming its key; the CLI prints them and exits 2."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-def _port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ValueError("must be an integer between 1 and 65535")
-    return value
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("must be a positive integer")
-    return value
-
-
-Port = Annotated[int, BeforeValidator(_port)]
-PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
-Email = Annotated[str, BeforeValidator(lambda v: _email(v))]
-
-
-def _email(value: Any) -> str:
-    if not isinstance(value, str) or value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
-        raise ValueError("must be an e-mail address like support@example.com")
-    if any(c in value for c in " \r\n\t<>,;\"'"):
-        raise ValueError("must be a bare e-mail address without spaces, quotes or angle brackets")
-    return value.strip().lower()
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _read_secret(section: str, inline: SecretStr | None, file: Path | None, env: str) -> SecretStr | None:
-    """Resolve a secret from the environment, a file, or (discouraged) inline, in that order."""
-    if os.environ.get(env):
-        return SecretStr(os.environ[env])
-    if file is not None:
-        try:
-            return SecretStr(file.read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            raise ValueError(f"cannot read {file}: {exc.strerror}") from None
-    return inline
 
 
 class HelpdeskConfig(Section):
@@ -121,128 +78,6 @@ class DatabaseConfig(Section):
 TlsMode = Literal["implicit", "starttls", "none"]
 
 
-def _existing_file(value: Path | None) -> Path | None:
-    if value is not None and not value.is_file():
-        raise ValueError(f"file {value} does not exist")
-    return value
-
-
-_REFRESH_FLOW_KEYS = ("provider", "client_id", "client_secret", "client_secret_file", "refresh_token_file", "tenant",
-                      "token_url", "scopes")
-
-
-class OAuth2Config(Section):
-    """``[oauth2]``: where IMAP and SMTP get their access token when their ``auth = "xoauth2"``.
-
-    One section serves both servers because a mailbox has one account and one app registration: one refresh
-    token, one cached access token and one refresh for both (Microsoft issues one token carrying the IMAP and
-    SMTP scopes; Google's https://mail.google.com/ covers both).
-    """
-
-    token_command: str | None = None  # run without a shell; prints a bare token or {"access_token", "expires_in"}
-    provider: Literal["microsoft", "google", "generic"] | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    client_secret_file: Path | None = None
-    refresh_token_file: Path | None = None
-    tenant: str | None = None  # microsoft only; "common" when unset
-    token_url: str | None = None  # required for generic; overrides the provider's own endpoint
-    scopes: tuple[str, ...] | None = None  # the provider's mail scopes when unset
-    timeout_seconds: PositiveInt = 30
-    # Never a TOML key (refused below): filled from refresh_token_file or TICKETD_OAUTH2_REFRESH_TOKEN.
-    refresh_token: SecretStr | None = Field(default=None, exclude=True)
-
-    @field_validator("client_secret_file", "refresh_token_file")
-    @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        return _existing_file(value)
-
-    @field_validator("refresh_token", mode="before")
-    @classmethod
-    def _no_inline_refresh_token(cls, value: Any) -> Any:
-        raise ValueError("not accepted in the config file: put it in refresh_token_file "
-                         "or TICKETD_OAUTH2_REFRESH_TOKEN")
-
-    @field_validator("token_command")
-    @classmethod
-    def _command(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise ValueError(f"cannot be split into a command and its arguments: {exc}") from None
-        if not argv:
-            raise ValueError("must name a program to run")
-        if shutil.which(argv[0]) is None:
-            raise ValueError(f"program {argv[0]!r} not found or not executable")
-        return value
-
-    @field_validator("tenant")
-    @classmethod
-    def _tenant(cls, value: str | None) -> str | None:
-        if value is not None and (not value or not all(c.isalnum() or c in ".-" for c in value)):
-            raise ValueError("must be a tenant ID or domain, like contoso.onmicrosoft.com")
-        return value
-
-    @field_validator("token_url")
-    @classmethod
-    def _token_url(cls, value: str | None) -> str | None:
-        if value is not None and not _secure_url(value):
-            raise ValueError("must be an https:// URL (http:// only on the loopback address)")
-        return value
-
-    @field_validator("scopes")
-    @classmethod
-    def _scopes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is not None and (not value or any(not s or any(c.isspace() for c in s) for s in value)):
-            raise ValueError('must be a non-empty list of scopes without spaces, like ["https://mail.google.com/"]')
-        return value
-
-    @model_validator(mode="after")
-    def _source(self) -> OAuth2Config:
-        if self.token_command is not None:
-            for key in _REFRESH_FLOW_KEYS:
-                if getattr(self, key) is not None:
-                    raise ValueError(f"{key}: not used with token_command (give one token source, not both)")
-            return self
-        if self.provider is None:
-            raise ValueError('provider: required (microsoft | google | generic), or give token_command')
-        if not self.client_id:
-            raise ValueError("client_id: required with provider (the app registration's client ID)")
-        if self.provider == "generic" and self.token_url is None:
-            raise ValueError('token_url: required with provider = "generic"')
-        if self.tenant is not None and self.provider != "microsoft":
-            raise ValueError('tenant: only for provider = "microsoft"')
-        secret = _read_secret("oauth2", self.client_secret, self.client_secret_file, "TICKETD_OAUTH2_CLIENT_SECRET")
-        refresh = _read_secret("oauth2", None, self.refresh_token_file, "TICKETD_OAUTH2_REFRESH_TOKEN")
-        if refresh is None or not refresh.get_secret_value():
-            raise ValueError("refresh_token_file: required with provider (a file holding the refresh token), "
-                             "or set TICKETD_OAUTH2_REFRESH_TOKEN")
-        object.__setattr__(self, "client_secret", secret)
-        object.__setattr__(self, "refresh_token", refresh)
-        return self
-
-    @property
-    def token_argv(self) -> list[str]:
-        return shlex.split(self.token_command) if self.token_command else []
-
-
-def _secure_url(url: str) -> bool:
-    """https anywhere; plain http only where nothing leaves the machine (a local proxy, the tests)."""
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return False
-    if parts.scheme == "https":
-        return True
-    if parts.scheme != "http":
-        return False
-    try:
-        return parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
-
-
 class ServerConfig(Section):
     host: str
     tls: TlsMode = "implicit"
@@ -258,7 +93,7 @@ class ServerConfig(Section):
     @field_validator("cafile", "password_file")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
-        return _existing_file(value)
+        return existing_file(value)
 
     @property
     def oauth2(self) -> OAuth2Config | None:
@@ -274,7 +109,7 @@ class ImapConfig(ServerConfig):
 
     @model_validator(mode="after")
     def _secret(self) -> ImapConfig:
-        pw = _read_secret("imap", self.password, self.password_file, "TICKETD_IMAP_PASSWORD")
+        pw = read_secret("imap", self.password, self.password_file, "TICKETD_IMAP_PASSWORD")
         object.__setattr__(self, "password", pw)
         return self
 
@@ -285,7 +120,7 @@ class SmtpConfig(ServerConfig):
 
     @model_validator(mode="after")
     def _secret(self) -> SmtpConfig:
-        pw = _read_secret("smtp", self.password, self.password_file, "TICKETD_SMTP_PASSWORD")
+        pw = read_secret("smtp", self.password, self.password_file, "TICKETD_SMTP_PASSWORD")
         object.__setattr__(self, "password", pw)
         return self
 
@@ -298,7 +133,7 @@ class SecurityConfig(Section):
 
     @model_validator(mode="after")
     def _load_secret(self) -> SecurityConfig:
-        secret = _read_secret("security", None, self.secret_file, "TICKETD_SECRET")
+        secret = read_secret("security", None, self.secret_file, "TICKETD_SECRET")
         if secret is None or len(secret.get_secret_value()) < 16:
             raise ValueError(
                 "secret_file: required (a file with at least 16 random characters; `ticketd init` makes one), "
@@ -319,7 +154,7 @@ class AgentConfig(Section):
     email: Email
     name: str
     role: Literal["agent", "manager"] = "agent"
-    groups: list[str] = []
+    groups: list[str] = Field(default_factory=list)
 
 
 class MetricsConfig(Section):
@@ -351,7 +186,7 @@ class Config(Section):
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     oauth2: OAuth2Config | None = None
-    agents: list[AgentConfig] = []
+    agents: list[AgentConfig] = Field(default_factory=list)
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
