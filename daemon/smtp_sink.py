@@ -32,7 +32,17 @@ class _Handler:
     store_dir: Path | None
     received: list[ReceivedMail] = field(default_factory=list)
     reject_with: str | None = None
+    reject_rcpt: dict[str, str] = field(default_factory=dict)  # lower-cased address -> reply to its RCPT TO
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        reply = self.reject_rcpt.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.reject_with:
@@ -66,6 +76,14 @@ class SmtpSink:
     def reject(self, reply: str | None) -> None:
         """Answer every DATA with this reply (e.g. "451 try later"), or accept again with None."""
         self.handler.reject_with = reply
+
+    def reject_recipient(self, address: str, reply: str | None) -> None:
+        """Answer RCPT TO for this one address with this reply (e.g. "550 5.1.1 no such user"), or accept it
+        again with None; every other recipient is accepted as before."""
+        if reply is None:
+            self.handler.reject_rcpt.pop(address.lower(), None)
+        else:
+            self.handler.reject_rcpt[address.lower()] = reply
 
     def start(self) -> SmtpSink:
         self._controller.start()
