@@ -24,6 +24,7 @@ from typing import Any
 import aiosmtplib
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from ticketd.daemon import metrics, oauth2, wire
@@ -165,10 +166,20 @@ def local_hostname() -> str:
     return socket.getfqdn()
 
 
+PENDING = ("queued", "failed")
+
+
 def due_rows(session: Session, now: datetime, limit: int = 100) -> list[Outbox]:
+    """Mail whose time has come, oldest first. A ticket's mail to one recipient never overtakes earlier mail to
+    them still waiting for a retry: the customer must not read the answer before "we received your request".
+    Other recipients (the agents) are not held up by it."""
+    earlier = aliased(Outbox)
+    waiting_before = sa.exists().where(earlier.ticket_id == Outbox.ticket_id, earlier.recipient == Outbox.recipient,
+                                       earlier.id < Outbox.id, earlier.status.in_(PENDING),
+                                       earlier.next_attempt_at > now)
     stmt = (
         select(Outbox)
-        .where(sa.or_(Outbox.status == "queued", Outbox.status == "failed"), Outbox.next_attempt_at <= now)
+        .where(Outbox.status.in_(PENDING), Outbox.next_attempt_at <= now, ~waiting_before)
         .order_by(Outbox.id)
         .limit(limit)
     )
@@ -222,6 +233,7 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
 async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None]) -> None:
     """Send on one reused connection, reconnecting when the server drops it between mails."""
     client = smtp_client(cfg)
+    held_up: set[tuple[int, str]] = set()  # (ticket, recipient) whose earlier mail failed in this run
     try:
         for i, row in enumerate(rows):
             if not client.is_connected:
@@ -232,8 +244,12 @@ async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outb
                         _record_failure(waiting, f"cannot connect to {cfg.host}:{cfg.port}: {exc}", False)
                         record(waiting)
                     return
+            if (row.ticket_id, row.recipient) in held_up:
+                continue  # stays due; a later run sends it once the earlier mail has gone out
             await _send_one(client, row)
             record(row)
+            if row.status == "failed" and row.ticket_id is not None:
+                held_up.add((row.ticket_id, row.recipient))
     finally:
         if client.is_connected:
             try:
