@@ -230,7 +230,8 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
                  message_id=row.message_id, ticket_id=row.ticket_id)
 
 
-async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None]) -> None:
+async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None],
+                     unreachable: Callable[[], None]) -> None:
     """Send on one reused connection, reconnecting when the server drops it between mails."""
     client = smtp_client(cfg)
     held_up: set[tuple[int, str]] = set()  # (ticket, recipient) whose earlier mail failed in this run
@@ -243,6 +244,7 @@ async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outb
                     for waiting in rows[i:]:  # the server is unreachable: no point trying each row
                         _record_failure(waiting, f"cannot connect to {cfg.host}:{cfg.port}: {exc}", False)
                         record(waiting)
+                    unreachable()
                     return
             if (row.ticket_id, row.recipient) in held_up:
                 continue  # stays due; a later run sends it once the earlier mail has gone out
@@ -258,14 +260,15 @@ async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outb
                 client.close()
 
 
-async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None]) -> None:
+async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None],
+                     unreachable: Callable[[], None] = lambda: None) -> None:
     """A few connections at once, so one mail's round trips overlap another's; a ticket's mail keeps one
     connection and its order. ``record`` commits each row's outcome as soon as the server has answered: a
     crash then repeats at most the mails whose SMTP transactions it cut, never a whole batch."""
     lanes: dict[int, list[Outbox]] = {}
     for row in rows:
         lanes.setdefault((row.ticket_id or row.id or 0) % SMTP_LANES, []).append(row)
-    await asyncio.gather(*(_send_lane(cfg, lane, record) for lane in lanes.values()))
+    await asyncio.gather(*(_send_lane(cfg, lane, record, unreachable) for lane in lanes.values()))
 
 
 def _recorder(conn: sa.Connection) -> Callable[[Outbox], None]:
@@ -280,8 +283,13 @@ def _recorder(conn: sa.Connection) -> Callable[[Outbox], None]:
     return record
 
 
-def send_due(engine: sa.Engine, config: Config, limit: int = 100) -> int:
-    """Send every row that is due; returns how many were sent. Each row's outcome is committed with it."""
+def send_due(engine: sa.Engine, config: Config, limit: int = 100,
+             unreachable: Callable[[], None] = lambda: None) -> int:
+    """Send every row that is due; returns how many were sent. Each row's outcome is committed with it.
+
+    ``unreachable`` is called when the server could not be reached (refused, or no greeting in time), so the
+    caller can stop trying for a while instead of waiting out a connect timeout after every batch.
+    """
     if config.smtp is None:
         return 0
     sent = 0
@@ -292,7 +300,7 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100) -> int:
         if not rows:
             return sent
         with engine.connect() as conn:
-            asyncio.run(_send_rows(config.smtp, rows, _recorder(conn)))
+            asyncio.run(_send_rows(config.smtp, rows, _recorder(conn), unreachable))
         sent += sum(1 for r in rows if r.status == "sent")
         for row in rows:
             metrics.OUTGOING.labels(row.status).inc()

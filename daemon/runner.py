@@ -26,6 +26,7 @@ log = structlog.get_logger("ticketd.runner")
 RECONNECT_MIN = 1.0
 RECONNECT_MAX = 300.0
 INTAKE_CHUNK = 200  # messages taken from the inbox per turn of the loop
+SMTP_PAUSE_SECONDS = 30.0  # after the SMTP server could not be reached (the outbox's first retry is as late)
 
 
 @dataclass
@@ -36,16 +37,37 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class SmtpGate:
+    """After the SMTP server could not be reached, sending pauses for a while: trying again after every batch
+    paid a full connect timeout each time, and the loop went minutes without pinging the watchdog."""
+
+    closed_until: float = 0.0
+
+    def is_open(self) -> bool:
+        return time.monotonic() >= self.closed_until
+
+    def close(self) -> None:
+        self.closed_until = time.monotonic() + SMTP_PAUSE_SECONDS
+        log.warning("outbox.smtp_unreachable", retry_in=SMTP_PAUSE_SECONDS)
+
+
 def process_and_send(engine: sa.Engine, config: Config, summary: RunSummary,
-                     should_stop: Callable[[], bool] = lambda: False) -> None:
+                     should_stop: Callable[[], bool] = lambda: False, gate: SmtpGate | None = None,
+                     heartbeat: Callable[[], None] = lambda: None) -> None:
     """Process stored mail batch by batch, sending each batch's mail as soon as its transaction commits."""
+    gate = gate or SmtpGate()
 
     def send() -> None:
+        heartbeat()
+        if not gate.is_open():
+            return
         try:
-            summary.sent += outbox.send_due(engine, config)
+            summary.sent += outbox.send_due(engine, config, unreachable=gate.close)
         except Exception as exc:  # the outbox keeps its rows; log and go on with intake
             summary.errors.append(f"smtp: {exc}")
             log.exception("outbox.error", error=str(exc))
+        heartbeat()
 
     for outcome in pipeline.process_pending(engine, config, should_stop=should_stop, after_batch=send):
         summary.processed[outcome.status] = summary.processed.get(outcome.status, 0) + 1
@@ -129,6 +151,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     stop.heartbeat = lambda: systemd.notify("WATCHDOG=1")
     delay = RECONNECT_MIN
     client: IMAPClient | None = None
+    smtp_gate = SmtpGate()
     ready = False
     while not stop():
         if stop.reload_requested:
@@ -156,11 +179,11 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
             if client is not None:
                 poller.close(client)
                 client = None
-            process_and_send(engine, config, summary, stop)
+            process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat)
             stop.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, RECONNECT_MAX)
             continue
-        process_and_send(engine, config, summary, stop)
+        process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat)
         systemd.notify(*(["READY=1"] if not ready else []), "WATCHDOG=1",
                        f"STATUS=processing mail for {config.helpdesk.address}")
         ready = True

@@ -4,12 +4,14 @@ kept —, the unit file passing `systemd-analyze verify`, and the IMAP server st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from itertools import pairwise
@@ -264,3 +266,68 @@ def test_prometheus_metrics_when_enabled(live_site: Site, mailbox: Mailbox, smtp
 
 def test_metrics_are_off_by_default(live_site: Site) -> None:
     assert live_site.config().metrics.listen is None
+
+
+class SilentSmtpServer:
+    """Accepts connections and never greets: the SMTP server that hangs, the worst case for a sender."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_a_hanging_smtp_server_does_not_starve_the_watchdog(live_site: Site, mailbox: Mailbox,
+                                                            tmp_path: Path) -> None:
+    """Without a pause after the first failed connection, every batch waited out the SMTP timeout again and
+    the daemon went minutes without READY or WATCHDOG, past WatchdogSec: systemd would kill it forever."""
+    server = SilentSmtpServer()
+    live_site.sections["smtp"] = {"host": "127.0.0.1", "port": server.port, "tls": "none", "timeout_seconds": 3}
+    live_site.sections["imap"].update(idle=True, poll_seconds=300)
+    client = mailbox.client()
+    for n in range(200):  # four batches, each with mail to send
+        client.append("INBOX", (f"From: c{n}@example.org\r\nTo: support@acme.example\r\nSubject: Help {n}\r\n"
+                                f"Message-ID: <hang-{n}@example.org>\r\n\r\nPlease help.\r\n").encode())
+    client.logout()
+    notify_path = Path("/tmp") / f"ticketd-notify-{tmp_path.name[-20:]}.sock"
+    notify_path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.settimeout(0.5)
+    started = time.monotonic()
+    log = tmp_path / "daemon.log"  # a file, not a pipe: 200 mails log more than a pipe holds unread
+    with log.open("wb") as err:
+        daemon = subprocess.Popen([str(TICKETD), "--config", str(live_site.write()), "run"], stderr=err,
+                                  env={**os.environ, "NOTIFY_SOCKET": str(notify_path)}, stdout=subprocess.DEVNULL)
+    try:
+        got = timed(sock, 25.0)
+        ready = [t for t, field in got if field == "READY=1"]
+        assert ready, "no READY=1; daemon log:\n" + log.read_text()[-3000:]
+        pings = [started] + [t for t, field in got if field in ("READY=1", "WATCHDOG=1")]
+        longest = max(b - a for a, b in pairwise(pings))
+        print(f"\nREADY after {ready[0] - started:.1f} s; longest silence {longest:.1f} s; "
+              f"{len(server.accepted)} SMTP connections tried")
+        assert longest < 10, longest  # one connect timeout plus a batch, not one per batch
+        assert len(server.accepted) <= 4  # one sending run's connections, then a pause
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        server.close()
+        sock.close()
+        notify_path.unlink(missing_ok=True)
+    outbox = json.loads(live_site.cli("outbox", "list", "--json").stdout)
+    assert len(outbox) == 200 and {o["status"] for o in outbox} <= {"failed", "queued"}  # kept for later
+    assert {r["status"] for r in json.loads(live_site.cli("inbound", "list", "--json").stdout)} == {"done"}
