@@ -1,9 +1,11 @@
 """One inbound message's trip, top to bottom.
 
 ``process_inbound`` is the list of stages; each stage is a plain function with explicit inputs and outputs.
-The whole trip runs in one database transaction: either the ticket, message, attachments, events, outbox rows
-and the inbound row's new status are all committed, or none is and the row is marked failed with its error
-(in a fresh transaction) so it can be retried from the CLI. One bad message never blocks the others.
+The whole trip runs inside one database transaction (shared by a batch of messages): either the ticket,
+message, attachments, events, outbox rows and the inbound row's new status are all committed, or none is; a
+batch that fails is redone one message per transaction, and the failing row is marked failed with its error
+(in a fresh transaction) so it can be retried from the CLI. One bad message never blocks the others. A
+customer's plain new mail takes ``fast_path``, which writes the same rows with fewer statements.
 """
 
 from __future__ import annotations
