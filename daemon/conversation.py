@@ -40,10 +40,14 @@ class Incoming:
     match: Match
 
     def is_ours(self, address: str) -> bool:
-        """The support address or any of its +tagged reply addresses."""
-        local, domain = self.config.helpdesk.address.split("@")
-        user, _, host = address.partition("@")
-        return host == domain and (user == local or user.startswith(local + "+"))
+        return is_our_address(self.config, address)
+
+
+def is_our_address(config: Config, address: str) -> bool:
+    """The support address or any of its +tagged reply addresses."""
+    local, domain = config.helpdesk.address.split("@")
+    user, _, host = address.partition("@")
+    return host == domain and (user == local or user.startswith(local + "+"))
 
 
 def next_ticket_number(session: Session) -> int:

@@ -17,8 +17,9 @@ from sqlmodel import Session
 
 from ticketd.daemon import notify
 from ticketd.daemon.config import Config
-from ticketd.daemon.conversation import Outcome, next_ticket_number
+from ticketd.daemon.conversation import Outcome, is_our_address, next_ticket_number
 from ticketd.daemon.outbox import after_queued, outbox_values
+from ticketd.daemon.poller import TRUNCATED_HEADER
 from ticketd.parsers.message import Address, ParsedMail
 from ticketd.parsers.subject import SubjectInfo
 from ticketd.rules.auth import signed_recipient
@@ -36,7 +37,7 @@ from ticketd.storage.models import (
     utcnow,
 )
 
-TRUNCATED = "x-ticketd-truncated"
+TRUNCATED = TRUNCATED_HEADER.lower()
 CUSTOMERS, DOMAINS, TICKETS, MESSAGES, EVENTS, PARTICIPANTS, OUTBOX = (
     m.__table__ for m in (Customer, CompanyDomain, Ticket, Message, Event, Participant, Outbox))  # type: ignore
 
@@ -117,12 +118,9 @@ def message_row(mail: ParsedMail, ticket: Ticket, inbound: Inbound, message_id: 
 
 def participants(config: Config, mail: ParsedMail, ticket: Ticket, requester: Customer) -> list[dict[str, Any]]:
     """As ``conversation.add_participants`` for a new ticket: To/CC people other than us and the requester."""
-    local, domain = config.helpdesk.address.split("@")
     rows: dict[str, dict[str, Any]] = {}
     for person in (*mail.to, *mail.cc):
-        user, _, host = person.email.partition("@")
-        ours = host == domain and (user == local or user.startswith(local + "+"))
-        if not ours and person.email != requester.email and person.email not in rows:
+        if not is_our_address(config, person.email) and person.email != requester.email and person.email not in rows:
             rows[person.email] = columns(Participant(ticket_id=ticket.id, email=person.email,
                                                      name=person.name or None))
     return list(rows.values())

@@ -121,18 +121,16 @@ def after_queued(session: Session, config: Config, automatic: bool, status: str,
             alert_admin(session, config, "circuit breaker open", held)
 
 
+def row_headers(row: Outbox) -> list[tuple[str, str]]:
+    return wire.headers_of(row.to_addrs, row.cc_addrs, row.subject, row.message_id, row.headers)
+
+
 def build_message(row: Outbox) -> EmailMessage:
-    """The wire form of a row; header values are cleaned again here so no code path can inject a header."""
+    """The wire form of a row by the full email package (the fast one is ``wire.wire_bytes``); header values
+    are cleaned again here so no code path can inject a header."""
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = clean_header(row.headers["From"])
-    msg["To"] = clean_header(row.to_addrs)
-    if row.cc_addrs:
-        msg["Cc"] = clean_header(row.cc_addrs)
-    msg["Subject"] = clean_header(row.subject)
-    msg["Message-ID"] = clean_header(row.message_id)
-    for name, value in row.headers.items():
-        if name != "From":
-            msg[clean_header(name)] = clean_header(value)
+    for name, value in row_headers(row):
+        msg[clean_header(name)] = clean_header(value)
     msg.set_content(row.body, charset="utf-8", cte="quoted-printable")
     return msg
 
@@ -202,8 +200,7 @@ def _record_failure(row: Outbox, error: str, permanent: bool) -> None:
 
 async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
     try:
-        headers = wire.headers_of(row.to_addrs, row.cc_addrs, row.subject, row.message_id, row.headers)
-        raw: bytes | EmailMessage = wire.wire_bytes(headers, row.body)
+        raw: bytes | EmailMessage = wire.wire_bytes(row_headers(row), row.body)
     except (wire.NeedsFullComposer, UnicodeError):
         raw = build_message(row)  # e.g. an RFC 6532 address: the full email package and SMTPUTF8
     except Exception as exc:  # a row we cannot even compose will never go out: dead, not a crash of the loop
