@@ -128,18 +128,25 @@ class StopFlag:
         signal.signal(signal.SIGHUP, self.request_reload)
 
 
-def _reload(config: Config, reload_config: Callable[[], Config] | None) -> Config:
-    """A bad new config is rejected with its reasons and the running one kept."""
+def _reload(config: Config, reload_config: Callable[[], Config] | None) -> tuple[Config, str]:
+    """A bad new config is rejected with its reasons and the running one kept.
+
+    Also returns what `systemctl status` should keep showing: a rejected reload stays visible there until a good
+    one replaces it, so an operator who missed the log line still learns the edit did not take.
+    """
     if reload_config is None:
-        return config
+        return config, ""
     try:
         new = reload_config()
     except ConfigError as exc:
         log.error("config.reload_rejected", problems=exc.problems, detail="keeping the running configuration")
-        return config
+        problems = "; ".join(exc.problems)
+        systemd.notify(f"STATUS=config reload rejected ({problems}); running on the previous configuration")
+        return config, f" (config reload rejected: {problems})"
     notify.templates.cache_clear()
     log.info("config.reloaded", source=str(new.source))
-    return new
+    systemd.notify(f"STATUS=configuration reloaded from {new.source}")
+    return new, ""
 
 
 def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
@@ -153,10 +160,11 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     client: IMAPClient | None = None
     smtp_gate = SmtpGate()
     ready = False
+    status_note = ""
     while not stop():
         if stop.reload_requested:
             stop.reload_requested = False
-            new = _reload(config, reload_config)
+            new, status_note = _reload(config, reload_config)
             if new.imap != config.imap and client is not None:
                 poller.close(client)
                 client = None
@@ -185,7 +193,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
             continue
         process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat)
         systemd.notify(*(["READY=1"] if not ready else []), "WATCHDOG=1",
-                       f"STATUS=processing mail for {config.helpdesk.address}")
+                       f"STATUS=processing mail for {config.helpdesk.address}{status_note}")
         ready = True
         if stop.wants_attention() or backlog:
             continue  # a backlog is taken in chunks: the first mails are answered while the rest wait
