@@ -1,0 +1,76 @@
+"""Mail that arrives through another channel than a customer's own mailbox, read as the customer's mail.
+
+The website's form mailer sends every visitor's request from one address; left alone, every such ticket would
+belong to the form mailer and every answer would go back to it. The form names the visitor (in Reply-To, or
+in an ``E-mail:`` line of the body), so the request is attributed to them. Whatever the visitor typed is
+untrusted: an address that is not exactly one plain address is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from ticketd.daemon.config_process import WebFormConfig
+from ticketd.parsers.message import Address, ParsedMail
+
+__all__ = ["from_web_form", "valid_address"]
+
+_ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[\w-]+(?:\.[\w-]+)+")
+_MAX_NAME = 200
+_MAX_SUBJECT = 500
+
+
+def valid_address(value: str) -> str | None:
+    """The lower-cased address if it is one plain address (one @, no spaces or line breaks), else None."""
+    text = value.strip()
+    if len(text) > 320 or text.count("@") != 1 or not _ADDRESS.fullmatch(text):
+        return None
+    return text.lower()
+
+
+def from_web_form(mail: ParsedMail, forms: list[WebFormConfig]) -> ParsedMail | None:
+    """The form mail as sent by the visitor it names; None for other mail or a form mail naming nobody usable."""
+    form = _form_of(mail, forms)
+    if form is None:
+        return None
+    fields = _body_fields(mail.text, form)
+    customer = _customer(mail, form, fields)
+    if customer is None:
+        return None
+    subject = _single_line(fields.get(form.subject_field.lower(), "") if form.subject_field else "", _MAX_SUBJECT)
+    return replace(mail, sender=customer, subject=subject or mail.subject)
+
+
+def _form_of(mail: ParsedMail, forms: list[WebFormConfig]) -> WebFormConfig | None:
+    sender = mail.sender.email.lower() if mail.sender else None
+    return next((form for form in forms if sender and form.sender == sender), None)
+
+
+def _body_fields(text: str, form: WebFormConfig) -> dict[str, str]:
+    """``Field: value`` lines; the first of each name counts, so a visitor's message repeating a field line
+    further down cannot replace what the form itself wrote."""
+    wanted = {name.lower() for name in (form.email_field, form.name_field, form.subject_field) if name}
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition(":")
+        key = name.strip().lower()
+        if sep and key in wanted and key not in found:
+            found[key] = value.strip()
+    return found
+
+
+def _customer(mail: ParsedMail, form: WebFormConfig, fields: dict[str, str]) -> Address | None:
+    typed_name = _single_line(fields.get(form.name_field.lower(), ""), _MAX_NAME)
+    reply = mail.reply_to[0] if form.use_reply_to and mail.reply_to else None
+    reply_email = valid_address(reply.email) if reply else None
+    if reply is not None and reply_email and reply_email != form.sender:
+        return Address(reply_email, typed_name or _single_line(reply.name, _MAX_NAME))
+    typed = valid_address(fields.get(form.email_field.lower(), ""))
+    if typed is None or typed == form.sender:
+        return None
+    return Address(typed, typed_name)
+
+
+def _single_line(value: str, limit: int) -> str:
+    return " ".join(value.split())[:limit]
