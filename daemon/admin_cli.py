@@ -16,7 +16,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.views import inbound_dict, outbox_dict, ticket_detail, ticket_dict
 from ticketd.storage import db
 from ticketd.storage.directory import add_company, company_domains, import_customers, upsert_agent
-from ticketd.storage.models import Company, Inbound, Outbox, Ticket, utcnow
+from ticketd.storage.models import Agent, Company, Inbound, Outbox, Ticket, utcnow
 
 customers = typer.Typer(help="Customers.", no_args_is_help=True)
 agents = typer.Typer(help="Agents.", no_args_is_help=True)
@@ -70,6 +70,48 @@ def agents_add(
     with _session() as session, session.begin():
         agent = upsert_agent(session, email, name, role, group or [])
         typer.echo(f"agent {agent.email} ({agent.name}, {agent.role}) saved")
+
+
+@agents.command("list")
+def agents_list(as_json: JsonOption = False) -> None:
+    """Agents with their role, groups, and whether they are away or deactivated."""
+    with _session() as session:
+        rows = [{"email": a.email, "name": a.name, "role": a.role, "groups": a.groups or [], "active": a.active,
+                 "away": a.away} for a in session.exec(select(Agent).order_by(Agent.email))]
+    if as_json:
+        print_json(rows)
+        return
+    _table([[r["email"], r["name"], r["role"], ",".join(r["groups"]) or "-",
+             "inactive" if not r["active"] else "away" if r["away"] else "at work"] for r in rows],
+           ["EMAIL", "NAME", "ROLE", "GROUPS", "STATUS"])
+
+
+def _set_agent(email: str, **values: bool) -> None:
+    with _session() as session, session.begin():
+        agent = session.exec(select(Agent).where(Agent.email == email.strip().lower())).first()
+        if agent is None:
+            fail(f"no agent {email} (see `ticketd agents list`)", 1)
+        for key, value in values.items():
+            setattr(agent, key, value)
+    typer.echo(f"agent {email}: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in values.items()))
+
+
+@agents.command("away")
+def agents_away(email: str) -> None:
+    """Mark an agent away: assignment policies skip them and unassigned tickets do not notify them."""
+    _set_agent(email, away=True)
+
+
+@agents.command("back")
+def agents_back(email: str) -> None:
+    """The agent is back at work."""
+    _set_agent(email, away=False)
+
+
+@agents.command("deactivate")
+def agents_deactivate(email: str) -> None:
+    """The agent left: no assignments, no notifications, and their mail no longer counts as an agent's."""
+    _set_agent(email, active=False)
 
 
 @companies.command("add")

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import structlog
 
-from ticketd.daemon import notify
-from ticketd.daemon.conversation import Incoming, Outcome, event, message_context, open_ticket, record_message
+from ticketd.daemon import closing, new_ticket, notify
+from ticketd.daemon.conversation import (
+    Incoming,
+    Outcome,
+    event,
+    message_context,
+    open_ticket,
+    record_message,
+    record_setup,
+)
 from ticketd.parsers.commands import ParsedCommands, parse_commands
 from ticketd.parsers.quotes import strip_reply
 from ticketd.rules.auth import authenticate_agent
@@ -93,15 +101,24 @@ def apply_agent_mail(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Out
     effects = ctx.effects
     if new:
         notify.to_requester(inc.session, inc.config, ticket, "received")
+    answered = None
+    if effects.state in ("resolved", "rejected") and not effects.note:
+        # The outcome mail carries the agent's words: one mail to the customer, not a reply and then another.
+        answered = (closing.send_resolved(inc.session, inc.config, ticket, parsed.text) if effects.state == "resolved"
+                    else closing.send_rejected(inc.session, inc.config, ticket, parsed.text))
     if parsed.text.strip() and not new:
         if effects.note or effects.merged_into is not None:
             record_message(inc, ticket, "note", parsed.text, is_reply=True)
         else:
-            relay = notify.relay_agent_reply(inc.session, inc.config, ticket, agent, parsed.text)
-            record_message(inc, ticket, "agent-reply", parsed.text, direction="out", outbox_id=relay.id,
+            answered = answered or notify.relay_agent_reply(inc.session, inc.config, ticket, agent, parsed.text)
+            record_message(inc, ticket, "agent-reply", parsed.text, direction="out", outbox_id=answered.id,
                            is_reply=True)
-            if ticket.first_response_at is None:
-                ticket.first_response_at = utcnow()
+    if answered is not None and ticket.first_response_at is None:
+        ticket.first_response_at = utcnow()
+    if effects.state == "closed" and effects.merged_into is None:
+        closing.send_closed(inc.session, inc.config, ticket, "satisfied" if effects.satisfaction else "agent")
+    if effects.satisfaction == "not-satisfied":
+        closing.tell_reopened(inc.session, inc.config, ticket, "agent", message_context(inc, parsed.text))
     if effects.assigned is not None:
         notify.to_requester(inc.session, inc.config, ticket, "assigned")
         if effects.assigned.id != agent.id:
@@ -127,8 +144,10 @@ def open_for_customer(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Ti
     if customer.company_id is None and (company := find_company_by_domain(inc.session, customer.email)):
         customer.company_id = company.id
     title = parsed.title or inc.subject.title
-    ticket = open_ticket(inc.session, title, customer, source="phone")
+    setup = new_ticket.prepare(inc.session, inc.config, customer, utcnow(), mail=None, source="phone")
+    ticket = open_ticket(inc.session, title, customer, setup)
     record_message(inc, ticket, "customer", parsed.text)
-    event(inc, ticket, "created", new=ticket.state)
+    event(inc, ticket, "created", new="new")
     event(inc, ticket, "opened-by-agent", new=f"{agent.email} ({ticket.source})")
+    record_setup(inc.session, ticket, setup, inc.mail.message_id)
     return ticket

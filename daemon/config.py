@@ -32,6 +32,16 @@ from ticketd.daemon.config_fields import (
     read_secret,
 )
 from ticketd.daemon.config_oauth2 import OAuth2Config
+from ticketd.daemon.config_process import (
+    CategoriesConfig,
+    ClosingConfig,
+    GroupConfig,
+    RuleConfig,
+    WebFormConfig,
+    process_problems,
+)
+from ticketd.daemon.config_sla import SlaConfig
+from ticketd.rules.sla import BusinessCalendar
 
 __all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig", "SmtpConfig", "load_config"]
 
@@ -46,6 +56,14 @@ class HelpdeskConfig(Section):
     language: Literal["en", "tr"] = "en"
     timezone: str = "UTC"
     admin: Email | None = None  # told about quarantined mail, dead outgoing mail and mail storms
+    templates_dir: Path | None = None  # operator's templates (en/received.txt.j2 …) used before the packaged ones
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
 
     @field_validator("tag")
     @classmethod
@@ -187,7 +205,23 @@ class Config(Section):
     metrics: MetricsConfig = MetricsConfig()
     oauth2: OAuth2Config | None = None
     agents: list[AgentConfig] = Field(default_factory=list)
+    sla: SlaConfig = SlaConfig()
+    categories: CategoriesConfig = CategoriesConfig()
+    groups: list[GroupConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+    webforms: list[WebFormConfig] = Field(default_factory=list)
+    closing: ClosingConfig = ClosingConfig()
     source: Path | None = Field(default=None, exclude=True)
+    _calendar: BusinessCalendar | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_process(self) -> Config:
+        """Rules may only name categories of the tree and groups that exist: a typo would route mail nowhere."""
+        agent_groups = {group for agent in self.agents for group in agent.groups}
+        problems = process_problems(self.categories, self.groups, self.rules, agent_groups)
+        if problems:
+            raise ConfigError(problems)
+        return self
 
     @model_validator(mode="after")
     def _link_oauth2(self) -> Config:
@@ -207,6 +241,16 @@ class Config(Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.helpdesk.timezone)
+
+    @property
+    def calendar(self) -> BusinessCalendar:
+        """The helpdesk's business hours and holidays, in its time zone (built once)."""
+        if self._calendar is None:
+            self._calendar = self.sla.calendar(self.tz)
+        return self._calendar
+
+    def group_policy(self, group: str) -> str:
+        return next((g.policy for g in self.groups if g.name == group), "manual")
 
 
 _MESSAGES = {
@@ -242,7 +286,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
 
 _PATH_KEYS = {("imap", "password_file"), ("smtp", "password_file"), ("security", "secret_file"),
               ("imap", "cafile"), ("smtp", "cafile"),
-              ("oauth2", "client_secret_file"), ("oauth2", "refresh_token_file")}
+              ("oauth2", "client_secret_file"), ("oauth2", "refresh_token_file"), ("helpdesk", "templates_dir")}
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

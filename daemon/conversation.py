@@ -8,6 +8,8 @@ from typing import Any, Literal
 from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
+from ticketd.daemon.new_ticket import ACTOR as SYSTEM
+from ticketd.daemon.new_ticket import Setup
 from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.quotes import quoted_only_cids
 from ticketd.parsers.subject import SubjectInfo
@@ -38,6 +40,10 @@ class Incoming:
     sender: Sender
     subject: SubjectInfo
     match: Match
+    source: str = "email"  # "web" for a web form's mail, attributed to the customer it names
+
+    def customer_is_requester(self, ticket: Ticket) -> bool:
+        return self.sender.customer is not None and self.sender.customer.id == ticket.requester_id
 
     def is_ours(self, address: str) -> bool:
         return is_our_address(self.config, address)
@@ -54,14 +60,22 @@ def next_ticket_number(session: Session) -> int:
     return (session.exec(select(func.max(Ticket.number))).one() or 0) + 1
 
 
-def open_ticket(session: Session, title: str, customer: Customer, source: str = "email",
+def open_ticket(session: Session, title: str, customer: Customer, setup: Setup,
                 linked_to: Ticket | None = None) -> Ticket:
+    """The ticket as ``new_ticket.prepare`` decided it: type, category, priority, contract, deadlines, assignee."""
     ticket = Ticket(number=next_ticket_number(session), subject=title[:500], requester_id=customer.id,
-                    company_id=customer.company_id, source=source, state="new",
-                    linked_to_id=linked_to.id if linked_to else None)
+                    company_id=customer.company_id, linked_to_id=linked_to.id if linked_to else None,
+                    **setup.fields)
     session.add(ticket)
     session.flush()
     return ticket
+
+
+def record_setup(session: Session, ticket: Ticket, setup: Setup, via_message_id: str | None) -> None:
+    """What the rules, the contract check and the group's policy decided, after the ticket's "created"."""
+    for what, old, new in setup.events:
+        session.add(Event(ticket_id=ticket.id, actor=SYSTEM, what=what, old=old, new=new,
+                          via_message_id=via_message_id))
 
 
 def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, direction: str = "in",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ticketd.daemon import notify
+from ticketd.daemon import closing, notify, sla_clock
+from ticketd.daemon import new_ticket as new_ticket_setup
 from ticketd.daemon.conversation import (
     Incoming,
     Outcome,
@@ -11,6 +12,7 @@ from ticketd.daemon.conversation import (
     message_context,
     open_ticket,
     record_message,
+    record_setup,
 )
 from ticketd.daemon.poller import TRUNCATED_HEADER
 from ticketd.parsers.commands import parse_commands
@@ -18,7 +20,7 @@ from ticketd.parsers.quotes import strip_reply
 from ticketd.rules.commands import CommandContext, run_commands
 from ticketd.rules.screen import Verdict
 from ticketd.rules.states import REOPENED_BY_CUSTOMER, set_state_allowed
-from ticketd.storage.models import Ticket
+from ticketd.storage.models import Ticket, utcnow
 
 SATISFACTION = frozenset({"satisfied", "not-satisfied"})
 
@@ -42,13 +44,17 @@ def handle_customer_mail(inc: Incoming) -> Outcome:
 def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
     customer = inc.sender.customer
     assert customer is not None
-    ticket = open_ticket(inc.session, inc.subject.title, customer, linked_to=linked)
+    setup = new_ticket_setup.prepare(inc.session, inc.config, customer, utcnow(), mail=inc.mail, source=inc.source)
+    ticket = open_ticket(inc.session, inc.subject.title, customer, setup, linked_to=linked)
     record_message(inc, ticket, "customer", inc.mail.text)
-    event(inc, ticket, "created", new=ticket.state)
+    event(inc, ticket, "created", new="new")
     if linked is not None:
         event(inc, ticket, "linked", new=f"#{linked.number}")
+    record_setup(inc.session, ticket, setup, inc.mail.message_id)
     add_participants(inc, ticket, new_ticket=True)
     notify.to_requester(inc.session, inc.config, ticket, "received")
+    if setup.assignee is not None:
+        notify.to_requester(inc.session, inc.config, ticket, "assigned")
     tell_if_truncated(inc, ticket)
     notify.to_agents(inc.session, inc.config, ticket, notify.agents_to_notify(inc.session, ticket), "agent_new",
                      {"message": message_context(inc, inc.mail.text)})
@@ -56,6 +62,8 @@ def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
 
 
 def add_to_ticket(inc: Incoming, ticket: Ticket) -> Outcome:
+    customer = inc.sender.customer
+    assert customer is not None
     text = strip_reply(inc.mail.text).replace("\r\n", "\n")
     record_message(inc, ticket, "customer", text, is_reply=True)
     event(inc, ticket, "customer-reply")
@@ -64,12 +72,23 @@ def add_to_ticket(inc: Incoming, ticket: Ticket) -> Outcome:
         return Outcome("done", ticket.number, reason=f"recorded, not answered: {inc.screening.reason}",
                        ticket_id=ticket.id)
     tell_if_truncated(inc, ticket)
+    said = message_context(inc, text)
     answer = satisfaction_answer(inc, ticket, text)
-    if answer is None and ticket.state in REOPENED_BY_CUSTOMER and set_state_allowed(ticket.state, "open"):
-        event(inc, ticket, "state", ticket.state, "open")
-        ticket.state, ticket.closed_at = "open", None
-    notify.to_agents(inc.session, inc.config, ticket, notify.agents_to_notify(inc.session, ticket),
-                     "agent_update", {"message": message_context(inc, text)})
+    if answer == "satisfied":
+        closing.send_closed(inc.session, inc.config, ticket, "satisfied")
+    elif answer == "not-satisfied":
+        closing.tell_reopened(inc.session, inc.config, ticket, "link", said)
+    elif ticket.state == "resolved" and inc.customer_is_requester(ticket):
+        # A plain answer to the resolved mail: not satisfied (the process reads silence as yes, words as no).
+        closing.record_not_satisfied(inc.session, inc.config, ticket, customer.email, inc.mail.message_id)
+        closing.tell_reopened(inc.session, inc.config, ticket, "reply", said)
+    else:
+        if ticket.state in REOPENED_BY_CUSTOMER and set_state_allowed(ticket.state, "open"):
+            event(inc, ticket, "state", ticket.state, "open")
+            sla_clock.on_state_change(inc.config, ticket, ticket.state, "open", utcnow())
+            ticket.state, ticket.closed_at = "open", None
+        notify.to_agents(inc.session, inc.config, ticket, notify.agents_to_notify(inc.session, ticket),
+                         "agent_update", {"message": said})
     return Outcome("done", ticket.number, reason=f"satisfaction: {answer}" if answer else None,
                    ticket_id=ticket.id)
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from ticketd.daemon import notify
+from ticketd.daemon import new_ticket, notify
 from ticketd.daemon.config import Config
 from ticketd.daemon.conversation import Outcome, is_our_address, next_ticket_number
 from ticketd.daemon.outbox import after_queued, outbox_values
@@ -53,37 +53,40 @@ def is_plain_new_mail(session: Session, config: Config, mail: ParsedMail, screen
 
 
 def open_ticket(session: Session, config: Config, inbound: Inbound, mail: ParsedMail,
-                subject: SubjectInfo) -> Outcome | None:
+                subject: SubjectInfo, source: str = "email") -> Outcome | None:
     assert mail.sender is not None
     conn = session.connection()
     customer = known_customer(conn, mail.sender)
     if customer is False:
         return None  # blocked, or a name to learn: the full path knows what to do
     customer = customer or new_customer(conn, mail.sender)
+    setup = new_ticket.prepare(session, config, customer, utcnow(), mail=mail, source=source)
     ticket = Ticket(number=next_ticket_number(session), subject=subject.title[:500], requester_id=customer.id,
-                    company_id=customer.company_id, source="email", state="new")
+                    company_id=customer.company_id, **setup.fields)
     ticket.id = insert(conn, TICKETS, columns(ticket))
     message_id = mail.message_id or f"<missing.{inbound.message_id_hash[:32]}@ticketd.invalid>"
     insert(conn, MESSAGES, message_row(mail, ticket, inbound, message_id))
-    events = [event(ticket, mail, "created", new=ticket.state)]
+    events = [event(ticket, mail, "created", new="new")]
+    events += [columns(Event(ticket_id=ticket.id, actor=new_ticket.ACTOR, what=what, old=old, new=new,
+                             via_message_id=mail.message_id)) for what, old, new in setup.events]
     added = participants(config, mail, ticket, customer)
     if added:
         insert_many(conn, PARTICIPANTS, added)
         events.append(event(ticket, mail, "participants", new=", ".join(p["email"] for p in added)))
     insert_many(conn, EVENTS, events)
     thread = (message_id, (message_id,))
-    queue(session, config, conn, notify.compose(
-        session, config, kind="received", template="received", language=notify.customer_language(config, customer),
-        ticket=ticket, to=[(customer.name or "", customer.email)], reply_party=customer.email, thread=thread,
-        context={"customer": {"name": customer.name or "", "email": customer.email},
-                 "ticket": notify.ticket_context(session, config, ticket, requester=customer)}))
+    facts = notify.ticket_context(session, config, ticket, requester=customer)
+    for kind in ("received", "assigned") if setup.assignee is not None else ("received",):
+        queue(session, config, conn, notify.compose(
+            session, config, kind=kind, template=kind, language=notify.customer_language(config, customer),
+            ticket=ticket, to=[(customer.name or "", customer.email)], reply_party=customer.email, thread=thread,
+            context={"customer": {"name": customer.name or "", "email": customer.email}, "ticket": facts}))
     said = {"from_name": mail.sender.name, "from_email": mail.sender.email, "text": mail.text, "attachments": []}
     for agent in notify.agents_to_notify(session, ticket):
         queue(session, config, conn, notify.compose(
             session, config, kind="agent_new", template="agent_new", language=config.helpdesk.language,
             ticket=ticket, to=[(agent.name, agent.email)], reply_party=agent.email, thread=thread,
-            context={"agent": {"name": agent.name, "email": agent.email}, "message": said,
-                     "ticket": notify.ticket_context(session, config, ticket, requester=customer)}))
+            context={"agent": {"name": agent.name, "email": agent.email}, "message": said, "ticket": facts}))
     return Outcome("done", ticket.number, new_ticket=True, ticket_id=ticket.id)
 
 

@@ -8,7 +8,9 @@ the recipient's answer comes back authenticated and attached to the ticket.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from jinja2.sandbox import SandboxedEnvironment
@@ -25,8 +27,9 @@ from ticketd.storage.models import Agent, Company, Customer, Event, Message, Out
 
 
 @cache
-def templates() -> SandboxedEnvironment:
-    return make_environment()
+def templates(override_dir: Path | None = None) -> SandboxedEnvironment:
+    """One environment per template folder; SIGHUP clears the cache so edited templates are read again."""
+    return make_environment(override_dir)
 
 
 def _secret(config: Config) -> str:
@@ -55,7 +58,13 @@ def ticket_context(session: Session, config: Config, ticket: Ticket,
         "created_at": ticket.created_at.astimezone(config.tz).strftime("%Y-%m-%d %H:%M"),
         "root_cause": ticket.root_cause or "", "action_plan": ticket.action_plan or "",
         "resolution": ticket.resolution or "",
+        "first_response_due": local_time(config, ticket.first_response_due),
+        "resolution_due": local_time(config, ticket.resolution_due),
     }
+
+
+def local_time(config: Config, at: datetime | None) -> str:
+    return at.astimezone(config.tz).strftime("%Y-%m-%d %H:%M") if at is not None else ""
 
 
 def thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str, ...]]:
@@ -79,7 +88,7 @@ def compose(session: Session, config: Config, *, kind: str, template: str, langu
     if ticket is not None:
         ctx.setdefault("ticket", ticket_context(session, config, ticket))
         ctx.setdefault("tag", ticket_tag(config.helpdesk.tag, ticket.number))
-    rendered = render(templates(), template, language, ctx)
+    rendered = render(templates(config.helpdesk.templates_dir), template, language, ctx)
     subject = rendered.subject
     in_reply_to, references = (None, ())
     if ticket is not None:

@@ -96,6 +96,7 @@ def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[
     if mail.automatic:
         headers["Auto-Submitted"] = "auto-replied"
         headers["X-Auto-Response-Suppress"] = "All"
+    headers["X-Ticketd-Kind"] = mail.kind  # agents filter on it (escalations, satisfaction answers); so do tests
     headers = {k: clean_header(v) for k, v in headers.items()}
     recipient = mail.to[0][1].strip().lower() if mail.to else ""
     held = hold_back_reason(session, config, recipient) if mail.automatic and mail.kind != ALERT_KIND else None

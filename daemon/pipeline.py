@@ -25,9 +25,10 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.conversation import Incoming, Outcome
 from ticketd.daemon.customer_mail import handle_customer_mail
 from ticketd.daemon.notify import alert_admin
-from ticketd.parsers.message import parse_message
+from ticketd.parsers.message import ParsedMail, parse_message
 from ticketd.parsers.subject import parse_subject
 from ticketd.rules.bounces import detect_bounce, is_feedback_report
+from ticketd.rules.channels import from_web_form
 from ticketd.rules.identify import identify_sender
 from ticketd.rules.match import match_ticket
 from ticketd.rules.screen import ScreenContext, Verdict, screen
@@ -49,17 +50,19 @@ def process_inbound(session: Session, config: Config, inbound: Inbound) -> Outco
     bounce = detect_bounce(inbound.raw)
     if bounce is not None:
         return finish(inbound, handle_bounce(session, config, inbound, mail, bounce))
-    screening = screen(mail, ScreenContext(our_addresses=frozenset({config.helpdesk.address})))
+    mail, source = attribute_channel(config, mail)
+    screening = screen(mail, ScreenContext(our_addresses=frozenset({config.helpdesk.address}),
+                                           web_form=source == "web"))
     if screening.verdict is Verdict.DROP or mail.sender is None:
         return finish(inbound, Outcome("dropped", reason=f"{screening.rule}: {screening.reason}"))
     subject = parse_subject(mail.subject, config.helpdesk.tag)
     if fast_path.is_plain_new_mail(session, config, mail, screening, subject):
-        outcome = fast_path.open_ticket(session, config, inbound, mail, subject)
+        outcome = fast_path.open_ticket(session, config, inbound, mail, subject, source)
         if outcome is not None:
             return finish(inbound, outcome)
     sender = identify_sender(session, mail.sender)
     match = match_ticket(session, config, mail, subject, sender)
-    incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match)
+    incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, source)
     if sender.agent is not None and screening.verdict is Verdict.CONTINUE:
         outcome = handle_agent_mail(incoming)
     else:
@@ -68,6 +71,15 @@ def process_inbound(session: Session, config: Config, inbound: Inbound) -> Outco
 
 
 # --- stages -------------------------------------------------------------------------------------------------
+
+def attribute_channel(config: Config, mail: ParsedMail) -> tuple[ParsedMail, str]:
+    """A configured web form's mail is its customer's request: from here on it reads as sent by them."""
+    if config.webforms:
+        attributed = from_web_form(mail, config.webforms)
+        if attributed is not None:
+            return attributed, "web"
+    return mail, "email"
+
 
 def find_duplicate(session: Session, inbound: Inbound) -> int | None:
     """The same mail fetched again (UIDVALIDITY change, two folders, a redelivery) is processed once.

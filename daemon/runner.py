@@ -18,7 +18,7 @@ import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from ticketd.daemon import metrics, notify, outbox, pipeline, poller, systemd
+from ticketd.daemon import metrics, notify, outbox, pipeline, poller, sweep, systemd
 from ticketd.daemon.config import Config, ConfigError
 
 log = structlog.get_logger("ticketd.runner")
@@ -75,7 +75,7 @@ def process_and_send(engine: sa.Engine, config: Config, summary: RunSummary,
 
 
 def run_once(engine: sa.Engine, config: Config) -> RunSummary:
-    """Handle everything waiting: the inbox, stored rows not yet processed, and due outgoing mail."""
+    """Handle everything waiting: the inbox, stored rows not yet processed, due timers, due outgoing mail."""
     summary = RunSummary()
     if config.imap is not None:
         try:
@@ -89,6 +89,8 @@ def run_once(engine: sa.Engine, config: Config) -> RunSummary:
             finally:
                 poller.close(client)
     process_and_send(engine, config, summary)
+    if sweep.sweep(engine, config).total:  # due timers, after the mail that may have answered them
+        process_and_send(engine, config, summary)
     return summary
 
 
@@ -101,6 +103,7 @@ class StopFlag:
     def __init__(self) -> None:
         self._stop = threading.Event()
         self.reload_requested = False
+        self.work_waiting = threading.Event()  # a timer queued mail: stop waiting for IMAP and send it
         self.heartbeat: Callable[[], None] = lambda: None
 
     def set(self, *_: object) -> None:
@@ -113,7 +116,10 @@ class StopFlag:
         return self._stop.is_set()
 
     def wants_attention(self) -> bool:
-        return self._stop.is_set() or self.reload_requested
+        return self._stop.is_set() or self.reload_requested or self.work_waiting.is_set()
+
+    def wake(self) -> None:
+        self.work_waiting.set()
 
     def sleep(self, seconds: float) -> None:
         """Sleep in one-second slices, telling the watchdog we are alive, until stopped or asked to reload."""
@@ -156,12 +162,23 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
         metrics.serve(config.metrics.listen, engine)
         log.info("metrics.listening", listen=config.metrics.listen)
     stop.heartbeat = lambda: systemd.notify("WATCHDOG=1")
+    timers = sweep.Timers(engine, config, stop.wake).start()
+    try:
+        _loop(engine, config, stop, reload_config, timers)
+    finally:
+        timers.stop()
+    log.info("daemon.stopped")
+
+
+def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Callable[[], Config] | None,
+          timers: sweep.Timers) -> None:
     delay = RECONNECT_MIN
     client: IMAPClient | None = None
     smtp_gate = SmtpGate()
     ready = False
     status_note = ""
     while not stop():
+        stop.work_waiting.clear()
         if stop.reload_requested:
             stop.reload_requested = False
             new, status_note = _reload(config, reload_config)
@@ -169,6 +186,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
                 poller.close(client)
                 client = None
             config = new
+            timers.reconfigure(config)
         summary = RunSummary()
         backlog = 0
         try:
@@ -209,4 +227,3 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     systemd.notify("STOPPING=1", "STATUS=stopping")
     if client is not None:
         poller.close(client)
-    log.info("daemon.stopped")

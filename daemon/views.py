@@ -36,6 +36,7 @@ def ticket_dict(session: Session, t: Ticket) -> dict[str, Any]:
         "requester_name": requester.name if requester else None,
         "company": company.name if company else None,
         "assignee": assignee.email if assignee else None,
+        "group": t.group,
         "type": t.type,
         "category": t.category,
         "priority": t.priority,
@@ -50,6 +51,11 @@ def ticket_dict(session: Session, t: Ticket) -> dict[str, Any]:
         "first_response_due": iso(t.first_response_due),
         "resolution_due": iso(t.resolution_due),
         "closed_at": iso(t.closed_at),
+        "resolution": t.resolution,
+        "first_response_at": iso(t.first_response_at),
+        "resolution_at": iso(t.resolution_at),
+        "first_response_breached_at": iso(t.first_response_breached_at),
+        "resolution_breached_at": iso(t.resolution_breached_at),
     }
 
 

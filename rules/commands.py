@@ -14,6 +14,7 @@ from datetime import date, datetime, time
 
 from sqlmodel import Session, select
 
+from ticketd.daemon import sla_clock
 from ticketd.daemon.config import Config
 from ticketd.parsers.commands import Command, CommandError, suggest
 from ticketd.rules.states import transition_error
@@ -42,6 +43,7 @@ class Effects:
     source: str | None = None
     merged_into: Ticket | None = None
     satisfaction: str | None = None
+    state: str | None = None  # the state the mail's commands left the ticket in, if they changed it
 
 
 @dataclass
@@ -88,8 +90,9 @@ def set_state(ctx: CommandContext, target: str) -> None:
     if target == ticket.state:
         return
     ctx.change("state", ticket.state, target)
-    ticket.state = target
     now = utcnow()
+    sla_clock.on_state_change(ctx.config, ticket, ticket.state, target, now)
+    ticket.state = ctx.effects.state = target
     if target == "resolved":
         ticket.resolution_at = now
     if target in ("closed", "rejected"):
@@ -172,11 +175,24 @@ def _field(name: str, choices: tuple[str, ...] | None = None) -> Callable[[Comma
     return handler
 
 
+def cmd_priority(ctx: CommandContext, value: str | None) -> None:
+    ticket = ctx.need_ticket()
+    old = ticket.priority
+    _field("priority", PRIORITIES)(ctx, value)
+    if ticket.priority != old:  # the new priority's deadlines, counted from the ticket's opening
+        sla_clock.reschedule(ctx.session, ctx.config, ticket)
+
+
 def cmd_category(ctx: CommandContext, value: str | None) -> None:
     assert value is not None
     path = value.strip().lower().strip("/")
     if not _CATEGORY.match(path):
         raise CommandFailed(f"category {value!r} must be a path like hardware/modem")
+    tree = ctx.config.categories
+    if tree.tree and not tree.known(path):  # with a configured tree, only its categories (reports count them)
+        hint = suggest(path, tree.all())
+        raise CommandFailed(f"unknown category {path!r}" + (f"; did you mean {hint}?" if hint else "")
+                            + f" (categories: {', '.join(tree.all())})")
     _field("category")(ctx, path)
 
 
@@ -300,7 +316,7 @@ COMMANDS: dict[str, Spec] = {
     "pending": Spec("[pending]", "waiting for the customer", _state_verb("pending")),
     "reopen": Spec("[reopen]", "open it again", _state_verb("open")),
     "reject": Spec("[reject]", "close as unfounded", _state_verb("rejected")),
-    "priority": Spec("[priority=low|normal|high|urgent]", "set the priority", _field("priority", PRIORITIES)),
+    "priority": Spec("[priority=low|normal|high|urgent]", "set the priority", cmd_priority),
     "type": Spec("[type=request|complaint|information]", "set the request type", _field("type", TYPES)),
     "category": Spec("[category=hardware/modem]", "set the category", cmd_category),
     "due": Spec("[due=2026-12-01]", "set the resolution due date", cmd_due),
@@ -328,6 +344,24 @@ class CommandResult:
     message: str
 
 
+BODY_LINES = {"root_cause": "Root-Cause:", "action_plan": "Action-Plan:", "cost": "Cost:", "resolution": "Resolution:"}
+
+
+def closing_requirements(ctx: CommandContext) -> list[CommandResult]:
+    """A ticket of a type with required closing fields (a complaint's root cause and action plan) cannot be
+    resolved or closed without them; checked after every command so the lines may come in the same mail."""
+    ticket = ctx.ticket
+    if ticket is None or ctx.effects.state not in ("resolved", "closed") or ctx.effects.satisfaction:
+        return []
+    missing = [name for name in ctx.config.closing.require.get(ticket.type, []) if not getattr(ticket, name)]
+    if not missing:
+        return []
+    lines = " and ".join(BODY_LINES[name] for name in missing)
+    return [CommandResult(f"[status={ctx.effects.state}]", False,
+                          f"a {ticket.type} is {ctx.effects.state} only with its {lines} written down: "
+                          f"add {lines} lines at the top of the body and send again")]
+
+
 def run_commands(ctx: CommandContext, commands: tuple[Command, ...], grammar_errors: tuple[CommandError, ...],
                  requester: bool = False) -> list[CommandResult]:
     """Apply every command or none; returns one result line per command (and per grammar error)."""
@@ -346,6 +380,8 @@ def run_commands(ctx: CommandContext, commands: tuple[Command, ...], grammar_err
             results.append(CommandResult(command.raw, False, str(exc)))
         else:
             results.append(CommandResult(command.raw, True, "done"))
+    if all(r.ok for r in results):
+        results += closing_requirements(ctx)
     if any(not r.ok for r in results):
         savepoint.rollback()
         ctx.effects = Effects()

@@ -23,6 +23,9 @@ class Verdict(Enum):
 @dataclass(frozen=True)
 class ScreenContext:
     our_addresses: frozenset[str]
+    # A configured web form's mailer is automatic by design: its Auto-Submitted or no-reply sender says
+    # nothing about the customer it carries, so only the loop rules (DROP) apply to it.
+    web_form: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ RULES: list[tuple[Rule, Verdict]] = [
 
 def screen(mail: ParsedMail, ctx: ScreenContext) -> Screening:
     for rule, verdict in RULES:
+        if ctx.web_form and verdict is not Verdict.DROP:
+            continue
         reason = rule(mail, ctx)
         if reason:
             return Screening(verdict, rule.__name__, reason)

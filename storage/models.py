@@ -105,6 +105,11 @@ class Ticket(SQLModel, table=True):
     resolution_due: datetime | None = ts()
     resolution_at: datetime | None = ts()
     closed_at: datetime | None = ts()
+    # SLA clock: business seconds spent in `pending` are added to the due times; each breach fires once.
+    sla_paused_at: datetime | None = ts()
+    sla_paused_seconds: int = Field(default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0"))
+    first_response_breached_at: datetime | None = ts()
+    resolution_breached_at: datetime | None = ts()
     merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
     linked_to_id: int | None = Field(default=None, foreign_key="ticket.id")
     created_at: datetime = created()

@@ -28,17 +28,25 @@ def toml_value(value: Any) -> str:
         return str(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def to_toml(sections: dict[str, dict[str, Any]]) -> str:
+def toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else toml_value(key)
+
+
+def to_toml(sections: dict[str, Any]) -> str:
+    """Sections are tables (``"sla.resolution": {...}`` for nested ones) or lists of tables (``[[rules]]``)."""
     lines = []
     for name, values in sections.items():
         if values is None:
             continue
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
-        lines.append("")
+        for table in values if isinstance(values, list) else [values]:
+            lines.append(f"[[{name}]]" if isinstance(values, list) else f"[{name}]")
+            lines.extend(f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items())
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -47,7 +55,7 @@ class Site:
     """One ticketd installation in a temporary folder: its config file, sections and helpers to run it."""
 
     dir: Path
-    sections: dict[str, dict[str, Any]]
+    sections: dict[str, Any]
 
     @property
     def config_path(self) -> Path:

@@ -79,6 +79,7 @@ def test_full_conversation_over_imap(live_site: Site, mailbox: Mailbox, smtp_sin
     changes = [(e["actor"], e["what"], e["old"], e["new"]) for e in detail["events"] if e["what"] != "mail-queued"]
     assert changes == [
         (CUSTOMER, "created", None, "new"),
+        ("ticketd", "contract", None, "out of contract (none)"),  # the imported company has no contract date
         (ALI, "assignee", None, ALI),
         (ALI, "state", "new", "open"),
         (CUSTOMER, "customer-reply", None, None),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +54,27 @@ MAILS = [
 ]
 
 
-def install(base: Site, where: Path) -> Site:
+PROCESS = {  # triage rules, a round-robin group and an expired contract: both paths must decide alike
+    "categories": {"tree": ["hardware/modem", "billing/invoice"]},
+    "groups": [{"name": "network", "policy": "round-robin"}],
+    "rules": [{"name": "urgent-words", "match": {"subject": "(?i)modem|fatura"}, "set": {"priority": "high"},
+               "continue": True},
+              {"name": "modem", "match": {"subject": "(?i)modem"}, "set": {"category": "hardware/modem",
+                                                                           "group": "network"}},
+              {"name": "invoices", "match": {"sender_domain": "musteri.com.tr"},
+               "set": {"type": "complaint", "category": "billing/invoice", "group": "network"}}],
+}
+
+
+def install(base: Site, where: Path, process: bool = False) -> Site:
     where.mkdir()
     shutil.copy(base.dir / "secret", where / "secret")
     site = Site(where, {name: dict(section) for name, section in base.sections.items()})
+    if process:
+        site.sections.update(PROCESS)
     site.upgrade()
     with db.session_scope(site.engine) as session:
-        company = add_company(session, "Müşteri A.Ş.", ["musteri.com.tr"])
+        company = add_company(session, "Müşteri A.Ş.", ["musteri.com.tr"], contract_until=date(2026, 1, 31))
         upsert_customer(session, "cigdem.yilmaz@musteri.com.tr", "Çiğdem Yılmaz", company, language="tr")
         upsert_customer(session, "noname@example.org", "", None)
         session.add(Customer(email="blocked@example.org", name="Spammer", blocked=True))
@@ -91,8 +106,10 @@ def dump(site: Site) -> dict[str, list[dict[str, Any]]]:
     return tables
 
 
-def test_fast_and_full_paths_leave_the_same_rows(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_site, full_site = install(site, tmp_path / "fast"), install(site, tmp_path / "full")
+@pytest.mark.parametrize("process", [False, True], ids=["plain", "with-rules-and-assignment"])
+def test_fast_and_full_paths_leave_the_same_rows(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 process: bool) -> None:
+    fast_site, full_site = install(site, tmp_path / "fast", process), install(site, tmp_path / "full", process)
     taken: list[int] = []
     real = fast_path.open_ticket
 
@@ -112,5 +129,12 @@ def test_fast_and_full_paths_leave_the_same_rows(site: Site, tmp_path: Path, mon
     fast, full = dump(fast_site), dump(full_site)
     for name in TABLES:
         assert fast[name] == full[name], name
-    assert len(fast["outbox"]) == 6 * 3 + 2  # per ticket the ack and two agents; the reply goes to both agents
+    assert len(fast["outbox"]) == 6 * 3 + 2  # per ticket the ack and two agents (or "assigned" and the assignee)
+    tickets = {t["number"]: t for t in fast["ticket"]}
+    assert tickets[3]["within_contract"] == 0  # the company's contract ended in January
+    if process:
+        assert {n: (t["category"], t["priority"], t["assignee_id"] is not None) for n, t in tickets.items()} == {
+            1: (None, "normal", False), 2: ("hardware/modem", "high", True), 3: ("billing/invoice", "high", True),
+            4: (None, "normal", False), 5: (None, "normal", False), 6: (None, "normal", False)}
+        assert sorted(o["kind"] for o in fast["outbox"]).count("assigned") == 2
     assert {p["email"] for p in fast["participant"]} == {"ayla@musteri.com.tr"}

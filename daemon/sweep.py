@@ -1,0 +1,130 @@
+"""The timers of the complaint process, swept by a scheduler job: SLA deadlines and auto-closing.
+
+- First response overdue: managers get ``escalation``.
+- Resolution overdue: the customer gets ``delayed`` ("handled as soon as possible") and managers get
+  ``escalation``.
+- Resolved with no answer for ``closing.auto_close_after``: closed, and the customer told.
+
+Each firing is an event on the ticket and happens once: the breach time is written in the same transaction
+as the mail it queues, so a crash or a second sweep cannot send it twice. ``pending`` tickets are skipped (their
+clock stands still; leaving ``pending`` moves the deadlines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlmodel import Session, select
+
+from ticketd.daemon import closing, notify
+from ticketd.daemon.config import Config
+from ticketd.rules import identify
+from ticketd.storage.db import session_scope
+from ticketd.storage.models import Event, Ticket, utcnow
+
+log = structlog.get_logger("ticketd.sweep")
+RUNNING = ("new", "open")  # pending: the clock stands still
+BATCH = 200
+
+
+@dataclass
+class SweepResult:
+    first_response: int = 0
+    resolution: int = 0
+    auto_closed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.first_response + self.resolution + self.auto_closed
+
+
+def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> SweepResult:
+    now = now or utcnow()
+    result = SweepResult()
+    with session_scope(engine) as session:
+        for ticket in due(session, Ticket.first_response_due, Ticket.first_response_breached_at, now,
+                          Ticket.first_response_at.is_(None)):
+            breach(session, config, ticket, "first_response", ticket.first_response_due, now)
+            result.first_response += 1
+        for ticket in due(session, Ticket.resolution_due, Ticket.resolution_breached_at, now):
+            breach(session, config, ticket, "resolution", ticket.resolution_due, now)
+            notify.to_requester(session, config, ticket, "delayed")
+            result.resolution += 1
+        quiet_since = now - config.closing.auto_close_after
+        stmt = select(Ticket).where(Ticket.state == "resolved", Ticket.resolution_at <= quiet_since).limit(BATCH)
+        for ticket in session.exec(stmt):
+            closing.auto_close(session, config, ticket)
+            result.auto_closed += 1
+    if result.total:
+        log.info("sweep.fired", first_response=result.first_response, resolution=result.resolution,
+                 auto_closed=result.auto_closed)
+    return result
+
+
+def due(session: Session, due_column: object, breached_column: object, now: datetime,
+        *extra: object) -> list[Ticket]:
+    stmt = (select(Ticket).where(Ticket.state.in_(RUNNING), due_column <= now,  # type: ignore[operator]
+                                 breached_column.is_(None), Ticket.merged_into_id.is_(None), *extra)  # type: ignore
+            .order_by(Ticket.id).limit(BATCH))
+    return list(session.exec(stmt))
+
+
+def breach(session: Session, config: Config, ticket: Ticket, which: str, was_due: datetime | None,
+           now: datetime) -> None:
+    setattr(ticket, f"{which}_breached_at", now)
+    late = describe(now - was_due) if was_due else "?"
+    session.add(Event(ticket_id=ticket.id, actor="ticketd", what=f"sla:{which}-overdue",
+                      old=notify.local_time(config, was_due), new=f"{late} late"))
+    managers = [a for a in identify.agents(session) if a.active and a.role == "manager"]
+    notify.to_agents(session, config, ticket, managers, "escalation", {
+        "breach": which, "due": notify.local_time(config, was_due), "overdue": late})
+
+
+def describe(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return " ".join(([f"{days} d"] if days else []) + ([f"{hours} h"] if hours else []) + [f"{minutes} min"])
+
+
+class Timers:
+    """The scheduler that runs ``sweep`` every ``sla.sweep_seconds`` in its own thread.
+
+    The job has its own transaction; what it queues is sent by the main loop, which ``wake`` interrupts
+    (an IDLE wait would otherwise hold the mail until the next message arrives).
+    """
+
+    JOB = "sla-sweep"
+
+    def __init__(self, engine: sa.Engine, config: Config, wake: Callable[[], None]) -> None:
+        self.engine, self.config, self.wake = engine, config, wake
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+
+    def start(self) -> Timers:
+        self.scheduler.add_job(self.run, "interval", seconds=self.config.sla.sweep_seconds, id=self.JOB,
+                               next_run_time=datetime.now(UTC))
+        self.scheduler.start()
+        return self
+
+    def run(self) -> None:
+        try:
+            result = sweep(self.engine, self.config)
+        except Exception as exc:  # the next run tries again; the loop and the other timers go on
+            log.exception("sweep.failed", error=str(exc))
+            return
+        if result.total:
+            self.wake()
+
+    def reconfigure(self, config: Config) -> None:
+        old, self.config = self.config, config
+        if old.sla.sweep_seconds != config.sla.sweep_seconds:
+            self.scheduler.reschedule_job(self.JOB, trigger="interval", seconds=config.sla.sweep_seconds)
+
+    def stop(self) -> None:
+        self.scheduler.shutdown(wait=True)
