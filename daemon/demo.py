@@ -11,6 +11,7 @@ import tempfile
 from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
+from urllib.parse import unquote
 
 import typer
 from sqlmodel import Session, select
@@ -45,6 +46,23 @@ secret_file = "secret"
 
 [logging]
 level = "warning"
+
+[categories]
+tree = ["hardware/modem", "hardware/cable", "billing/invoice"]
+
+[[groups]]
+name = "network"
+policy = "round-robin"
+
+[[rules]]
+name = "modem"
+match = {{ body = "(?i)modem" }}
+set = {{ category = "hardware/modem", priority = "high", group = "network" }}
+
+[[rules]]
+name = "invoices"
+match = {{ subject = "(?i)invoice|fatura" }}
+set = {{ category = "billing/invoice" }}
 """
 
 
@@ -61,6 +79,16 @@ def _show(mail: ReceivedMail) -> None:
     typer.echo(f"  In-Reply-To: {msg['In-Reply-To']}   Reply-To: {parseaddr(str(msg['Reply-To']))[1]}")
     typer.echo("  | " + "\n  | ".join(_body(mail).rstrip().splitlines()))
     typer.echo("")
+
+
+def click(mail: ReceivedMail, sender: str, answer: str) -> bytes:
+    """The mail a mail client writes for one of the resolved mail's mailto: links."""
+    link = next(line.split("mailto:", 1)[1].strip() for line in _body(mail).splitlines()
+                if "mailto:" in line and unquote(line).rstrip().endswith(f"[{answer}]"))
+    address, _, query = link.partition("?subject=")
+    return (f"From: {sender}\r\nTo: {address}\r\nSubject: {unquote(query)}\r\n"
+            f"Message-ID: <{secrets.token_hex(6)}@demo>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n\r\n").encode()
 
 
 def run_demo(directory: Path | None) -> int:
@@ -122,11 +150,12 @@ def run_demo(directory: Path | None) -> int:
             return next(m for m in reversed(sink.received)
                         if address in m.envelope_to and tag in str(m.message["Subject"]))
 
-        typer.echo("== the agent takes ticket #1 and answers from their mail client ==\n")
+        typer.echo("== the rules made ticket #1 a high-priority modem request; round-robin gave it to Ali, "
+                   "who answers from his mail client ==\n")
         ali = "Ali Veli <ali@acme.example>"
-        deliver(answer(last_to("ali@acme.example"), ali, "[take]",
+        deliver(answer(last_to("ali@acme.example"), ali, "",
                        "Merhaba Çiğdem Hanım,\r\nModemi 30 saniye kapatıp açar mısınız?\r\n\r\nAli"),
-                "Ali's reply with [take]")
+                "Ali's reply")
         relay = next(m for m in reversed(sink.received) if " via " in str(m.message["From"]))
         typer.echo("   what the customer got (the quoted notification stripped):")
         _show(relay)
@@ -134,6 +163,10 @@ def run_demo(directory: Path | None) -> int:
                 "the customer's answer")
         deliver(answer(last_to("ali@acme.example"), ali, "[status=resolved]",
                        "Root-Cause: modem firmware hung\r\nResolution: power cycle"), "Ali resolves it")
+        resolved = last_to("cigdem.yilmaz@musteri.com.tr")
+        typer.echo("   the resolved mail asks the customer (one-click answers):")
+        _show(resolved)
+        deliver(click(resolved, "cigdem.yilmaz@musteri.com.tr", "satisfied"), "the customer clicks 'satisfied'")
         deliver(answer(last_to("ali@acme.example"), "Ali Veli <ali@acme.example>", "[priority=hgh]", "x")
                 .replace(b"To: support+", b"To: nobody+"), "a forged command (not the signed address)")
 
@@ -141,8 +174,8 @@ def run_demo(directory: Path | None) -> int:
             tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(Ticket.number))]
         typer.echo("tickets:")
         for t in tickets:
-            typer.echo(f"  #{t['number']}  {t['state']:<5} {t['requester']:<32} {t['company'] or '-':<14} "
-                       f"{t['subject']}")
+            typer.echo(f"  #{t['number']}  {t['state']:<8} {t['priority']:<6} {t['assignee'] or '-':<17} "
+                       f"{t['requester']:<30} {t['subject']}")
         typer.echo(f"\nsent mail is in {sent_dir}; look around with:\n"
                    f"  ticketd --config {work / 'ticketd.toml'} tickets show 1")
     return 0

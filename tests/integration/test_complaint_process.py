@@ -354,3 +354,45 @@ def test_a_missing_templates_dir_stops_start_up(site: Site) -> None:
     proc = site.cli("check")
     out, err = decode(proc)
     assert proc.returncode == 2 and "helpdesk.templates_dir:" in err and "is not a directory" in err, out + err
+
+
+# --- deadlines and classification by command --------------------------------------------------------------------
+
+def test_sla_plan_and_priority_change_set_the_deadlines(pdesk: Desk) -> None:
+    from datetime import datetime
+
+    from sqlmodel import select
+
+    from ticketd.storage import db
+    from ticketd.storage.models import Company
+
+    pdesk.site.sections["sla.plans.gold.first_response"] = {"high": "30m"}
+    pdesk.site.sections["sla.plans.gold.resolution"] = {"urgent": "2h"}
+    with db.session_scope(pdesk.site.engine) as session:
+        session.exec(select(Company)).one().sla_plan = "gold"
+    ticket, mails = deliver(pdesk, "complaint-tr.eml")  # high priority by the rules, Çiğdem's company is gold
+    calendar = pdesk.site.config().calendar
+    opened = datetime.fromisoformat(ticket["created_at"])
+    assert datetime.fromisoformat(ticket["first_response_due"]) == calendar.add(opened, parse("30m"))
+    assert datetime.fromisoformat(ticket["resolution_due"]) == calendar.add(opened, parse("1d"))  # plan: only urgent
+    assert "Due:" in body_of(mail_to(mails, ALI))
+
+    pdesk.deliver(reply_to(mail_to(mails, ALI), ALI, "", subject_suffix="[priority=urgent]"))
+    after = pdesk.ticket(ticket["number"])
+    assert datetime.fromisoformat(after["resolution_due"]) == calendar.add(opened, parse("2h"))
+    assert datetime.fromisoformat(after["first_response_due"]) == calendar.add(opened, parse("1h"))  # default
+
+
+def parse(text: str) -> Any:
+    from ticketd.rules.sla import parse_duration
+
+    return parse_duration(text)
+
+
+def test_a_category_outside_the_tree_is_refused_with_a_hint(pdesk: Desk) -> None:
+    ticket, mails = deliver(pdesk, "information-question.eml")
+    pdesk.deliver(reply_to(mail_to(mails, ALI), ALI, "", subject_suffix="[category=hardwre/modem; priority=high]"))
+    refusal = body_of(mail_to(pdesk.new_mail(), ALI))
+    assert "unknown category 'hardwre/modem'; did you mean hardware/modem?" in refusal
+    after = pdesk.ticket(ticket["number"])
+    assert (after["category"], after["priority"]) == (None, "low")  # nothing half-applied

@@ -52,4 +52,6 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stderr
     assert "[ACME #1] Talebiniz alındı" in demo.stdout
     assert "Ali Veli via Acme Support" in demo.stdout and "Modemi 30 saniye kapatıp açar mısınız?" in demo.stdout
-    assert "#1  resolved" in demo.stdout
+    assert "Talebiniz Ali Veli adlı çalışanımıza atandı" in demo.stdout  # the rules and round-robin assigned it
+    assert "Memnunum: mailto:support+1." in demo.stdout  # the satisfaction question
+    assert "#1  closed   high   ali@acme.example" in demo.stdout  # the customer clicked "satisfied"
