@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from ticketd.daemon.cli_common import JsonOption, fail, get_config, get_engine, print_json
 from ticketd.daemon.config import Config
+from ticketd.daemon.progress import progress
 from ticketd.daemon.views import inbound_dict, outbox_dict, ticket_detail, ticket_dict
 from ticketd.storage import db
 from ticketd.storage.directory import add_company, company_domains, import_customers, upsert_agent
@@ -54,8 +55,10 @@ def _local(value: str | None) -> str:
 @customers.command("import")
 def customers_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
     """Import customers from CSV: email,name,company[,language,phone,domains]. All rows or none."""
-    with _session() as session, session.begin():
-        result = import_customers(session, file)
+    with file.open("rb") as fh:
+        rows = max(0, sum(1 for _ in fh) - 1)
+    with _session() as session, session.begin(), progress(f"importing {file.name}", rows) as bar:
+        result = import_customers(session, file, on_row=bar.advance)
     typer.echo(f"imported {result.customers} customers, {len(result.companies)} companies")
 
 

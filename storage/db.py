@@ -20,6 +20,10 @@ from alembic.script import ScriptDirectory
 from sqlmodel import Session, create_engine
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
@@ -35,6 +39,8 @@ def make_engine(url: str) -> sa.Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # SQLite's own lower() folds ASCII only: "MÜŞTERİ" would never match "müşteri" in a search.
+            dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -87,7 +87,7 @@ class ImportResult:
     companies: set[str] = field(default_factory=set)
 
 
-def import_customers(session: Session, path: Path) -> ImportResult:
+def import_customers(session: Session, path: Path, on_row: Callable[[], None] = lambda: None) -> ImportResult:
     """Columns email,name,company[,language,phone,domains]; ``domains`` (space or ';' separated) go to the company.
 
     All-or-nothing: the caller's transaction holds every row, so a bad line imports nothing and names its line.
@@ -110,6 +110,7 @@ def import_customers(session: Session, path: Path) -> ImportResult:
             except DirectoryError as exc:
                 raise DirectoryError(f"{path.name} line {line_no}: {exc}") from None
             result.customers += 1
+            on_row()
     return result
 
 

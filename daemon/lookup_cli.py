@@ -1,0 +1,89 @@
+"""Finding things from the command line: customers and their tickets, and tickets by any text they contain."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+import typer
+from sqlmodel import Session, select
+
+from ticketd.daemon.admin_cli import _local, _session, _table, customers, tickets
+from ticketd.daemon.cli_common import JsonOption, fail, print_json
+from ticketd.daemon.views import iso, ticket_dict
+from ticketd.storage.models import Company, Customer, Message, Ticket
+
+
+def customer_dict(session: Session, customer: Customer) -> dict[str, Any]:
+    company = session.get(Company, customer.company_id) if customer.company_id else None
+    count = session.exec(select(sa.func.count()).select_from(Ticket)
+                         .where(Ticket.requester_id == customer.id)).one()
+    return {"email": customer.email, "name": customer.name, "company": company.name if company else None,
+            "language": customer.language, "phone": customer.phone, "blocked": customer.blocked,
+            "tickets": count, "created_at": iso(customer.created_at)}
+
+
+@customers.command("list")
+def customers_list(
+    company: Annotated[str | None, typer.Option(help="Only this company's customers.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Customers with their company and how many tickets they opened."""
+    with _session() as session:
+        stmt = select(Customer).order_by(Customer.email)
+        if company:
+            found = session.exec(select(Company).where(sa.func.lower(Company.name) == company.lower())).first()
+            if found is None:
+                fail(f"--company: no company called {company!r} (see `ticketd companies list`)", 2)
+            stmt = stmt.where(Customer.company_id == found.id)
+        rows = [customer_dict(session, c) for c in session.exec(stmt)]
+    if as_json:
+        print_json(rows)
+        return
+    _table([[r["email"], r["name"] or "-", r["company"] or "-", r["language"] or "-", str(r["tickets"]),
+             "blocked" if r["blocked"] else ""] for r in rows],
+           ["EMAIL", "NAME", "COMPANY", "LANGUAGE", "TICKETS", ""])
+
+
+@customers.command("show")
+def customers_show(email: str, as_json: JsonOption = False) -> None:
+    """One customer and every ticket they opened, newest first."""
+    with _session() as session:
+        customer = session.exec(select(Customer).where(Customer.email == email.strip().lower())).first()
+        if customer is None:
+            fail(f"no customer {email} (see `ticketd customers list`)", 1)
+        data = customer_dict(session, customer)
+        data["ticket_list"] = [ticket_dict(session, t) for t in session.exec(
+            select(Ticket).where(Ticket.requester_id == customer.id).order_by(Ticket.number.desc()))]
+    if as_json:
+        print_json(data)
+        return
+    typer.echo(f"{data['name'] or '-'} <{data['email']}>   company: {data['company'] or '-'}   "
+               f"language: {data['language'] or '-'}   phone: {data['phone'] or '-'}"
+               + ("   BLOCKED as spam" if data["blocked"] else ""))
+    _table([[f"#{t['number']}", t["state"], t["type"], t["category"] or "-", _local(t["created_at"]),
+             t["subject"][:60]] for t in data["ticket_list"]], ["NUMBER", "STATE", "TYPE", "CATEGORY", "CREATED",
+                                                                "SUBJECT"])
+
+
+@tickets.command("search")
+def tickets_search(text: str, as_json: JsonOption = False) -> None:
+    """Tickets whose number, subject, messages, customer address or name, or company contain TEXT."""
+    needle = text.strip().lstrip("#")
+    pattern = f"%{needle.lower()}%"
+    with _session() as session:
+        in_messages = select(Message.ticket_id).where(sa.func.lower(Message.text).like(pattern))
+        people = select(Customer.id).where(sa.or_(sa.func.lower(Customer.email).like(pattern),
+                                                  sa.func.lower(Customer.name).like(pattern)))
+        firms = select(Company.id).where(sa.func.lower(Company.name).like(pattern))
+        conditions = [sa.func.lower(Ticket.subject).like(pattern), Ticket.id.in_(in_messages),
+                      Ticket.requester_id.in_(people), Ticket.company_id.in_(firms)]
+        if needle.isdigit():
+            conditions.append(Ticket.number == int(needle))
+        stmt = select(Ticket).where(sa.or_(*conditions)).order_by(Ticket.number.desc())
+        rows = [ticket_dict(session, t) for t in session.exec(stmt)]
+    if as_json:
+        print_json(rows)
+        return
+    _table([[f"#{r['number']}", r["state"], r["requester"], r["company"] or "-", _local(r["created_at"]),
+             r["subject"][:60]] for r in rows], ["NUMBER", "STATE", "REQUESTER", "COMPANY", "CREATED", "SUBJECT"])
