@@ -40,6 +40,7 @@ from ticketd.daemon.config_process import (
     WebFormConfig,
     process_problems,
 )
+from ticketd.daemon.config_reports import ReportList
 from ticketd.daemon.config_sla import SlaConfig
 from ticketd.rules.sla import BusinessCalendar
 
@@ -211,6 +212,7 @@ class Config(Section):
     rules: list[RuleConfig] = Field(default_factory=list)
     webforms: list[WebFormConfig] = Field(default_factory=list)
     closing: ClosingConfig = ClosingConfig()
+    reports: ReportList = Field(default_factory=list)
     source: Path | None = Field(default=None, exclude=True)
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
 

@@ -11,7 +11,7 @@ import asyncio
 import socket
 import ssl
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -29,7 +29,9 @@ from sqlmodel import Session, select
 
 from ticketd.daemon import metrics, oauth2, wire
 from ticketd.daemon.config import Config, SmtpConfig
+from ticketd.daemon.outbox_parts import load_attachments, store_attachments
 from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, note_queued
+from ticketd.daemon.wire import MailAttachment
 from ticketd.daemon.wire import clean as clean_header
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Outbox, utcnow
@@ -71,12 +73,18 @@ class OutgoingMail:
     from_name: str | None = None
     automatic: bool = True
     cc: list[tuple[str, str]] = field(default_factory=list)
+    attachments: tuple[MailAttachment, ...] = ()
+    html: str | None = None  # an HTML alternative; its inline images are attachments with a content_id
 
 
 def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
     """Add an outbox row to the caller's transaction; nothing is sent unless that transaction commits."""
     row = Outbox(**outbox_values(session, config, mail))
     session.add(row)
+    if mail.attachments:
+        session.flush()  # the row's id, which its attachments point at
+        assert row.id is not None
+        store_attachments(session, row.id, mail.attachments)
     after_queued(session, config, row.automatic, row.status, row.kind, row.last_error, row.recipient, row.ticket_id)
     return row
 
@@ -105,7 +113,7 @@ def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[
         "status": "suppressed" if held else "queued", "last_error": held,
         "to_addrs": ", ".join(format_address(n, a) for n, a in mail.to),
         "cc_addrs": ", ".join(format_address(n, a) for n, a in mail.cc),
-        "subject": clean_header(mail.subject), "body": mail.body, "headers": headers,
+        "subject": clean_header(mail.subject), "body": mail.body, "html": mail.html, "headers": headers,
         "message_id": new_message_id(config.helpdesk.address), "ticket_id": mail.ticket_id,
         "next_attempt_at": now, "attempts": 0, "created_at": now,
     }
@@ -126,13 +134,16 @@ def row_headers(row: Outbox) -> list[tuple[str, str]]:
     return wire.headers_of(row.to_addrs, row.cc_addrs, row.subject, row.message_id, row.headers)
 
 
-def build_message(row: Outbox) -> EmailMessage:
+def build_message(row: Outbox, attachments: Sequence[MailAttachment] = ()) -> EmailMessage:
     """The wire form of a row by the full email package (the fast one is ``wire.wire_bytes``); header values
-    are cleaned again here so no code path can inject a header."""
+    are cleaned again here so no code path can inject a header. With attachments or HTML, the parts and their
+    boundaries follow from the row alone: a retry sends the same bytes."""
     msg = EmailMessage(policy=SMTP)
     for name, value in row_headers(row):
         msg[clean_header(name)] = clean_header(value)
     msg.set_content(row.body, charset="utf-8", cte="quoted-printable")
+    if attachments or row.html is not None:
+        wire.add_parts(msg, row.html, attachments, row.message_id)
     return msg
 
 
@@ -199,11 +210,11 @@ def _record_failure(row: Outbox, error: str, permanent: bool) -> None:
                     next_attempt_at=row.next_attempt_at.isoformat())
 
 
-async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
+async def _send_one(client: aiosmtplib.SMTP, row: Outbox, parts: Sequence[MailAttachment] = ()) -> None:
     try:
-        raw: bytes | EmailMessage = wire.wire_bytes(row_headers(row), row.body)
+        raw: bytes | EmailMessage = wire.wire_bytes(row_headers(row), row.body, bool(parts) or row.html is not None)
     except (wire.NeedsFullComposer, UnicodeError):
-        raw = build_message(row)  # e.g. an RFC 6532 address: the full email package and SMTPUTF8
+        raw = build_message(row, parts)  # attachments, or an RFC 6532 address: the full email package
     except Exception as exc:  # a row we cannot even compose will never go out: dead, not a crash of the loop
         _record_failure(row, f"cannot compose the mail: {type(exc).__name__}: {exc}", permanent=True)
         return
@@ -229,7 +240,7 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> None:
 
 
 async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None],
-                     unreachable: Callable[[], None]) -> None:
+                     unreachable: Callable[[], None], parts: Mapping[int, Sequence[MailAttachment]]) -> None:
     """Send on one reused connection, reconnecting when the server drops it between mails."""
     client = smtp_client(cfg)
     held_up: set[tuple[int, str]] = set()  # (ticket, recipient) whose earlier mail failed in this run
@@ -246,7 +257,7 @@ async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outb
                     return
             if (row.ticket_id, row.recipient) in held_up:
                 continue  # stays due; a later run sends it once the earlier mail has gone out
-            await _send_one(client, row)
+            await _send_one(client, row, parts.get(row.id or 0, ()))
             record(row)
             if row.status == "failed" and row.ticket_id is not None:
                 held_up.add((row.ticket_id, row.recipient))
@@ -259,14 +270,15 @@ async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outb
 
 
 async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None],
-                     unreachable: Callable[[], None] = lambda: None) -> None:
+                     unreachable: Callable[[], None] = lambda: None,
+                     parts: Mapping[int, Sequence[MailAttachment]] | None = None) -> None:
     """A few connections at once, so one mail's round trips overlap another's; a ticket's mail keeps one
     connection and its order. ``record`` commits each row's outcome as soon as the server has answered: a
     crash then repeats at most the mails whose SMTP transactions it cut, never a whole batch."""
     lanes: dict[int, list[Outbox]] = {}
     for row in rows:
         lanes.setdefault((row.ticket_id or row.id or 0) % SMTP_LANES, []).append(row)
-    await asyncio.gather(*(_send_lane(cfg, lane, record, unreachable) for lane in lanes.values()))
+    await asyncio.gather(*(_send_lane(cfg, lane, record, unreachable, parts or {}) for lane in lanes.values()))
 
 
 def _recorder(conn: sa.Connection) -> Callable[[Outbox], None]:
@@ -294,11 +306,12 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
     while True:
         with Session(engine, expire_on_commit=False) as session:
             rows = due_rows(session, utcnow(), limit)
+            parts = load_attachments(session, [r.id for r in rows if r.id is not None])
             session.expunge_all()  # outcomes are written by plain UPDATEs, one commit per mail
         if not rows:
             return sent
         with engine.connect() as conn:
-            asyncio.run(_send_rows(config.smtp, rows, _recorder(conn), unreachable))
+            asyncio.run(_send_rows(config.smtp, rows, _recorder(conn), unreachable, parts))
         sent += sum(1 for r in rows if r.status == "sent")
         for row in rows:
             metrics.OUTGOING.labels(row.status).inc()

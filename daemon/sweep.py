@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from ticketd.daemon import closing, notify
 from ticketd.daemon.config import Config
+from ticketd.daemon.config_reports import ReportConfig, cron_trigger
 from ticketd.rules import identify
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Event, Ticket, utcnow
@@ -93,13 +94,15 @@ def describe(delta: timedelta) -> str:
 
 
 class Timers:
-    """The scheduler that runs ``sweep`` every ``sla.sweep_seconds`` in its own thread.
+    """The scheduler that runs ``sweep`` every ``sla.sweep_seconds`` in its own thread, and each
+    ``[[reports]]`` entry on its cron schedule (in the helpdesk's time zone).
 
-    The job has its own transaction; what it queues is sent by the main loop, which ``wake`` interrupts
+    Each job has its own transaction; what it queues is sent by the main loop, which ``wake`` interrupts
     (an IDLE wait would otherwise hold the mail until the next message arrives).
     """
 
     JOB = "sla-sweep"
+    REPORT_JOB = "report:"
 
     def __init__(self, engine: sa.Engine, config: Config, wake: Callable[[], None]) -> None:
         self.engine, self.config, self.wake = engine, config, wake
@@ -109,8 +112,23 @@ class Timers:
     def start(self) -> Timers:
         self.scheduler.add_job(self.run, "interval", seconds=self.config.sla.sweep_seconds, id=self.JOB,
                                next_run_time=datetime.now(UTC))
+        self._add_reports(self.config)
         self.scheduler.start()
         return self
+
+    def _add_reports(self, config: Config) -> None:
+        for report in config.reports:
+            self.scheduler.add_job(self.report, cron_trigger(report.schedule, config.tz), args=[report],
+                                   id=f"{self.REPORT_JOB}{report.name}", name=f"report {report.name}")
+
+    def report(self, report: ReportConfig) -> None:
+        from ticketd.daemon.report_mail import send_report  # Babel and the report modules: only when one runs
+
+        try:
+            send_report(self.engine, self.config, report)
+        except Exception as exc:  # send_report reports its own failures; this guards the scheduler's thread
+            log.exception("report.job_failed", report=report.name, error=str(exc))
+        self.wake()  # the report, or the admin's alert about it
 
     def run(self) -> None:
         try:
@@ -125,6 +143,11 @@ class Timers:
         old, self.config = self.config, config
         if old.sla.sweep_seconds != config.sla.sweep_seconds:
             self.scheduler.reschedule_job(self.JOB, trigger="interval", seconds=config.sla.sweep_seconds)
+        if old.reports != config.reports or old.tz != config.tz:
+            for job in self.scheduler.get_jobs():
+                if job.id.startswith(self.REPORT_JOB):
+                    job.remove()
+            self._add_reports(config)
 
     def stop(self) -> None:
         self.scheduler.shutdown(wait=True)

@@ -204,6 +204,7 @@ class Outbox(SQLModel, table=True):
     cc_addrs: str = ""
     subject: str
     body: str
+    html: str | None = None  # an HTML alternative to the body (a report showing its charts inline)
     headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     message_id: str = Field(sa_column=Column(sa.String(998), unique=True, nullable=False))
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
@@ -223,3 +224,17 @@ class MailboxState(SQLModel, table=True):
     uidvalidity: int | None = Field(default=None, sa_column=Column(sa.BigInteger))
     last_uid: int = Field(default=0, sa_column=Column(sa.BigInteger, nullable=False, server_default="0"))
     last_poll_at: datetime | None = ts()
+
+
+class OutboxAttachment(SQLModel, table=True):
+    """A file of an outgoing mail, or an image its HTML part shows (``content_id``); the bytes are a blob, so a
+    retry sends exactly what was queued and the same chart in many mails is stored once."""
+
+    __tablename__ = "outbox_attachment"
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(foreign_key="outbox.id", index=True)
+    filename: str
+    content_type: str
+    sha256: str = Field(foreign_key="blob.sha256", max_length=64)
+    content_id: str | None = None
+    inline: bool = False
