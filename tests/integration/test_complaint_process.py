@@ -318,7 +318,7 @@ def test_auto_close_after_the_configured_days_with_the_real_command(pdesk: Desk)
     config = str(pdesk.site.write())
 
     def run_once(days: int) -> None:
-        proc = subprocess.run(["faketime", "-f", f"+{days}d", str(TICKETD), "--config", config, "run", "--once"],
+        proc = subprocess.run(["faketime", "-m", "-f", f"+{days}d", str(TICKETD), "--config", config, "run", "--once"],
                               capture_output=True, env={**os.environ}, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr.decode()
 

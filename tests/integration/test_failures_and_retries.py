@@ -124,7 +124,7 @@ def run_at(site: Site, seconds: int) -> None:
     if shutil.which("faketime") is None:
         pytest.fail("faketime is not installed; `make test` installs it (apt-get install faketime)")
     env = {**os.environ, "TICKETD_CONFIG": str(site.write())}
-    proc = subprocess.run(["faketime", "-f", f"+{seconds}", str(TICKETD), "run", "--once"], capture_output=True,
+    proc = subprocess.run(["faketime", "-m", "-f", f"+{seconds}", str(TICKETD), "run", "--once"], capture_output=True,
                           env=env, timeout=120, check=False)
     assert proc.returncode == 0, decode(proc)
 

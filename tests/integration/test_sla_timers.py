@@ -12,16 +12,16 @@ the right moment.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from fakeclock import Clock, require_libfaketime
 
 from conftest import DATA, Mailbox, Site, reply_to, start_daemon
 from ticketd.daemon.smtp_sink import SmtpSink
@@ -30,23 +30,7 @@ pytestmark = pytest.mark.integration
 
 IST = ZoneInfo("Europe/Istanbul")
 ALI, AYSE, CIGDEM = "ali@acme.example", "ayse@acme.example", "cigdem.yilmaz@musteri.com.tr"
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 QUIET = 3.0  # real seconds to watch for mail that must not come (the sweep runs every second)
-
-
-class Clock:
-    """The daemon's wall clock: a libfaketime offset file the test rewrites (re-read on every call)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def set(self, local: datetime) -> None:
-        offset = (local.astimezone(UTC) - datetime.now(UTC)).total_seconds()
-        self.path.write_text(f"{offset:+.0f}\n")
-
-    def env(self) -> dict[str, str]:
-        return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(self.path), "FAKETIME_NO_CACHE": "1",
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # waits and timeouts keep real time
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -85,8 +69,7 @@ def near(value: datetime, expected: datetime) -> bool:
 
 @pytest.fixture
 def sla_site(live_site: Site, tmp_path: Path) -> Site:
-    if shutil.which("faketime") is None or not LIBFAKETIME.exists():
-        pytest.fail("libfaketime is not installed; `make test` installs it (apt-get install faketime)")
+    require_libfaketime()
     live_site.sections["imap"].update(idle=True, poll_seconds=300)
     live_site.sections["agents"] = [{"email": ALI, "name": "Ali Veli", "role": "agent", "groups": ["network"]},
                                     {"email": AYSE, "name": "Ayşe Demir", "role": "manager", "groups": ["network"]}]

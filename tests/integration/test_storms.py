@@ -48,7 +48,7 @@ class Responder:
 
 def run_at(site: Site, hours: int) -> None:
     env = {**os.environ, "TICKETD_CONFIG": str(site.config_path)}
-    proc = subprocess.run(["faketime", "-f", f"+{hours}h", str(TICKETD), "run", "--once"], capture_output=True,
+    proc = subprocess.run(["faketime", "-m", "-f", f"+{hours}h", str(TICKETD), "run", "--once"], capture_output=True,
                           env=env, timeout=60, check=False)
     assert proc.returncode == 0, decode(proc)
 
