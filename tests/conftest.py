@@ -273,6 +273,23 @@ def await_mail(sink: SmtpSink, daemon: Any, seconds: float, what: str) -> None:
         pytest.fail(f"{what}; daemon log:\n" + daemon.communicate(timeout=10)[1].decode())
 
 
+def wait_for(what: str, done: Any, daemon: Any, timeout: float = 20, log: Path | None = None) -> None:
+    """Poll ``done()`` while the daemon runs; fail with the daemon's log (when kept in a file) if it never holds."""
+    import time
+
+    tail = f":\n{log.read_text()}" if log is not None and log.exists() else ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return
+        if daemon.poll() is not None:
+            tail = f":\n{log.read_text()}" if log is not None and log.exists() else ""
+            pytest.fail(f"the daemon exited ({daemon.returncode}) while waiting for {what}{tail}")
+        time.sleep(0.1)
+    tail = f"; daemon log:\n{log.read_text()}" if log is not None and log.exists() else ""
+    pytest.fail(f"timed out waiting for {what}{tail}")
+
+
 def start_daemon(site: Site, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`ticketd run` as a service manager starts it; its JSON log is readable from ``stderr``."""
     site.write()

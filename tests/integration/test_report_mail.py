@@ -21,7 +21,6 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -33,7 +32,7 @@ import pytest
 from fakeclock import Clock, require_libfaketime
 from sqlmodel import Session, select
 
-from conftest import TICKETD, Site
+from conftest import TICKETD, Site, wait_for
 from ticketd.daemon.smtp_sink import SmtpSink
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Outbox, Ticket
@@ -94,18 +93,6 @@ def insert_history(site: Site, opened: list[Opened]) -> None:
                 satisfaction=("not-satisfied" if late else "satisfied") if done else None))
 
 
-def wait_for(what: str, done: Callable[[], bool], daemon: subprocess.Popen[bytes], log: Path,
-             timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if done():
-            return
-        if daemon.poll() is not None:
-            pytest.fail(f"the daemon exited ({daemon.returncode}) while waiting for {what}:\n{log.read_text()}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; daemon log:\n{log.read_text()}")
-
-
 def logged(log: Path, event: str) -> bool:
     return any(json.loads(line).get("event") == event for line in log.read_text().splitlines() if line.startswith("{"))
 
@@ -163,12 +150,13 @@ def test_reports_go_out_on_their_schedules_with_their_own_tickets(report_site: S
                                   env={**os.environ, **clock.env()}, stdout=subprocess.DEVNULL,
                                   stderr=err)
     try:
-        wait_for("the daemon to start", lambda: logged(log, "imap.connected"), daemon, log)  # timers run by then
+        # the timers run by the time IMAP is connected
+        wait_for("the daemon to start", lambda: logged(log, "imap.connected"), daemon, timeout=60, log=log)
         nothing_new("a report before its time")
         assert not reports()
 
         clock.set(datetime(2026, 12, 1, 8, 0, 30, tzinfo=IST))
-        wait_for("the monthly report", lambda: bool(reports()), daemon, log)
+        wait_for("the monthly report", lambda: bool(reports()), daemon, timeout=60, log=log)
         nothing_new("more than one report on 1 December")
         [monthly] = reports()
         assert monthly.envelope_to == [GM] and monthly.message["To"] == GM
@@ -185,7 +173,7 @@ def test_reports_go_out_on_their_schedules_with_their_own_tickets(report_site: S
         assert title == "Talepler" and sorted(numbers) == sorted(november)
 
         clock.set(datetime(2026, 12, 7, 9, 0, 30, tzinfo=IST))
-        wait_for("the weekly report", lambda: len(reports()) == 2, daemon, log)
+        wait_for("the weekly report", lambda: len(reports()) == 2, daemon, timeout=60, log=log)
         nothing_new("more than one report on 7 December")
         weekly = reports()[1]
         assert sorted(weekly.envelope_to) == sorted([ALICE, BOB])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fakeclock import Clock, require_libfaketime
 
-from conftest import DATA, Mailbox, Site, reply_to, start_daemon
+from conftest import DATA, Mailbox, Site, reply_to, start_daemon, wait_for
 from ticketd.daemon.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -35,17 +34,6 @@ QUIET = 3.0  # real seconds to watch for mail that must not come (the sweep runs
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 12, day, hour, minute, tzinfo=IST)
-
-
-def wait_for(what: str, done: Callable[[], bool], daemon: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if done():
-            return
-        if daemon.poll() is not None:
-            pytest.fail(f"the daemon exited ({daemon.returncode}) while waiting for {what}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def ticket_row(site: Site) -> dict[str, Any]:
