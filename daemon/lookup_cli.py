@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from ticketd.daemon.admin_cli import _local, _session, _table, customers, tickets
 from ticketd.daemon.cli_common import JsonOption, fail, print_json
 from ticketd.daemon.views import iso, ticket_dict
+from ticketd.storage.db import fold
 from ticketd.storage.models import Company, Customer, Message, Ticket
 
 
@@ -32,7 +33,7 @@ def customers_list(
     with _session() as session:
         stmt = select(Customer).order_by(Customer.email)
         if company:
-            found = session.exec(select(Company).where(sa.func.lower(Company.name) == company.lower())).first()
+            found = session.exec(select(Company).where(sa.func.lower(Company.name) == fold(company))).first()
             if found is None:
                 fail(f"--company: no company called {company!r} (see `ticketd companies list`)", 2)
             stmt = stmt.where(Customer.company_id == found.id)
@@ -70,7 +71,7 @@ def customers_show(email: str, as_json: JsonOption = False) -> None:
 def tickets_search(text: str, as_json: JsonOption = False) -> None:
     """Tickets whose number, subject, messages, customer address or name, or company contain TEXT."""
     needle = text.strip().lstrip("#")
-    pattern = f"%{needle.lower()}%"
+    pattern = f"%{fold(needle)}%"
     with _session() as session:
         in_messages = select(Message.ticket_id).where(sa.func.lower(Message.text).like(pattern))
         people = select(Customer.id).where(sa.or_(sa.func.lower(Customer.email).like(pattern),

@@ -20,8 +20,14 @@ from alembic.script import ScriptDirectory
 from sqlmodel import Session, create_engine
 
 
+def fold(value: str) -> str:
+    """Lower case for searching: Turkish "İ" lowers to "i" plus a combining dot, which is dropped so "ÇİĞDEM"
+    finds "Çiğdem"."""
+    return value.lower().replace("\u0307", "")
+
+
 def _lower(value: object) -> object:
-    return value.lower() if isinstance(value, str) else value
+    return fold(value) if isinstance(value, str) else value
 
 
 def make_engine(url: str) -> sa.Engine:
