@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -288,6 +289,17 @@ def wait_for(what: str, done: Any, daemon: Any, timeout: float = 20, log: Path |
         time.sleep(0.1)
     tail = f"; daemon log:\n{log.read_text()}" if log is not None and log.exists() else ""
     pytest.fail(f"timed out waiting for {what}{tail}")
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes], timeout: float = 15) -> int | None:
+    """SIGTERM as systemd sends it; killed if it does not stop in time. Returns its exit code (None if killed)."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        return daemon.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+        return None
 
 
 def start_daemon(site: Site, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

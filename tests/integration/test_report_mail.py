@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import pytest
 from fakeclock import Clock, require_libfaketime
 from sqlmodel import Session, select
 
-from conftest import TICKETD, Site, wait_for
+from conftest import TICKETD, Site, stop_daemon, wait_for
 from ticketd.daemon.smtp_sink import SmtpSink
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Outbox, Ticket
@@ -190,12 +189,8 @@ def test_reports_go_out_on_their_schedules_with_their_own_tickets(report_site: S
             nothing_new(f"a report again at {later:%d.%m %H:%M}")
         assert len(reports("monthly")) == 1 and len(reports("weekly-musteri")) == 1
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=15)
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
+        exit_code = stop_daemon(daemon)
+    assert exit_code == 0
     with Session(report_site.engine) as session:
         rows = session.exec(select(Outbox).where(Outbox.kind == "report")).all()
     assert [(r.status, r.automatic) for r in rows] == [("sent", False), ("sent", False)]

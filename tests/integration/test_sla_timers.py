@@ -12,7 +12,6 @@ the right moment.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fakeclock import Clock, require_libfaketime
 
-from conftest import DATA, Mailbox, Site, reply_to, start_daemon, wait_for
+from conftest import DATA, Mailbox, Site, reply_to, start_daemon, stop_daemon, wait_for
 from ticketd.daemon.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -130,13 +129,9 @@ def test_deadlines_in_business_time_across_a_weekend_a_holiday_and_a_pending_per
         nothing_new(len(smtp_sink.received), "a timer fired twice")
         assert len(mails("delayed", CIGDEM)) == 1 and len(mails("escalation", AYSE)) == 2
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=15)
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-            log_path.write_bytes(daemon.stderr.read() if daemon.stderr else b"")
+        exit_code = stop_daemon(daemon)
+        log_path.write_bytes(daemon.stderr.read() if daemon.stderr else b"")
+    assert exit_code == 0
     history = ticket_row(sla_site)["events"]
     fired = [(e["what"], e["at"]) for e in history if e["what"].startswith("sla:")]
     assert [what for what, _ in fired] == ["sla:first_response-overdue", "sla:resolution-overdue"]
