@@ -16,9 +16,7 @@ from ticketd.daemon import notify, sla_clock
 from ticketd.daemon.config import Config
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules import identify
-from ticketd.storage.models import Agent, Customer, Event, Outbox, Ticket, utcnow
-
-SYSTEM = "ticketd"
+from ticketd.storage.models import SYSTEM_ACTOR, Agent, Customer, Event, Outbox, Ticket, utcnow
 
 
 def satisfaction_links(config: Config, ticket: Ticket, customer: Customer) -> tuple[str, str]:
@@ -74,8 +72,8 @@ def record_not_satisfied(session: Session, config: Config, ticket: Ticket, actor
 def auto_close(session: Session, config: Config, ticket: Ticket) -> None:
     """No answer to the resolved mail within ``closing.auto_close_after``: closed, and the customer told."""
     now = utcnow()
-    session.add(Event(ticket_id=ticket.id, actor=SYSTEM, what="state", old=ticket.state, new="closed"))
-    session.add(Event(ticket_id=ticket.id, actor=SYSTEM, what="auto-close",
+    session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="state", old=ticket.state, new="closed"))
+    session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="auto-close",
                       new=f"no answer since {notify.local_time(config, ticket.resolution_at)}"))
     ticket.state, ticket.closed_at, ticket.updated_at = "closed", now, now
     send_closed(session, config, ticket, "auto")

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
-from ticketd.daemon.new_ticket import ACTOR as SYSTEM
 from ticketd.daemon.new_ticket import Setup
 from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.quotes import quoted_only_cids
@@ -16,7 +15,18 @@ from ticketd.parsers.subject import SubjectInfo
 from ticketd.rules.identify import Sender
 from ticketd.rules.match import Match
 from ticketd.rules.screen import Screening
-from ticketd.storage.models import Attachment, Blob, Customer, Event, Inbound, Message, Participant, Ticket, utcnow
+from ticketd.storage.models import (
+    SYSTEM_ACTOR,
+    Attachment,
+    Blob,
+    Customer,
+    Event,
+    Inbound,
+    Message,
+    Participant,
+    Ticket,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ def open_ticket(session: Session, title: str, customer: Customer, setup: Setup,
 def record_setup(session: Session, ticket: Ticket, setup: Setup, via_message_id: str | None) -> None:
     """What the rules, the contract check and the group's policy decided, after the ticket's "created"."""
     for what, old, new in setup.events:
-        session.add(Event(ticket_id=ticket.id, actor=SYSTEM, what=what, old=old, new=new,
+        session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=what, old=old, new=new,
                           via_message_id=via_message_id))
 
 

@@ -26,6 +26,7 @@ from ticketd.rules.auth import signed_recipient
 from ticketd.rules.identify import active_agent
 from ticketd.rules.screen import Screening, Verdict
 from ticketd.storage.models import (
+    SYSTEM_ACTOR,
     CompanyDomain,
     Customer,
     Event,
@@ -67,7 +68,7 @@ def open_ticket(session: Session, config: Config, inbound: Inbound, mail: Parsed
     message_id = mail.message_id or f"<missing.{inbound.message_id_hash[:32]}@ticketd.invalid>"
     insert(conn, MESSAGES, message_row(mail, ticket, inbound, message_id))
     events = [event(ticket, mail, "created", new="new")]
-    events += [columns(Event(ticket_id=ticket.id, actor=new_ticket.ACTOR, what=what, old=old, new=new,
+    events += [columns(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=what, old=old, new=new,
                              via_message_id=mail.message_id)) for what, old, new in setup.events]
     added = participants(config, mail, ticket, customer)
     if added:

@@ -22,8 +22,6 @@ from ticketd.rules.assignment import pick_assignee
 from ticketd.rules.triage import compile_rules, facts_from_mail, triage
 from ticketd.storage.models import Agent, Company, Customer
 
-ACTOR = "ticketd"
-
 
 @dataclass(frozen=True)
 class Setup:

@@ -23,7 +23,7 @@ from ticketd.daemon.storm import ALERT_KIND, alert_recently_sent
 from ticketd.mailtemplates.render import make_environment, render
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules import identify
-from ticketd.storage.models import Agent, Company, Customer, Event, Message, Outbox, Participant, Ticket
+from ticketd.storage.models import SYSTEM_ACTOR, Agent, Company, Customer, Event, Message, Outbox, Participant, Ticket
 
 
 @cache
@@ -104,7 +104,7 @@ def compose(session: Session, config: Config, *, kind: str, template: str, langu
 
 def queued_event(ticket_id: int, kind: str, status: str, held: str | None, message_id: str) -> dict[str, Any]:
     """The ticket's record of a mail written for it (or held back by the storm caps)."""
-    return {"ticket_id": ticket_id, "actor": "ticketd", "what": "mail-suppressed" if status == "suppressed"
+    return {"ticket_id": ticket_id, "actor": SYSTEM_ACTOR, "what": "mail-suppressed" if status == "suppressed"
             else "mail-queued", "new": kind, "old": held, "via_message_id": message_id}
 
 

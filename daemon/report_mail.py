@@ -30,6 +30,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.config_reports import ReportConfig
 from ticketd.daemon.outbox import MailAttachment, queue_mail
 from ticketd.daemon.report_data import ReportData, Scope, collect
+from ticketd.rules.states import OPEN_STATES
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import utcnow
 
@@ -38,7 +39,6 @@ log = structlog.get_logger("ticketd.report_mail")
 KIND = "report"
 LOCALES = {"en": "en_US", "tr": "tr_TR"}
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-OPEN_STATES = ("new", "open", "pending")
 TOP = 3
 NOTHING = "–"  # a share of nothing: no deadline passed yet, no satisfaction answer yet
 

@@ -26,7 +26,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.config_reports import ReportConfig, cron_trigger
 from ticketd.rules import identify
 from ticketd.storage.db import session_scope
-from ticketd.storage.models import Event, Ticket, utcnow
+from ticketd.storage.models import SYSTEM_ACTOR, Event, Ticket, utcnow
 
 log = structlog.get_logger("ticketd.sweep")
 RUNNING = ("new", "open")  # pending: the clock stands still
@@ -79,7 +79,7 @@ def breach(session: Session, config: Config, ticket: Ticket, which: str, was_due
            now: datetime) -> None:
     setattr(ticket, f"{which}_breached_at", now)
     late = describe(now - was_due) if was_due else "?"
-    session.add(Event(ticket_id=ticket.id, actor="ticketd", what=f"sla:{which}-overdue",
+    session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=f"sla:{which}-overdue",
                       old=notify.local_time(config, was_due), new=f"{late} late"))
     managers = [a for a in identify.agents(session) if a.active and a.role == "manager"]
     notify.to_agents(session, config, ticket, managers, "escalation", {

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from ticketd.rules.states import OPEN_STATES
 from ticketd.storage.models import Agent, Ticket
 
-__all__ = ["OPEN_STATES", "eligible_agents", "pick_assignee"]
+__all__ = ["eligible_agents", "pick_assignee"]
 
-OPEN_STATES = ("new", "open", "pending")
 
 
 def pick_assignee(session: Session, group: str, policy: str) -> Agent | None:
@@ -63,6 +63,6 @@ def _last_assignee_email(session: Session, group: str) -> str | None:
 def _open_tickets(session: Session, agents: Sequence[Agent]) -> dict[int | None, int]:
     """Open tickets per agent across all groups: an agent's load is everything on their desk."""
     query = (select(Ticket.assignee_id, sa.func.count())
-             .where(col(Ticket.assignee_id).in_([a.id for a in agents]), col(Ticket.state).in_(OPEN_STATES))
+             .where(col(Ticket.assignee_id).in_([a.id for a in agents]), col(Ticket.state).in_(sorted(OPEN_STATES)))
              .group_by(col(Ticket.assignee_id)))
     return {assignee_id: count for assignee_id, count in session.exec(query)}

@@ -168,6 +168,9 @@ class Attachment(SQLModel, table=True):
     inline: bool = False
 
 
+SYSTEM_ACTOR = "ticketd"  # the actor of an event nobody's mail caused: rules, timers, policies
+
+
 class Event(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
