@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.new_ticket import Setup
+from ticketd.daemon.outbox_parts import keep_blob
 from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.quotes import quoted_only_cids
 from ticketd.parsers.subject import SubjectInfo
@@ -18,7 +20,6 @@ from ticketd.rules.screen import Screening
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
     Attachment,
-    Blob,
     Customer,
     Event,
     Inbound,
@@ -31,7 +32,7 @@ from ticketd.storage.models import (
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["done", "dropped", "failed"]
+    status: Literal["done", "dropped", "failed", "deferred"]  # deferred: left ``new``, taken again later
     ticket_number: int | None = None
     reason: str | None = None
     new_ticket: bool = False
@@ -66,7 +67,17 @@ def is_our_address(config: Config, address: str) -> bool:
     return host == domain and (user == local or user.startswith(local + "+"))
 
 
+# Behind the data only when tickets were written with explicit numbers (an import): then it catches up.
+_NEXT_FROM_SEQUENCE = sa.text(
+    "SELECT CASE WHEN n >= m THEN n ELSE setval('ticket_number_seq', m) END FROM "
+    "(SELECT nextval('ticket_number_seq') AS n, (SELECT coalesce(max(number), 0) + 1 FROM ticket) AS m) AS s")
+
+
 def next_ticket_number(session: Session) -> int:
+    """On PostgreSQL a sequence, so instances opening tickets at the same moment never pick the same number
+    (a number is never reused; a rolled-back ticket leaves a gap). SQLite has one writer: the highest plus one."""
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.connection().execute(_NEXT_FROM_SEQUENCE).scalar_one())
     return (session.exec(select(func.max(Ticket.number))).one() or 0) + 1
 
 
@@ -107,9 +118,8 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
     for att in mail.attachments:
         if att.inline and att.content_id and att.content_id.lower() in old_images:
             continue  # an image of the quoted older mail, already on the ticket or not ours to keep
-        if att.sha256 not in stored and inc.session.get(Blob, att.sha256) is None:
-            inc.session.add(Blob(sha256=att.sha256, size=len(att.payload), data=att.payload))
-            inc.session.flush()  # the blob row must exist before the attachment row points at it
+        if att.sha256 not in stored:
+            keep_blob(inc.session, att.sha256, att.payload)
         stored.add(att.sha256)
         inc.session.add(Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,
                                    size=len(att.payload), sha256=att.sha256, content_id=att.content_id,

@@ -10,16 +10,24 @@ from sqlmodel import Session, select
 
 from ticketd.daemon import wire
 from ticketd.daemon.wire import MailAttachment
+from ticketd.storage.db import insert_new
 from ticketd.storage.models import Blob, OutboxAttachment
+
+
+def keep_blob(session: Session, digest: str, data: bytes) -> None:
+    """The bytes under their SHA-256, once: present already, or stored now (by an insert that another instance
+    storing the same file at the same moment cannot make fail). Flushed: attachment rows point at it."""
+    if session.get(Blob, digest) is None:
+        session.flush()
+        table = Blob.__table__  # type: ignore[attr-defined]
+        insert_new(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256")
 
 
 def store_attachments(session: Session, outbox_id: int, parts: Iterable[MailAttachment]) -> None:
     """Bytes stored once per content (a blob may already hold them); names and ids cleaned before they are kept."""
     for part in parts:
         digest = hashlib.sha256(part.data).hexdigest()
-        if session.get(Blob, digest) is None:
-            session.add(Blob(sha256=digest, size=len(part.data), data=part.data))
-            session.flush()  # the blob row must exist before the attachment row points at it
+        keep_blob(session, digest, part.data)
         content_id = wire.safe_content_id(part.content_id) if part.content_id else None
         session.add(OutboxAttachment(
             outbox_id=outbox_id, filename=wire.safe_filename(part.filename), content_type="/".join(

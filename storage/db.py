@@ -30,6 +30,21 @@ def _lower(value: object) -> object:
     return fold(value) if isinstance(value, str) else value
 
 
+def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> bool:
+    """Insert unless a row with the same ``key`` exists (``ON CONFLICT DO NOTHING``); True if this one did.
+
+    Two instances meeting the same new customer at once: the second waits for the first's commit and then adds
+    nothing, instead of failing the whole batch on the unique key.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+    return bool(conn.execute(stmt).rowcount)
+
+
 def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")

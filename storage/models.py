@@ -182,8 +182,18 @@ class Event(SQLModel, table=True):
     at: datetime = created()
 
 
+DONE_ONCE_WHERE = sa.text("status = 'done'")
+
+
 class Inbound(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_inbound_server_uid"),)
+    __table_args__ = (
+        sa.UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_inbound_server_uid"),
+        # The same mail stored from two mailboxes (or twice by a redelivery) is processed into a ticket once,
+        # even when two instances take both copies at the same moment: the second commit fails here and is redone,
+        # and then finds the first one done.
+        sa.Index("uq_inbound_done_once", "message_id_hash", unique=True,
+                 sqlite_where=DONE_ONCE_WHERE, postgresql_where=DONE_ONCE_WHERE),
+    )
     id: int | None = Field(default=None, primary_key=True)
     mailbox: str = Field(max_length=255)
     uidvalidity: int | None = Field(default=None, sa_column=Column(sa.BigInteger))
@@ -227,6 +237,32 @@ class MailboxState(SQLModel, table=True):
     uidvalidity: int | None = Field(default=None, sa_column=Column(sa.BigInteger))
     last_uid: int = Field(default=0, sa_column=Column(sa.BigInteger, nullable=False, server_default="0"))
     last_poll_at: datetime | None = ts()
+    holder: str | None = Field(default=None, max_length=64)  # the instance polling it now (see `ticketd status`)
+    held_since: datetime | None = ts()
+
+
+class Instance(SQLModel, table=True):
+    """A running (or once running) daemon. Whether it is alive is not read from here but from the lock it holds
+    (PostgreSQL advisory lock, or the SQLite lock file), which its death releases; the row says who it was."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    hostname: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = created()
+    seen_at: datetime = created()  # the main loop's last turn
+    stopped_at: datetime | None = ts()
+    db_pid: int | None = None  # PostgreSQL backend holding its locks
+
+
+class JobRun(SQLModel, table=True):
+    """A scheduled job's firing (a report for one period), written with what it queued: with several instances
+    running the same schedule, the first one's insert wins and the others do nothing."""
+
+    __tablename__ = "job_run"
+    job: str = Field(primary_key=True, max_length=200)
+    slot: str = Field(primary_key=True, max_length=64)
+    instance: str | None = Field(default=None, max_length=64)
+    at: datetime = created()
 
 
 class OutboxAttachment(SQLModel, table=True):
