@@ -18,7 +18,7 @@ CheckResult = tuple[str, bool, str]
 
 def check_database(config: Config) -> CheckResult:
     try:
-        current = db.schema_is_current(db.make_engine(config.database.url))
+        current = db.schema_is_current(db.make_engine(config.database.connect_url))
     except sa.exc.SQLAlchemyError as exc:
         return "database", False, f"cannot open {config.database.url}: {exc}"
     if not current:

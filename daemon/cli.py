@@ -13,7 +13,7 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
-from ticketd.daemon import admin_cli, lookup_cli, report_cli  # noqa: F401  (their commands join the app)
+from ticketd.daemon import admin_cli, lookup_cli, report_cli, status_cli  # noqa: F401  (their commands join the app)
 from ticketd.daemon.cli_common import (
     EXIT_CONFIG,
     EXIT_RUNTIME,
@@ -112,19 +112,28 @@ def db_upgrade() -> None:
 def run(once: Annotated[bool, typer.Option("--once", help="Handle everything waiting, then exit.")] = False) -> None:
     """Run the daemon (or one pass with --once)."""
     from ticketd.daemon import runner
+    from ticketd.daemon.coordination import AlreadyRunning, Coordinator
 
     config = get_config()
     engine = get_engine(config)
-    if once:
-        summary = runner.run_once(engine, config)
-        typer.echo(f"stored {summary.stored}, processed {summary.processed}, sent {summary.sent}")
-        if summary.errors:
-            fail("; ".join(summary.errors), EXIT_RUNTIME)
-        return
-    stop = runner.StopFlag()
-    stop.install()
-    path = config.source
-    runner.run_forever(engine, config, stop, reload_config=(lambda: load_config(path)) if path else None)
+    try:
+        coordinator = Coordinator(engine).start()
+    except AlreadyRunning as exc:
+        fail(str(exc), EXIT_CONFIG)
+    try:
+        if once:
+            summary = runner.run_once(engine, config, coordinator)
+            typer.echo(f"stored {summary.stored}, processed {summary.processed}, sent {summary.sent}")
+            if summary.errors:
+                fail("; ".join(summary.errors), EXIT_RUNTIME)
+            return
+        stop = runner.StopFlag()
+        stop.install()
+        path = config.source
+        runner.run_forever(engine, config, stop, reload_config=(lambda: load_config(path)) if path else None,
+                           coordinator=coordinator)
+    finally:
+        coordinator.stop()
 
 
 @app.command()
@@ -142,7 +151,7 @@ def deliver(
     config = get_config()
     # For an MTA every failure to store is temporary (exit 75: it keeps the mail and retries), never a bounce.
     try:
-        engine = db.make_engine(config.database.url)
+        engine = db.make_engine(config.database.connect_url)
         if not db.schema_is_current(engine):
             fail("database schema is not current: run `ticketd db upgrade`", EXIT_TEMPFAIL)
         if len(raw) > config.limits.max_message_bytes:

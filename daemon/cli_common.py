@@ -69,7 +69,7 @@ def get_config() -> Config:
 
 def get_engine(config: Config, require_schema: bool = True) -> sa.Engine:
     try:
-        engine = db.make_engine(config.database.url)
+        engine = db.make_engine(config.database.connect_url)
     except OSError as exc:
         fail(f"database {config.database.url}: {exc}", EXIT_RUNTIME)
     if require_schema:

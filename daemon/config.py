@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
 
 from ticketd.daemon.config_fields import (
     ConfigError,
@@ -31,6 +32,7 @@ from ticketd.daemon.config_fields import (
     existing_file,
     read_secret,
 )
+from ticketd.daemon.config_mailboxes import Mailbox, MailboxConfig, mailbox_problems
 from ticketd.daemon.config_oauth2 import OAuth2Config
 from ticketd.daemon.config_process import (
     CategoriesConfig,
@@ -85,13 +87,30 @@ class HelpdeskConfig(Section):
 
 class DatabaseConfig(Section):
     url: str = "sqlite:///ticketd.db"
+    password_file: Path | None = None  # PostgreSQL's password, kept out of the URL (or TICKETD_DATABASE_PASSWORD)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         if not value.startswith(("sqlite://", "postgresql")):
             raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if value.startswith("postgresql") and make_url(value).password:
+            raise ValueError("carries a password: put it in password_file or TICKETD_DATABASE_PASSWORD instead, "
+                             "so it never shows in logs or `ps`")
         return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        return existing_file(value)
+
+    @property
+    def connect_url(self) -> str:
+        """The URL with the password from its file or the environment: only ever handed to the engine."""
+        secret = read_secret("database", None, self.password_file, "TICKETD_DATABASE_PASSWORD")
+        if secret is None or not self.url.startswith("postgresql"):
+            return self.url
+        return make_url(self.url).set(password=secret.get_secret_value()).render_as_string(hide_password=False)
 
 
 TlsMode = Literal["implicit", "starttls", "none"]
@@ -199,6 +218,7 @@ class Config(Section):
     helpdesk: HelpdeskConfig
     database: DatabaseConfig = DatabaseConfig()
     imap: ImapConfig | None = None
+    mailboxes: list[MailboxConfig] = Field(default_factory=list)
     smtp: SmtpConfig | None = None
     security: SecurityConfig
     limits: LimitsConfig = LimitsConfig()
@@ -221,6 +241,8 @@ class Config(Section):
         """Rules may only name categories of the tree and groups that exist: a typo would route mail nowhere."""
         agent_groups = {group for agent in self.agents for group in agent.groups}
         problems = process_problems(self.categories, self.groups, self.rules, agent_groups)
+        problems += mailbox_problems(self.mailboxes, self.imap is not None, self.categories,
+                                     {g.name for g in self.groups} | agent_groups)
         if problems:
             raise ConfigError(problems)
         return self
@@ -250,6 +272,29 @@ class Config(Section):
         if self._calendar is None:
             self._calendar = self.sla.calendar(self.tz)
         return self._calendar
+
+    def polled_mailboxes(self) -> list[Mailbox]:
+        """What the daemon polls: each ``[[mailboxes]]`` entry on the ``[imap]`` server, or ``[imap]`` alone."""
+        if self.imap is None:
+            return []
+        if not self.mailboxes:
+            return [Mailbox(self.imap.folder, self.imap, None, {})]
+        boxes = []
+        for box in self.mailboxes:
+            login = {"username": box.username, "password": box.password()} if box.username else {}
+            imap = self.imap.model_copy(update={"folder": box.folder, "processed_folder": box.processed_folder,
+                                                **login})
+            if self.imap.oauth2 is not None:
+                imap._oauth2 = self.imap.oauth2
+            boxes.append(Mailbox(box.name, imap, box.address, box.defaults.values()))
+        return boxes
+
+    def mailbox_defaults(self, name: str) -> dict[str, str]:
+        return next((box.defaults.values() for box in self.mailboxes if box.name == name), {})
+
+    def our_addresses(self) -> frozenset[str]:
+        """Addresses mail comes in at: never answered (a loop), never a customer."""
+        return frozenset({self.helpdesk.address, *(box.address for box in self.mailboxes if box.address)})
 
     def group_policy(self, group: str) -> str:
         return next((g.policy for g in self.groups if g.name == group), "manual")
@@ -287,7 +332,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
 
 
 _PATH_KEYS = {("imap", "password_file"), ("smtp", "password_file"), ("security", "secret_file"),
-              ("imap", "cafile"), ("smtp", "cafile"),
+              ("imap", "cafile"), ("smtp", "cafile"), ("database", "password_file"),
               ("oauth2", "client_secret_file"), ("oauth2", "refresh_token_file"), ("helpdesk", "templates_dir")}
 
 
@@ -297,6 +342,12 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
         if isinstance(value, str) and not Path(value).is_absolute():
             out[section][key] = str(base / value)
+    if isinstance(out.get("mailboxes"), list):
+        out["mailboxes"] = [dict(box) if isinstance(box, dict) else box for box in out["mailboxes"]]
+    for box in out.get("mailboxes") or []:
+        file = box.get("password_file") if isinstance(box, dict) else None
+        if isinstance(file, str) and not Path(file).is_absolute():
+            box["password_file"] = str(base / file)
     db = out.get("database")
     if isinstance(db, dict) and isinstance(db.get("url"), str) and db["url"].startswith("sqlite:///"):
         path = db["url"].removeprefix("sqlite:///")

@@ -44,7 +44,8 @@ def handle_customer_mail(inc: Incoming) -> Outcome:
 def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
     customer = inc.sender.customer
     assert customer is not None
-    setup = new_ticket_setup.prepare(inc.session, inc.config, customer, utcnow(), mail=inc.mail, source=inc.source)
+    setup = new_ticket_setup.prepare(inc.session, inc.config, customer, utcnow(), mail=inc.mail, source=inc.source,
+                                     mailbox=inc.inbound.mailbox)
     ticket = open_ticket(inc.session, inc.subject.title, customer, setup, linked_to=linked)
     record_message(inc, ticket, "customer", inc.mail.text)
     event(inc, ticket, "created", new="new")

@@ -100,7 +100,7 @@ def run_demo(directory: Path | None) -> int:
         (work / "ticketd.toml").write_text(CONFIG.format(port=sink.port))
         config = load_config(work / "ticketd.toml")
         logs.configure("error", "console")
-        engine = db.make_engine(config.database.url)
+        engine = db.make_engine(config.database.connect_url)
         db.upgrade(engine)
         with db.session_scope(engine) as session:
             company = add_company(session, "Müşteri A.Ş.", ["musteri.com.tr"])

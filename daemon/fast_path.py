@@ -25,6 +25,7 @@ from ticketd.parsers.subject import SubjectInfo
 from ticketd.rules.auth import signed_recipient
 from ticketd.rules.identify import active_agent
 from ticketd.rules.screen import Screening, Verdict
+from ticketd.storage.db import insert_new
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
     CompanyDomain,
@@ -61,7 +62,7 @@ def open_ticket(session: Session, config: Config, inbound: Inbound, mail: Parsed
     if customer is False:
         return None  # blocked, or a name to learn: the full path knows what to do
     customer = customer or new_customer(conn, mail.sender)
-    setup = new_ticket.prepare(session, config, customer, utcnow(), mail=mail, source=source)
+    setup = new_ticket.prepare(session, config, customer, utcnow(), mail=mail, source=source, mailbox=inbound.mailbox)
     ticket = Ticket(number=next_ticket_number(session), subject=subject.title[:500], requester_id=customer.id,
                     company_id=customer.company_id, **setup.fields)
     ticket.id = insert(conn, TICKETS, columns(ticket))
@@ -104,8 +105,9 @@ def new_customer(conn: sa.Connection, address: Address) -> Customer:
     domain = address.email.rsplit("@", 1)[-1].lower()
     company_id = conn.execute(sa.select(DOMAINS.c.company_id).where(DOMAINS.c.domain == domain)).scalar()
     customer = Customer(email=address.email, name=address.name or None, company_id=company_id)
-    customer.id = insert(conn, CUSTOMERS, columns(customer))
-    return customer
+    insert_new(conn, CUSTOMERS, columns(customer), "email")  # another instance may have added them just now
+    row = conn.execute(sa.select(CUSTOMERS).where(CUSTOMERS.c.email == address.email)).one()
+    return Customer(**row._asdict())
 
 
 def message_row(mail: ParsedMail, ticket: Ticket, inbound: Inbound, message_id: str) -> dict[str, Any]:

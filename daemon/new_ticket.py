@@ -31,12 +31,17 @@ class Setup:
 
 
 def prepare(session: Session, config: Config, customer: Customer, now: datetime, *, mail: ParsedMail | None,
-            source: str = "email") -> Setup:
-    """``mail`` is the customer's own mail (rules match on it); None for a ticket an agent opens by hand."""
+            source: str = "email", mailbox: str | None = None) -> Setup:
+    """``mail`` is the customer's own mail (rules match on it); None for a ticket an agent opens by hand.
+    The mailbox it came in at gives the defaults (complaints@ files complaints); rules may override them."""
     company = session.get(Company, customer.company_id) if customer.company_id else None
     fields: dict[str, Any] = {"source": source, "type": "request", "priority": "normal", "category": None,
                               "group": None, "state": "new"}
     events: list[tuple[str, str | None, str | None]] = []
+    defaults = config.mailbox_defaults(mailbox) if mailbox else {}
+    if defaults:
+        fields.update(defaults)
+        events.append(("mailbox", None, f"{mailbox}: " + ", ".join(f"{k}={v}" for k, v in defaults.items())))
     wanted: str | None = None
     if mail is not None and config.rules:
         decided = triage(compile_rules(config.rules), facts_from_mail(mail, company.name if company else None))

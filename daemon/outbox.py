@@ -8,6 +8,7 @@ ones (5xx) are marked dead at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import uuid
@@ -239,26 +240,71 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox, parts: Sequence[MailAt
                  message_id=row.message_id, ticket_id=row.ticket_id)
 
 
-async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None],
-                     unreachable: Callable[[], None], parts: Mapping[int, Sequence[MailAttachment]]) -> None:
+class Ledger:
+    """One sending lane's own database connection: it claims each row just before its SMTP transaction and
+    records the outcome right after, one commit per mail.
+
+    On PostgreSQL the claim is ``SELECT … FOR UPDATE SKIP LOCKED`` on the row, held until the outcome is
+    committed: an instance sending the same due mail skips it, and a row whose sender dies mid-transaction is
+    free again (its mail may then go twice: the only duplicate possible, and only of a transaction the death
+    cut). The claim also waits for the same recipient's earlier mail on the ticket that another instance is
+    sending, so the order holds across instances. SQLite has one instance: no claim needed.
+    """
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.shared = conn.dialect.name == "postgresql"
+        self.recorded: list[Outbox] = []
+
+    def claim(self, row: Outbox) -> bool:
+        if not self.shared:
+            return True
+        table = Outbox.__table__  # type: ignore[attr-defined]
+        earlier = table.alias("earlier")
+        stmt = (sa.select(table.c.id)
+                .where(table.c.id == row.id, table.c.status.in_(PENDING), table.c.next_attempt_at <= utcnow(),
+                       ~sa.exists().where(earlier.c.ticket_id == table.c.ticket_id,
+                                          earlier.c.recipient == table.c.recipient, earlier.c.id < table.c.id,
+                                          earlier.c.status.in_(PENDING)))
+                .with_for_update(skip_locked=True, of=table))
+        if self.conn.execute(stmt).first() is None:
+            self.conn.rollback()
+            return False
+        return True
+
+    def record(self, row: Outbox) -> None:
+        table = Outbox.__table__  # type: ignore[attr-defined]
+        self.conn.execute(sa.update(table).where(table.c.id == row.id).values(
+            status=row.status, attempts=row.attempts, last_error=row.last_error, sent_at=row.sent_at,
+            next_attempt_at=row.next_attempt_at))
+        self.conn.commit()
+        self.recorded.append(row)
+
+
+async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], ledger: Ledger, unreachable: Callable[[], None],
+                     parts: Mapping[int, Sequence[MailAttachment]]) -> None:
     """Send on one reused connection, reconnecting when the server drops it between mails."""
     client = smtp_client(cfg)
     held_up: set[tuple[int, str]] = set()  # (ticket, recipient) whose earlier mail failed in this run
     try:
         for i, row in enumerate(rows):
+            if (row.ticket_id, row.recipient) in held_up:
+                continue  # stays due; a later run sends it once the earlier mail has gone out
+            if not ledger.claim(row):
+                continue  # another instance is sending it, or has
             if not client.is_connected:
                 try:
                     await client.connect()
                 except (aiosmtplib.SMTPException, OSError) as exc:
+                    ledger.conn.rollback()
                     for waiting in rows[i:]:  # the server is unreachable: no point trying each row
-                        _record_failure(waiting, f"cannot connect to {cfg.host}:{cfg.port}: {exc}", False)
-                        record(waiting)
+                        if ledger.claim(waiting):
+                            _record_failure(waiting, f"cannot connect to {cfg.host}:{cfg.port}: {exc}", False)
+                            ledger.record(waiting)
                     unreachable()
                     return
-            if (row.ticket_id, row.recipient) in held_up:
-                continue  # stays due; a later run sends it once the earlier mail has gone out
             await _send_one(client, row, parts.get(row.id or 0, ()))
-            record(row)
+            ledger.record(row)
             if row.status == "failed" and row.ticket_id is not None:
                 held_up.add((row.ticket_id, row.recipient))
     finally:
@@ -269,28 +315,17 @@ async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outb
                 client.close()
 
 
-async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], record: Callable[[Outbox], None],
+async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], ledgers: Sequence[Ledger],
                      unreachable: Callable[[], None] = lambda: None,
                      parts: Mapping[int, Sequence[MailAttachment]] | None = None) -> None:
     """A few connections at once, so one mail's round trips overlap another's; a ticket's mail keeps one
-    connection and its order. ``record`` commits each row's outcome as soon as the server has answered: a
+    connection and its order. Each lane commits each row's outcome as soon as the server has answered: a
     crash then repeats at most the mails whose SMTP transactions it cut, never a whole batch."""
     lanes: dict[int, list[Outbox]] = {}
     for row in rows:
-        lanes.setdefault((row.ticket_id or row.id or 0) % SMTP_LANES, []).append(row)
-    await asyncio.gather(*(_send_lane(cfg, lane, record, unreachable, parts or {}) for lane in lanes.values()))
-
-
-def _recorder(conn: sa.Connection) -> Callable[[Outbox], None]:
-    table = Outbox.__table__  # type: ignore[attr-defined]
-
-    def record(row: Outbox) -> None:
-        conn.execute(sa.update(table).where(table.c.id == row.id).values(
-            status=row.status, attempts=row.attempts, last_error=row.last_error, sent_at=row.sent_at,
-            next_attempt_at=row.next_attempt_at))
-        conn.commit()
-
-    return record
+        lanes.setdefault((row.ticket_id or row.id or 0) % len(ledgers), []).append(row)
+    await asyncio.gather(*(_send_lane(cfg, lane, ledgers[key], unreachable, parts or {})
+                           for key, lane in lanes.items()))
 
 
 def send_due(engine: sa.Engine, config: Config, limit: int = 100,
@@ -310,17 +345,23 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
             session.expunge_all()  # outcomes are written by plain UPDATEs, one commit per mail
         if not rows:
             return sent
-        with engine.connect() as conn:
-            asyncio.run(_send_rows(config.smtp, rows, _recorder(conn), unreachable, parts))
-        sent += sum(1 for r in rows if r.status == "sent")
-        for row in rows:
+        with contextlib.ExitStack() as stack:
+            if engine.dialect.name == "postgresql":  # each lane holds its claim on a connection of its own
+                ledgers = [Ledger(stack.enter_context(engine.connect())) for _ in range(SMTP_LANES)]
+            else:
+                conn = stack.enter_context(engine.connect())
+                ledgers = [Ledger(conn) for _ in range(SMTP_LANES)]
+            asyncio.run(_send_rows(config.smtp, rows, ledgers, unreachable, parts))
+        recorded = [row for ledger in ledgers for row in ledger.recorded]
+        sent += sum(1 for r in recorded if r.status == "sent")
+        for row in recorded:
             metrics.OUTGOING.labels(row.status).inc()
-        dead = [r for r in rows if r.status == "dead" and r.kind != ALERT_KIND]
+        dead = [r for r in recorded if r.status == "dead" and r.kind != ALERT_KIND]
         if dead:
             from ticketd.daemon.notify import alert_admin
 
             with session_scope(engine) as session:
                 alert_admin(session, config, "undeliverable mail", "\n".join(
                     f"outbox {r.id} to {r.to_addrs}: {r.last_error}" for r in dead))
-        if all(r.status != "sent" for r in rows) or len(rows) < limit:
+        if all(r.status != "sent" for r in recorded) or len(rows) < limit:
             return sent

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import sqlalchemy as sa
 import structlog
@@ -25,7 +26,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.conversation import Incoming, Outcome
 from ticketd.daemon.customer_mail import handle_customer_mail
 from ticketd.daemon.notify import alert_admin
-from ticketd.parsers.message import ParsedMail, parse_message
+from ticketd.parsers.message import ParsedMail, message_id_hash, parse_message
 from ticketd.parsers.subject import parse_subject
 from ticketd.rules.bounces import detect_bounce, is_feedback_report
 from ticketd.rules.channels import from_web_form
@@ -40,7 +41,7 @@ log = structlog.get_logger("ticketd.pipeline")
 
 # --- the trip -----------------------------------------------------------------------------------------------
 
-def process_inbound(session: Session, config: Config, inbound: Inbound) -> Outcome:
+def process_inbound(session: Session, config: Config, inbound: Inbound, defer: bool = False) -> Outcome:
     mail = parse_message(inbound.raw)
     duplicate_of = find_duplicate(session, inbound)
     if duplicate_of is not None:
@@ -51,7 +52,7 @@ def process_inbound(session: Session, config: Config, inbound: Inbound) -> Outco
     if bounce is not None:
         return finish(inbound, handle_bounce(session, config, inbound, mail, bounce))
     mail, source = attribute_channel(config, mail)
-    screening = screen(mail, ScreenContext(our_addresses=frozenset({config.helpdesk.address}),
+    screening = screen(mail, ScreenContext(our_addresses=config.our_addresses(),
                                            web_form=source == "web"))
     if screening.verdict is Verdict.DROP or mail.sender is None:
         return finish(inbound, Outcome("dropped", reason=f"{screening.rule}: {screening.reason}"))
@@ -62,6 +63,8 @@ def process_inbound(session: Session, config: Config, inbound: Inbound) -> Outco
             return finish(inbound, outcome)
     sender = identify_sender(session, mail.sender)
     match = match_ticket(session, config, mail, subject, sender)
+    if match.ticket is None and defer and answers_mail_in_flight(session, inbound, mail):
+        return Outcome("deferred", reason="the mail it answers is not processed yet")
     incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, source)
     if sender.agent is not None and screening.verdict is Verdict.CONTINUE:
         outcome = handle_agent_mail(incoming)
@@ -89,6 +92,22 @@ def find_duplicate(session: Session, inbound: Inbound) -> int | None:
     """
     same = session.exec(select(Inbound.id, Inbound.status).where(Inbound.message_id_hash == inbound.message_id_hash))
     return next((row_id for row_id, status in same if row_id != inbound.id and status == "done"), None)
+
+
+DEFER_AT_MOST = timedelta(minutes=5)
+
+
+def answers_mail_in_flight(session: Session, inbound: Inbound, mail: ParsedMail) -> bool:
+    """A reply whose parent is stored but not processed yet (taken by another instance at this moment, or
+    stored later from another mailbox) waits for it, or it would open a second ticket for one conversation.
+    Only for a while: a parent that never gets processed must not hold its reply forever."""
+    refs = [r for r in (mail.in_reply_to, *mail.references) if r]
+    if not refs or inbound.received_at < utcnow() - DEFER_AT_MOST:
+        return False
+    hashes = [message_id_hash(ref, b"") for ref in refs]
+    waiting = select(Inbound.id).where(Inbound.message_id_hash.in_(hashes), Inbound.status == "new",
+                                       Inbound.id != inbound.id).limit(1)
+    return session.exec(waiting).first() is not None
 
 
 def finish(inbound: Inbound, outcome: Outcome) -> Outcome:
@@ -121,72 +140,132 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
                     after_batch: Callable[[], None] = lambda: None) -> list[Outcome]:
     """Process every ``new`` inbound row (or the given ones) in batches of ``BATCH_SIZE``.
 
+    Each batch is claimed inside its transaction with ``FOR UPDATE SKIP LOCKED``: instances sharing a
+    PostgreSQL database take different rows, and the rows of one that dies are free again at once (SQLite has
+    one instance and ignores the clause). A deferred reply is taken again once a batch made progress.
     ``should_stop`` is checked between messages: a stopping daemon finishes the current one, commits the
     batch so far, and leaves the rest ``new`` for the next start. ``after_batch`` runs after each commit,
     so the daemon sends a batch's mail at once instead of after the whole backlog.
     """
-    with Session(engine) as session:
-        stmt = select(Inbound.id).where(Inbound.status == "new").order_by(Inbound.id)
-        todo = list(ids) if ids is not None else list(session.exec(stmt))
     outcomes: list[Outcome] = []
-    for start in range(0, len(todo), BATCH_SIZE):
-        if should_stop():
+    if ids is not None:  # an operator's choice (retry, deliver): done now, in the order given
+        for start in range(0, len(ids), BATCH_SIZE):
+            if should_stop():
+                break
+            outcomes.extend(o for _, o in process_batch(engine, config, ids[start:start + BATCH_SIZE], should_stop))
+            after_batch()
+        return outcomes
+    deferred: set[int] = set()
+    progressed = False
+    while not should_stop():
+        batch = process_batch(engine, config, None, should_stop, skip=deferred)
+        if not batch:
+            if deferred and progressed:  # the mail they answer may be done now
+                deferred.clear()
+                progressed = False
+                continue
             break
-        outcomes.extend(process_batch(engine, config, todo[start:start + BATCH_SIZE], should_stop))
+        for inbound_id, outcome in batch:
+            if outcome.status == "deferred":
+                deferred.add(inbound_id)
+            else:
+                progressed = True
+                outcomes.append(outcome)
         after_batch()
     return outcomes
 
 
-def process_batch(engine: sa.Engine, config: Config, ids: list[int],
-                  should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
+                  should_stop: Callable[[], bool] = lambda: False,
+                  skip: set[int] | None = None) -> list[tuple[int, Outcome]]:
     """Many messages, one transaction: the commit, the session and the lookups are paid once per batch.
 
-    The guarantees stay per message: nothing is committed unless the whole batch is, and a batch that fails
-    anywhere is rolled back and redone one message per transaction, so the bad message alone is quarantined
-    and the others go through. Logs and metrics are written only after the commit they describe.
+    Without ``ids`` the batch is the oldest ``new`` rows nobody else is working on, claimed in this transaction
+    with ``FOR UPDATE SKIP LOCKED``: instances sharing a PostgreSQL database take different rows, and the rows
+    of one that dies are free again at once (SQLite has one instance and ignores the clause). Rows the caller
+    names are locked the same way; one another instance holds is left to it. The guarantees stay per message:
+    nothing is committed unless the whole batch is, and a batch that fails anywhere is rolled back and redone
+    one message per transaction, so the bad message alone is quarantined and the others go through. Logs and
+    metrics are written only after the commit they describe.
     """
     handled: list[tuple[int, str | None, Outcome, float]] = []
+    defer = ids is None
+    todo: list[int] = list(ids or [])
     try:
         with session_scope(engine) as session:
-            rows = {row.id: row for row in session.exec(select(Inbound).where(Inbound.id.in_(ids)))}
-            for inbound_id in ids:
+            if ids is None:
+                rows = {row.id: row for row in session.exec(claim(skip or set()))}
+                todo = sorted(r for r in rows if r is not None)
+            else:
+                rows = {row.id: row for row in session.exec(lock_rows(ids))}
+            for inbound_id in todo:
                 if should_stop():
                     break
                 inbound = rows.get(inbound_id)
                 if inbound is None:
-                    handled.append((inbound_id, None, Outcome("failed", reason="no such inbound row"), 0.0))
+                    handled.append((inbound_id, None, taken_elsewhere(session, inbound_id), 0.0))
                     continue
                 started = time.perf_counter()
-                outcome = process_inbound(session, config, inbound)
+                outcome = process_inbound(session, config, inbound, defer=defer)
                 handled.append((inbound_id, inbound.message_id, outcome, time.perf_counter() - started))
     except Exception:  # find the culprit: one transaction per message, the bad one quarantined alone
-        log.warning("batch.redo_one_by_one", size=len(ids))
-        return [process_one(engine, config, inbound_id) for inbound_id in ids if not should_stop()]
+        log.warning("batch.redo_one_by_one", size=len(todo))
+        return [(i, process_one(engine, config, i, defer)) for i in todo if not should_stop()]
     for inbound_id, message_id, outcome, seconds in handled:
+        if outcome.status == "deferred":
+            if outcome.reason != TAKEN:
+                log.info("inbound.deferred", inbound_id=inbound_id, message_id=message_id, reason=outcome.reason)
+            continue
         metrics.LATENCY.observe(seconds)
         metrics.MESSAGES.labels(outcome.status).inc()
         log.info("inbound.processed", inbound_id=inbound_id, message_id=message_id,
                  status=outcome.status, ticket=outcome.ticket_number, reason=outcome.reason,
                  new_ticket=outcome.new_ticket)
-    return [outcome for _, _, outcome, _ in handled]
+    return [(inbound_id, outcome) for inbound_id, _, outcome, _ in handled]
 
 
-def process_one(engine: sa.Engine, config: Config, inbound_id: int) -> Outcome:
-    with metrics.LATENCY.time():
-        outcome = _process_one(engine, config, inbound_id)
-    metrics.MESSAGES.labels(outcome.status).inc()
+def claim(skip: set[int]) -> sa.Select:  # type: ignore[type-arg]
+    stmt = select(Inbound).where(Inbound.status == "new")
+    if skip:
+        stmt = stmt.where(Inbound.id.not_in(skip))
+    return stmt.order_by(Inbound.id).limit(BATCH_SIZE).with_for_update(skip_locked=True)  # type: ignore
+
+
+TAKEN = "taken by another instance"
+
+
+def lock_rows(ids: list[int], only_new: bool = False) -> sa.Select:  # type: ignore[type-arg]
+    stmt = select(Inbound).where(Inbound.id.in_(ids))
+    if only_new:
+        stmt = stmt.where(Inbound.status == "new")
+    return stmt.with_for_update(skip_locked=True)  # type: ignore[return-value]
+
+
+def taken_elsewhere(session: Session, inbound_id: int) -> Outcome:
+    """A row missing from the locked set: gone, or another instance's (working on it, or done with it)."""
+    if session.get(Inbound, inbound_id) is None:
+        return Outcome("failed", reason="no such inbound row")
+    return Outcome("deferred", reason=TAKEN)
+
+
+def process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool = False) -> Outcome:
+    started = time.perf_counter()
+    outcome = _process_one(engine, config, inbound_id, defer)
+    if outcome.status != "deferred":
+        metrics.LATENCY.observe(time.perf_counter() - started)
+        metrics.MESSAGES.labels(outcome.status).inc()
     return outcome
 
 
-def _process_one(engine: sa.Engine, config: Config, inbound_id: int) -> Outcome:
+def _process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool) -> Outcome:
     bound = log.bind(inbound_id=inbound_id)
     try:
         with session_scope(engine) as session:
-            inbound = session.get(Inbound, inbound_id)
+            inbound = session.exec(lock_rows([inbound_id], only_new=defer)).first()
             if inbound is None:
-                return Outcome("failed", reason="no such inbound row")
+                return taken_elsewhere(session, inbound_id)
             bound = bound.bind(message_id=inbound.message_id)
-            outcome = process_inbound(session, config, inbound)
+            outcome = process_inbound(session, config, inbound, defer=defer)
     except Exception as exc:  # quarantine: keep the row, its error, and move on
         error = f"{type(exc).__name__}: {exc}"
         bound.exception("inbound.failed", error=error)
@@ -200,6 +279,9 @@ def _process_one(engine: sa.Engine, config: Config, inbound_id: int) -> Outcome:
                             f"inbound {inbound_id} ({inbound.message_id or 'no Message-ID'}) failed: {error}\n"
                             f"Retry it with `ticketd inbound retry {inbound_id}` once the cause is fixed.")
         return Outcome("failed", reason=error)
+    if outcome.status == "deferred":
+        bound.info("inbound.deferred", reason=outcome.reason)
+        return outcome
     bound.info("inbound.processed", status=outcome.status, ticket=outcome.ticket_number,
                reason=outcome.reason, new_ticket=outcome.new_ticket)
     return outcome

@@ -96,14 +96,16 @@ def move_out(client: IMAPClient, uids: list[int], target: str) -> None:
 
 
 def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
-              max_bytes: int = 25 * 1024 * 1024, limit: int | None = None) -> PollResult:
+              max_bytes: int = 25 * 1024 * 1024, limit: int | None = None, mailbox: str | None = None) -> PollResult:
     """Store and move the inbox's messages (the oldest ``limit`` of them, or all); returns what was done.
 
     A caller with a backlog passes ``limit`` so it can process and answer the first mails while the rest
     wait in the inbox, which stays the work queue. A message over ``max_bytes`` (by the server's
     RFC822.SIZE) is stored as its headers and the first ``OVERSIZE_PREFIX`` bytes of its body, marked with
-    ``X-Ticketd-Truncated``; the whole message stays on the server in the processed folder.
+    ``X-Ticketd-Truncated``; the whole message stays on the server in the processed folder. ``mailbox`` is the
+    name rows are recorded under (``[[mailboxes]]``); the folder's name without it.
     """
+    name = mailbox or cfg.folder
     result = PollResult()
     ensure_folder(client, cfg.processed_folder)
     info = client.select_folder(cfg.folder)
@@ -113,7 +115,7 @@ def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
     result.remaining = len(everything) - len(uids)
     with Session(engine) as session:
         known = set(session.exec(select(Inbound.uid).where(
-            Inbound.mailbox == cfg.folder, Inbound.uidvalidity == uidvalidity, Inbound.uid.in_(uids))))
+            Inbound.mailbox == name, Inbound.uidvalidity == uidvalidity, Inbound.uid.in_(uids))))
     fresh = [u for u in uids if u not in known]
     result.already_stored = len(uids) - len(fresh)
     sizes = {uid: int(d.get(b"RFC822.SIZE", 0)) for uid, d in client.fetch(fresh, ["RFC822.SIZE"]).items()} \
@@ -125,20 +127,20 @@ def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
         found = [(uid, bytes(fetched[uid][b"BODY[]"])) for uid in batch
                  if b"BODY[]" in fetched.get(uid, {})]  # a missing one was expunged by someone else meanwhile
-        result.stored += _store_batch(engine, cfg.folder, uidvalidity, found)
+        result.stored += _store_batch(engine, name, uidvalidity, found)
     for uid in oversized:  # never pulled whole into memory: the headers and the start of the body
         data = client.fetch([uid], ["BODY.PEEK[HEADER]", f"BODY.PEEK[TEXT]<0.{OVERSIZE_PREFIX}>"]).get(uid)
         if data is None:
             continue
         head = bytes(data.get(b"BODY[HEADER]", b""))
         text = bytes(next((v for k, v in data.items() if k.startswith(b"BODY[TEXT]")), b"") or b"")
-        if _store(engine, cfg.folder, uidvalidity, uid, truncated_message(head, text, sizes[uid])):
+        if _store(engine, name, uidvalidity, uid, truncated_message(head, text, sizes[uid])):
             result.stored += 1
-    _remember(engine, cfg.folder, uidvalidity, max(uids, default=0))
+    _remember(engine, name, uidvalidity, max(uids, default=0))
     move_out(client, uids, cfg.processed_folder)  # only after every stored row is committed
     result.moved = len(uids)
     if uids:
-        log.info("imap.polled", folder=cfg.folder, stored=result.stored, moved=result.moved,
+        log.info("imap.polled", mailbox=name, folder=cfg.folder, stored=result.stored, moved=result.moved,
                  already_stored=result.already_stored)
     return result
 

@@ -12,7 +12,7 @@ import mimetypes
 import tempfile
 import uuid
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from html import escape
 from pathlib import Path
@@ -23,6 +23,7 @@ import structlog
 from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_decimal, format_percent
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from ticketd.daemon import notify
@@ -32,7 +33,7 @@ from ticketd.daemon.outbox import MailAttachment, queue_mail
 from ticketd.daemon.report_data import ReportData, Scope, collect
 from ticketd.rules.states import OPEN_STATES
 from ticketd.storage.db import session_scope
-from ticketd.storage.models import utcnow
+from ticketd.storage.models import JobRun, utcnow
 
 log = structlog.get_logger("ticketd.report_mail")
 
@@ -173,6 +174,9 @@ def _queue_report(engine: sa.Engine, config: Config, report: ReportConfig, now: 
     }
     titles = _chart_titles(language)
     with session_scope(engine) as session:
+        # Several instances run the same schedule: the first to commit this row sends the report.
+        session.add(JobRun(job=f"report:{report.name}", slot=f"{now.astimezone(UTC):%Y-%m-%dT%H:%M}"))
+        session.flush()
         mail = notify.compose(session, config, kind=KIND, template="report", language=language, ticket=None,
                               to=[("", address) for address in report.recipients], context=context,
                               reply_party=None, automatic=False)
@@ -193,6 +197,9 @@ def send_report(engine: sa.Engine, config: Config, report: ReportConfig, now: da
     next scheduled run, since a report sent hours late under the same schedule would mislead more than help."""
     try:
         return _queue_report(engine, config, report, now or utcnow())
+    except IntegrityError:
+        log.info("report.sent_elsewhere", report=report.name, detail="another instance queued it")
+        return None
     except Exception as exc:
         log.exception("report.failed", report=report.name, error=f"{type(exc).__name__}: {exc}")
         try:

@@ -1,12 +1,12 @@
-"""The daemon's main loop: intake, pipeline, outbox, wait — until asked to stop.
+"""The daemon's main loop: process what is stored, send, wait — until asked to stop.
 
-Each step is independent: an IMAP outage does not stop the outbox, an SMTP outage does not stop intake, and
-the loop reconnects with capped exponential backoff instead of dying.
+Intake runs beside it, one thread per mailbox (``daemon/intake.py``), and wakes it when mail is stored. Each
+part is independent: an IMAP outage does not stop the outbox, an SMTP outage does not stop intake, and
+nothing dies of a server's error.
 """
 
 from __future__ import annotations
 
-import random
 import signal
 import threading
 import time
@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 import structlog
-from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from ticketd.daemon import metrics, notify, outbox, pipeline, poller, sweep, systemd
+from ticketd.daemon import intake, metrics, notify, outbox, pipeline, poller, sweep, systemd
 from ticketd.daemon.config import Config, ConfigError
+from ticketd.daemon.coordination import Coordinator
 
 log = structlog.get_logger("ticketd.runner")
 
-RECONNECT_MIN = 1.0
-RECONNECT_MAX = 300.0
-INTAKE_CHUNK = 200  # messages taken from the inbox per turn of the loop
+IDLE_TURN_SECONDS = 5.0  # with nothing to do, a look for due retries this often (intake wakes the loop)
+SHARED_TURN_SECONDS = 1.0  # on PostgreSQL other instances store mail too, and do not wake this one
 SMTP_PAUSE_SECONDS = 30.0  # after the SMTP server could not be reached (the outbox's first retry is as late)
 
 
@@ -74,20 +73,29 @@ def process_and_send(engine: sa.Engine, config: Config, summary: RunSummary,
     send()  # retries that fell due while nothing new came in
 
 
-def run_once(engine: sa.Engine, config: Config) -> RunSummary:
-    """Handle everything waiting: the inbox, stored rows not yet processed, due timers, due outgoing mail."""
+def run_once(engine: sa.Engine, config: Config, coordinator: Coordinator | None = None) -> RunSummary:
+    """Handle everything waiting: the inboxes (those no other instance is polling), stored rows not yet
+    processed, due timers, due outgoing mail."""
     summary = RunSummary()
-    if config.imap is not None:
+    coordinator = coordinator or Coordinator(engine)
+    for box in config.polled_mailboxes():
+        lease = coordinator.try_mailbox(box.name)
+        if lease is None:
+            log.info("mailbox.busy", mailbox=box.name, detail="another instance is polling it")
+            continue
         try:
-            client = poller.connect(config.imap)
+            client = poller.connect(box.imap)
         except (IMAPClientError, OSError) as exc:
             summary.errors.append(f"imap: {exc}")
-            log.error("imap.connect_failed", host=config.imap.host, error=str(exc))
-        else:
-            try:
-                summary.stored = poller.poll_once(client, engine, config.imap, config.limits.max_message_bytes).stored
-            finally:
-                poller.close(client)
+            log.error("imap.connect_failed", host=box.imap.host, mailbox=box.name, error=str(exc))
+            lease.release()
+            continue
+        try:
+            summary.stored += poller.poll_once(client, engine, box.imap, config.limits.max_message_bytes,
+                                               mailbox=box.name).stored
+        finally:
+            poller.close(client)
+            lease.release()
     process_and_send(engine, config, summary)
     if sweep.sweep(engine, config).total:  # due timers, after the mail that may have answered them
         process_and_send(engine, config, summary)
@@ -126,7 +134,9 @@ class StopFlag:
         deadline = time.monotonic() + seconds
         while not self.wants_attention() and time.monotonic() < deadline:
             self.heartbeat()
-            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            # Intake's wake ends the wait at once; a signal only sets a flag (no lock in a signal handler), seen
+            # within the slice.
+            self.work_waiting.wait(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self.set)
@@ -156,74 +166,67 @@ def _reload(config: Config, reload_config: Callable[[], Config] | None) -> tuple
 
 
 def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
-                reload_config: Callable[[], Config] | None = None) -> None:
-    log.info("daemon.started", imap=bool(config.imap), smtp=bool(config.smtp))
+                reload_config: Callable[[], Config] | None = None,
+                coordinator: Coordinator | None = None) -> None:
+    coordinator = coordinator or Coordinator(engine).start()
+    log.info("daemon.started", imap=bool(config.imap), smtp=bool(config.smtp), instance=coordinator.id,
+             mailboxes=[box.name for box in config.polled_mailboxes()])
     if config.metrics.listen:
         metrics.serve(config.metrics.listen, engine)
         log.info("metrics.listening", listen=config.metrics.listen)
     stop.heartbeat = lambda: systemd.notify("WATCHDOG=1")
     timers = sweep.Timers(engine, config, stop.wake).start()
+    intakes = intake.start_all(engine, config.polled_mailboxes(), config.limits.max_message_bytes, coordinator,
+                               stop.wake)
     try:
-        _loop(engine, config, stop, reload_config, timers)
+        _loop(engine, config, stop, reload_config, timers, intakes, coordinator)
     finally:
+        systemd.notify("STOPPING=1", "STATUS=stopping")
+        intake.stop_all(intakes)
         timers.stop()
+        coordinator.stop()
     log.info("daemon.stopped")
 
 
 def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Callable[[], Config] | None,
-          timers: sweep.Timers) -> None:
-    delay = RECONNECT_MIN
-    client: IMAPClient | None = None
+          timers: sweep.Timers, intakes: list[intake.MailboxIntake], coordinator: Coordinator) -> None:
+    """Process what is stored (by this instance's intake or another's), send, and wait to be woken.
+
+    ``intakes`` is replaced in place when a reload changes the mailboxes. Other instances' intake does not
+    wake this one; on PostgreSQL the loop therefore looks for work every ``SHARED_TURN_SECONDS``.
+    """
     smtp_gate = SmtpGate()
     ready = False
     status_note = ""
+    turn = SHARED_TURN_SECONDS if engine.dialect.name == "postgresql" else IDLE_TURN_SECONDS
     while not stop():
         stop.work_waiting.clear()
         if stop.reload_requested:
             stop.reload_requested = False
             new, status_note = _reload(config, reload_config)
-            if new.imap != config.imap and client is not None:
-                poller.close(client)
-                client = None
+            if new.polled_mailboxes() != config.polled_mailboxes() or new.limits != config.limits:
+                intake.stop_all(intakes)
+                intakes[:] = intake.start_all(engine, new.polled_mailboxes(), new.limits.max_message_bytes,
+                                              coordinator, stop.wake)
             config = new
             timers.reconfigure(config)
         summary = RunSummary()
-        backlog = 0
-        try:
-            if config.imap is not None and client is None:
-                client = poller.connect(config.imap)
-                metrics.IMAP_CONNECTED.set(1)
-                log.info("imap.connected", host=config.imap.host, folder=config.imap.folder)
-            if client is not None and config.imap is not None:
-                backlog = poller.poll_once(client, engine, config.imap, config.limits.max_message_bytes,
-                                           limit=INTAKE_CHUNK).remaining
-            delay = RECONNECT_MIN
-        except (IMAPClientError, OSError) as exc:
-            log.error("imap.error", error=str(exc), retry_in=round(delay, 1))
-            metrics.IMAP_CONNECTED.set(0)
-            systemd.notify(f"STATUS=IMAP unreachable ({exc}); retrying in {round(delay)} s", "WATCHDOG=1")
-            if client is not None:
-                poller.close(client)
-                client = None
-            process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat)
-            stop.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, RECONNECT_MAX)
-            continue
         process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat)
+        coordinator.seen(time.monotonic())
         systemd.notify(*(["READY=1"] if not ready else []), "WATCHDOG=1",
-                       f"STATUS=processing mail for {config.helpdesk.address}{status_note}")
+                       f"STATUS={status_line(config, intakes)}{status_note}")
         ready = True
-        if stop.wants_attention() or backlog:
-            continue  # a backlog is taken in chunks: the first mails are answered while the rest wait
-        if client is not None and config.imap is not None:
-            try:
-                poller.wait_for_mail(client, config.imap, stop.wants_attention, stop.heartbeat)
-            except (IMAPClientError, OSError) as exc:
-                log.warning("imap.wait_failed", error=str(exc))
-                poller.close(client)
-                client = None
-        else:
-            stop.sleep(config.imap.poll_seconds if config.imap else 5)
-    systemd.notify("STOPPING=1", "STATUS=stopping")
-    if client is not None:
-        poller.close(client)
+        if stop.wants_attention() or summary.processed:
+            continue  # more may have come in meanwhile
+        stop.sleep(turn)
+
+
+def status_line(config: Config, intakes: list[intake.MailboxIntake]) -> str:
+    """What `systemctl status` shows: the mailboxes polled here, or why one is not."""
+    problems = [f"{i.mailbox.name}: {i.state.error}" for i in intakes if i.state.error]
+    if problems:
+        return "; ".join(problems)
+    held = [i.mailbox.name for i in intakes if i.state.held]
+    polled = f" (polling {', '.join(held)})" if held and len(intakes) > 1 else ""
+    waiting = "" if held or not intakes else " (another instance polls the mailboxes)"
+    return f"processing mail for {config.helpdesk.address}{polled}{waiting}"

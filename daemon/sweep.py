@@ -7,7 +7,9 @@
 
 Each firing is an event on the ticket and happens once: the breach time is written in the same transaction
 as the mail it queues, so a crash or a second sweep cannot send it twice. ``pending`` tickets are skipped (their
-clock stands still; leaving ``pending`` moves the deadlines).
+clock stands still; leaving ``pending`` moves the deadlines). Instances sharing a PostgreSQL database sweep
+at the same moments: each ticket is taken with ``FOR UPDATE SKIP LOCKED``, so one of them fires it, and the
+others find it fired (or skip it while it is being fired).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
             notify.to_requester(session, config, ticket, "delayed")
             result.resolution += 1
         quiet_since = now - config.closing.auto_close_after
-        stmt = select(Ticket).where(Ticket.state == "resolved", Ticket.resolution_at <= quiet_since).limit(BATCH)
+        stmt = (select(Ticket).where(Ticket.state == "resolved", Ticket.resolution_at <= quiet_since).limit(BATCH)
+                .with_for_update(skip_locked=True))
         for ticket in session.exec(stmt):
             closing.auto_close(session, config, ticket)
             result.auto_closed += 1
@@ -71,7 +74,7 @@ def due(session: Session, due_column: object, breached_column: object, now: date
         *extra: object) -> list[Ticket]:
     stmt = (select(Ticket).where(Ticket.state.in_(RUNNING), due_column <= now,  # type: ignore[operator]
                                  breached_column.is_(None), Ticket.merged_into_id.is_(None), *extra)  # type: ignore
-            .order_by(Ticket.id).limit(BATCH))
+            .order_by(Ticket.id).limit(BATCH).with_for_update(skip_locked=True))
     return list(session.exec(stmt))
 
 

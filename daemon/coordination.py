@@ -1,0 +1,196 @@
+"""Who does what when several daemons share one database, decided by the database's own locks.
+
+- Each instance holds a lock for its life: on PostgreSQL a session advisory lock on a connection of its own,
+  on SQLite an exclusive ``flock`` on ``<database>.lock``. Dying (even by SIGKILL) releases it: the kernel
+  closes the socket or the file. SQLite has one writer and no row locks, so a second instance is refused.
+- Each mailbox is polled by one instance at a time: the holder of its advisory lock, again on a connection
+  of its own, so a holder that dies hands the mailbox to whichever instance asks next (within
+  ``LOCK_RETRY_SECONDS``). On SQLite the one instance holds every mailbox.
+- Stored mail, outgoing mail and due timers are claimed row by row with ``FOR UPDATE SKIP LOCKED`` where the
+  work is done (``pipeline``, ``outbox``, ``sweep``); nothing here keeps a list of who has what.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import socket
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import sqlalchemy as sa
+import structlog
+
+from ticketd.storage.db import session_scope
+from ticketd.storage.models import Instance, MailboxState, utcnow
+
+log = structlog.get_logger("ticketd.coordination")
+
+INSTANCE_LOCK = 0x74696B31  # advisory lock class ids ("tik1", "tik2"): ticketd's own, apart from other apps'
+MAILBOX_LOCK = 0x74696B32
+LOCK_RETRY_SECONDS = 2.0  # how often an instance asks for a mailbox someone else holds
+SEEN_EVERY_SECONDS = 10.0
+
+
+class AlreadyRunning(Exception):
+    """A second instance on SQLite: refused before it touches anything."""
+
+
+class LeaseLost(Exception):
+    """The connection holding a mailbox's lock is gone: someone else may be polling it now."""
+
+
+def lock_key(name: str) -> int:
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def is_postgres(engine: sa.Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def sqlite_lock_path(engine: sa.Engine) -> Path | None:
+    database = engine.url.database
+    return Path(f"{database}.lock") if database and database != ":memory:" else None
+
+
+@dataclass
+class MailboxLease:
+    """The right to poll one mailbox, for as long as ``conn`` (PostgreSQL) stays open."""
+
+    name: str
+    conn: sa.Connection | None = None
+
+    def check(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            raise LeaseLost(f"lock connection for mailbox {self.name!r} lost: {exc}") from exc
+
+    def release(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self.conn.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"),
+                                  {"c": MAILBOX_LOCK, "k": lock_key(self.name)})
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self.conn.close()
+            self.conn = None
+
+
+class Coordinator:
+    """This instance's identity and locks."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.id = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._conn: sa.Connection | None = None
+        self._file: IO[str] | None = None
+        self._seen = 0.0
+        self._stopped = False
+
+    def start(self) -> Coordinator:
+        """Take the instance lock and register; raises AlreadyRunning (SQLite) with the reason."""
+        db_pid = None
+        if is_postgres(self.engine):
+            self._conn = self._lock_connection()
+            self._conn.execute(sa.text("SELECT pg_advisory_lock(:c, :k)"), {"c": INSTANCE_LOCK, "k": lock_key(self.id)})
+            db_pid = self._conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        else:
+            self._file = self._lock_file()
+        with session_scope(self.engine) as session:
+            session.add(Instance(id=self.id, hostname=socket.gethostname()[:255], pid=os.getpid(), db_pid=db_pid))
+        log.info("instance.started", instance=self.id, backend=self.engine.dialect.name)
+        return self
+
+    def _lock_connection(self) -> sa.Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _lock_file(self) -> IO[str] | None:
+        path = sqlite_lock_path(self.engine)
+        if path is None:
+            return None
+        handle = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise AlreadyRunning(
+                f"another ticketd instance ({holder}) is already running on {self.engine.url.database}. "
+                "SQLite serves one instance; to run several, use PostgreSQL "
+                '(database.url = "postgresql+psycopg://…").') from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, instance {self.id}\n")
+        handle.flush()
+        return handle
+
+    def try_mailbox(self, name: str) -> MailboxLease | None:
+        """The mailbox's lease if nobody else holds it; recorded for ``ticketd status``."""
+        lease = MailboxLease(name)
+        if is_postgres(self.engine):
+            conn = self._lock_connection()
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:c, :k)"),
+                               {"c": MAILBOX_LOCK, "k": lock_key(name)}).scalar_one()
+            if not got:
+                conn.close()
+                return None
+            lease.conn = conn
+        with session_scope(self.engine) as session:
+            state = session.get(MailboxState, name) or MailboxState(mailbox=name)
+            state.holder, state.held_since = self.id, utcnow()
+            session.add(state)
+        log.info("mailbox.taken", mailbox=name, instance=self.id)
+        return lease
+
+    def seen(self, monotonic_now: float) -> None:
+        """The main loop's turn, written at most every ``SEEN_EVERY_SECONDS``."""
+        if monotonic_now - self._seen < SEEN_EVERY_SECONDS:
+            return
+        self._seen = monotonic_now
+        with session_scope(self.engine) as session:
+            session.execute(sa.update(Instance).where(Instance.id == self.id).values(seen_at=utcnow()))
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(sa.exc.SQLAlchemyError), session_scope(self.engine) as session:
+            session.execute(sa.update(Instance).where(Instance.id == self.id).values(stopped_at=utcnow()))
+        if self._conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._conn.close()
+            self._conn = None
+        if self._file is not None:
+            self._file.close()  # closing the file drops the flock
+            self._file = None
+        log.info("instance.stopped", instance=self.id)
+
+
+def live_locks(engine: sa.Engine) -> tuple[set[int], set[int]]:
+    """(instance keys, mailbox keys) whose advisory locks are held right now (PostgreSQL)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks "
+            "WHERE locktype = 'advisory' AND granted AND classid IN (:i, :m)"),
+            {"i": INSTANCE_LOCK, "m": MAILBOX_LOCK}).all()
+    return ({int(o) for c, o in rows if int(c) == INSTANCE_LOCK}, {int(o) for c, o in rows if int(c) == MAILBOX_LOCK})
+
+
+def sqlite_instance_running(engine: sa.Engine) -> bool:
+    """Whether the lock file is held: a probe that takes a shared lock and drops it at once."""
+    path = sqlite_lock_path(engine)
+    if path is None or not path.exists():
+        return False
+    with path.open("r", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
