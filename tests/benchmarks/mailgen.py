@@ -331,8 +331,10 @@ def build(index: int, rng: random.Random, sender: Person, parent: Mail | None, s
                 references, sent_at)
 
 
-def generate(n: int, seed: int = 1, reply_share: float = 0.2) -> tuple[World, list[Mail]]:
-    """``n`` messages in arrival order; replies only refer to earlier ones."""
+def generate(n: int, seed: int = 1, reply_share: float = 0.2,
+             colleague_share: float = 0.2) -> tuple[World, list[Mail]]:
+    """``n`` messages in arrival order; replies only refer to earlier ones, and ``colleague_share`` of them come
+    from a colleague of the requester (reply-all) instead of the requester."""
     rng = random.Random(seed)
     world = make_world(rng)
     known = [p for p in world.people if p.known]
@@ -350,7 +352,7 @@ def generate(n: int, seed: int = 1, reply_share: float = 0.2) -> tuple[World, li
             parent = mails[rng.randrange(max(0, i - 300), i)]  # conversations run over the last few hundred
         if parent is not None:
             sender = parent.sender  # the requester answers, or a colleague from the same company (reply-all)
-            if sender.company is not None and rng.random() < 0.2:
+            if sender.company is not None and rng.random() < colleague_share:
                 sender = rng.choice(colleagues[sender.company.name])
         else:
             sender = rng.choice(known) if rng.random() < 0.5 else rng.choice(others)
