@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 PYTHON ?= python3
+PYTEST_ARGS ?=
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
@@ -23,7 +24,7 @@ demo: install
 test: install
 	scripts/ensure-test-packages.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.deps
 	$(BIN)/ruff check .
