@@ -105,7 +105,8 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
     message = Message(
         ticket_id=ticket.id, direction=direction, kind=kind,
         message_id=mail.message_id or f"<missing.{inc.inbound.message_id_hash[:32]}@ticketd.invalid>",
-        in_reply_to=mail.in_reply_to, references=" ".join(mail.references) or None,
+        in_reply_to=mail.in_reply_to[:998] if mail.in_reply_to else None,  # an indexed column: bounded
+        references=" ".join(mail.references) or None,
         from_addr=inc.sender.address.email, from_name=inc.sender.address.name or None,
         to_addrs=", ".join(a.email for a in mail.to), cc_addrs=", ".join(a.email for a in mail.cc),
         subject=mail.subject, date=mail.date, text=text, html=mail.html, inbound_id=inc.inbound.id,

@@ -24,8 +24,9 @@ from ticketd.parsers.message import Address, ParsedMail
 from ticketd.parsers.subject import SubjectInfo
 from ticketd.rules.auth import signed_recipient
 from ticketd.rules.identify import active_agent
+from ticketd.rules.match import answered_by
 from ticketd.rules.screen import Screening, Verdict
-from ticketd.storage.db import insert_new
+from ticketd.storage.db import insert_shared
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
     CompanyDomain,
@@ -51,7 +52,7 @@ def is_plain_new_mail(session: Session, config: Config, mail: ParsedMail, screen
     return (sender is not None and screening.verdict is Verdict.CONTINUE and not mail.in_reply_to
             and not mail.references and subject.ticket_number is None and not mail.attachments
             and not mail.header(TRUNCATED) and active_agent(session, sender.email) is None
-            and signed_recipient(mail, config, sender.email) is None)
+            and signed_recipient(mail, config, sender.email) is None and answered_by(session, mail) is None)
 
 
 def open_ticket(session: Session, config: Config, inbound: Inbound, mail: ParsedMail,
@@ -105,7 +106,7 @@ def new_customer(conn: sa.Connection, address: Address) -> Customer:
     domain = address.email.rsplit("@", 1)[-1].lower()
     company_id = conn.execute(sa.select(DOMAINS.c.company_id).where(DOMAINS.c.domain == domain)).scalar()
     customer = Customer(email=address.email, name=address.name or None, company_id=company_id)
-    insert_new(conn, CUSTOMERS, columns(customer), "email")  # another instance may have added them just now
+    insert_shared(conn, CUSTOMERS, columns(customer), "email")  # another instance may have added them just now
     row = conn.execute(sa.select(CUSTOMERS).where(CUSTOMERS.c.email == address.email)).one()
     return Customer(**row._asdict())
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from ticketd.daemon import wire
 from ticketd.daemon.wire import MailAttachment
-from ticketd.storage.db import insert_new
+from ticketd.storage.db import insert_shared
 from ticketd.storage.models import Blob, OutboxAttachment
 
 
@@ -20,7 +20,7 @@ def keep_blob(session: Session, digest: str, data: bytes) -> None:
     if session.get(Blob, digest) is None:
         session.flush()
         table = Blob.__table__  # type: ignore[attr-defined]
-        insert_new(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256")
+        insert_shared(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256")
 
 
 def store_attachments(session: Session, outbox_id: int, parts: Iterable[MailAttachment]) -> None:

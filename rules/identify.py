@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from ticketd.parsers.message import Address
-from ticketd.storage.db import insert_new
+from ticketd.storage.db import insert_shared
 from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
 
 
@@ -54,9 +54,9 @@ def identify_sender(session: Session, address: Address) -> Sender:
     company = find_company_by_domain(session, address.email)
     values = Customer(email=address.email, name=address.name or None, company_id=company.id if company else None)
     table = Customer.__table__  # type: ignore[attr-defined]
-    added = insert_new(session.connection(), table,
-                       {c.key: getattr(values, c.key) for c in table.columns if c.key != "id"}, "email")
+    insert_shared(session.connection(), table,
+                  {c.key: getattr(values, c.key) for c in table.columns if c.key != "id"}, "email")
     customer = session.exec(select(Customer).where(Customer.email == address.email)).one()
-    if not added:  # another instance added them a moment ago: theirs is the record
+    if customer.company_id != values.company_id:  # another instance added them a moment ago: theirs is the record
         company = session.get(Company, customer.company_id) if customer.company_id else None
-    return Sender(address, customer=customer, agent=agent, company=company, is_new=added)
+    return Sender(address, customer=customer, agent=agent, company=company, is_new=True)

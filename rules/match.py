@@ -1,9 +1,10 @@
 """Which ticket a mail belongs to, in layers, and whether its sender may write to it.
 
 Layers, strongest first: a reply address we signed for this sender; the threading headers against every
-Message-ID we stored or sent; the ticket tag in the subject. Knowing a ticket number or a Message-ID is not
-permission: only the ticket's people (requester, participants, colleagues from the same company, agents) may
-add to it; anyone else gets a new ticket linked to the old one.
+Message-ID we stored or sent; the ticket tag in the subject; last, a stored reply that answers this mail (it
+arrived first, by another mailbox: the conversation's ticket is the reply's). Knowing a ticket number or a
+Message-ID is not permission: only the ticket's people (requester, participants, colleagues from the same
+company, agents) may add to it; anyone else gets a new ticket linked to the old one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ticketd.storage.models import Customer, Message, Outbox, Participant, Ticke
 @dataclass(frozen=True)
 class Match:
     ticket: Ticket | None  # the ticket the mail may be added to
-    via: str | None = None  # "signed-address" | "references" | "subject-tag"
+    via: str | None = None  # "signed-address" | "references" | "subject-tag" | "answered-by"
     refused: Ticket | None = None  # found, but the sender takes no part in it
 
 
@@ -39,6 +40,15 @@ def _by_references(session: Session, mail: ParsedMail) -> Ticket | None:
     if found is None:
         found = session.exec(select(Outbox.ticket_id).where(Outbox.message_id.in_(refs),
                                                             Outbox.ticket_id.is_not(None)).limit(1)).first()
+    return session.get(Ticket, found) if found is not None else None
+
+
+def answered_by(session: Session, mail: ParsedMail) -> Ticket | None:
+    """The ticket of a stored mail whose In-Reply-To is this one: a reply that overtook its original."""
+    if not mail.message_id:
+        return None
+    found = session.exec(select(Message.ticket_id).where(Message.in_reply_to == mail.message_id[:998],
+                                                         Message.direction == "in").limit(1)).first()
     return session.get(Ticket, found) if found is not None else None
 
 
@@ -79,6 +89,7 @@ def match_ticket(session: Session, config: Config, mail: ParsedMail, subject: Su
     candidates = [("references", _by_references(session, mail))]
     if subject.ticket_number is not None:
         candidates.append(("subject-tag", _by_number(session, subject.ticket_number)))
+    candidates.append(("answered-by", answered_by(session, mail)))
     refused = None
     for via, ticket in candidates:
         if ticket is None:

@@ -1,7 +1,9 @@
 """Engine, sessions and schema upgrades.
 
 SQLite runs in WAL mode with a busy timeout so the CLI can read while the daemon writes; foreign keys are on
-because SQLite leaves them off by default.
+because SQLite leaves them off by default. PostgreSQL goes through psycopg 3 (``postgresql+psycopg://``; a plain
+``postgresql://`` URL means the same), with a small pool whose connections are checked before use, so a database
+restart costs a reconnect rather than an error.
 """
 
 from __future__ import annotations
@@ -45,6 +47,19 @@ def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key
     return bool(conn.execute(stmt).rowcount)
 
 
+def insert_shared(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> None:
+    """``insert_new`` for rows any mail may need (a customer, an attachment's bytes), committed at once on a
+    connection of its own on PostgreSQL. Inside the batch's transaction, two instances whose batches need the same
+    two new customers in opposite orders would wait on each other's uncommitted rows: a deadlock, and both
+    batches redone. Such a row is harmless without the mail that led to it. SQLite has one writer: in the batch."""
+    if conn.dialect.name != "postgresql":
+        insert_new(conn, table, values, key)
+        return
+    with conn.engine.connect() as own:
+        insert_new(own, table, values, key)
+        own.commit()
+
+
 def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
@@ -64,7 +79,20 @@ def make_engine(url: str) -> sa.Engine:
             dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")  # psycopg 3 is the driver ticketd ships
+    # The daemon's threads (main loop, intake, timers) use a few connections at once; each CLI run one.
+    # connect_timeout: an unreachable server fails in seconds (`deliver` exits 75, the loop backs off), not minutes.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=30, pool_recycle=1800,
+                         connect_args={"connect_timeout": 10, "application_name": "ticketd"})
+
+
+def display_url(url: str) -> str:
+    """The URL for messages and logs: a password in it is masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 @contextmanager

@@ -134,7 +134,7 @@ class Message(SQLModel, table=True):
     direction: str = Field(max_length=3)  # in | out
     kind: str = Field(max_length=16)  # customer | agent-reply | note | auto
     message_id: str = Field(sa_column=Column(sa.String(998), unique=True, nullable=False))
-    in_reply_to: str | None = None
+    in_reply_to: str | None = Field(default=None, index=True)  # a reply that overtook its original finds it
     references: str | None = None
     from_addr: str
     from_name: str | None = None

@@ -1,5 +1,5 @@
 """Several instances sharing the work: who polls which mailbox, instances, once-per-period jobs, one ticket
-per mail across mailboxes, and ticket numbers from a sequence on PostgreSQL
+per mail across mailboxes, replies found by what they answer, and ticket numbers from a sequence on PostgreSQL
 
 Revision ID: 0006
 Revises: 0005
@@ -49,6 +49,7 @@ def upgrade() -> None:
     )
     op.create_index("uq_inbound_done_once", "inbound", ["message_id_hash"], unique=True,
                     sqlite_where=DONE, postgresql_where=DONE)
+    op.create_index("ix_message_in_reply_to", "message", ["in_reply_to"], unique=False)
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE SEQUENCE ticket_number_seq")
         op.execute("SELECT setval('ticket_number_seq', coalesce((SELECT max(number) FROM ticket), 0) + 1, false)")
@@ -57,6 +58,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP SEQUENCE ticket_number_seq")
+    op.drop_index("ix_message_in_reply_to", table_name="message")
     op.drop_index("uq_inbound_done_once", table_name="inbound")
     op.drop_table("job_run")
     op.drop_table("instance")
