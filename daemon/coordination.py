@@ -5,7 +5,9 @@
   closes the socket or the file. SQLite has one writer and no row locks, so a second instance is refused.
 - Each mailbox is polled by one instance at a time: the holder of its advisory lock, again on a connection
   of its own, so a holder that dies hands the mailbox to whichever instance asks next (within
-  ``LOCK_RETRY_SECONDS``). On SQLite the one instance holds every mailbox.
+  ``LOCK_RETRY_SECONDS``). Instances share the mailboxes out: none takes more than its share (the mailboxes
+  divided by the instances alive, rounded up), and one holding more than that, because others started after
+  it, gives the extra ones up. On SQLite the one instance holds every mailbox.
 - Stored mail, outgoing mail and due timers are claimed row by row with ``FOR UPDATE SKIP LOCKED`` where the
   work is done (``pipeline``, ``outbox``, ``sweep``); nothing here keeps a list of who has what.
 """
@@ -17,7 +19,10 @@ import fcntl
 import os
 import secrets
 import socket
+import threading
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -63,6 +68,7 @@ class MailboxLease:
 
     name: str
     conn: sa.Connection | None = None
+    on_release: Callable[[str], None] | None = None
 
     def check(self) -> None:
         if self.conn is None:
@@ -73,6 +79,9 @@ class MailboxLease:
             raise LeaseLost(f"lock connection for mailbox {self.name!r} lost: {exc}") from exc
 
     def release(self) -> None:
+        if self.on_release is not None:
+            self.on_release(self.name)
+            self.on_release = None
         if self.conn is not None:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self.conn.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"),
@@ -92,6 +101,10 @@ class Coordinator:
         self._file: IO[str] | None = None
         self._seen = 0.0
         self._stopped = False
+        self.mailbox_count = 1  # how many mailboxes the config has: the share is computed from it
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._alive: tuple[float, int] = (0.0, 1)  # (when counted, instances alive)
 
     def start(self) -> Coordinator:
         """Take the instance lock and register; raises AlreadyRunning (SQLite) with the reason."""
@@ -130,9 +143,37 @@ class Coordinator:
         handle.flush()
         return handle
 
+    def instances_alive(self) -> int:
+        """Instances holding their lock now (PostgreSQL), counted at most every ``LOCK_RETRY_SECONDS``."""
+        if not is_postgres(self.engine):
+            return 1
+        counted_at, alive = self._alive
+        if time.monotonic() - counted_at >= LOCK_RETRY_SECONDS:
+            alive = max(1, len(live_locks(self.engine)[0]))
+            self._alive = (time.monotonic(), alive)
+        return alive
+
+    def share(self) -> int:
+        return -(-self.mailbox_count // self.instances_alive())
+
+    def may_take(self) -> bool:
+        with self._lock:
+            held = len(self._held)
+        return held < self.share()
+
+    def should_give_up(self, name: str) -> bool:
+        """Holding more than the share: the last mailbox by name goes, one at a time, so the count settles."""
+        with self._lock:
+            held = sorted(self._held)
+        return len(held) > self.share() and name == held[-1]
+
+    def released(self, name: str) -> None:
+        with self._lock:
+            self._held.discard(name)
+
     def try_mailbox(self, name: str) -> MailboxLease | None:
         """The mailbox's lease if nobody else holds it; recorded for ``ticketd status``."""
-        lease = MailboxLease(name)
+        lease = MailboxLease(name, on_release=self.released)
         if is_postgres(self.engine):
             conn = self._lock_connection()
             got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:c, :k)"),
@@ -145,6 +186,8 @@ class Coordinator:
             state = session.get(MailboxState, name) or MailboxState(mailbox=name)
             state.holder, state.held_since = self.id, utcnow()
             session.add(state)
+        with self._lock:
+            self._held.add(name)
         log.info("mailbox.taken", mailbox=name, instance=self.id)
         return lease
 

@@ -48,6 +48,7 @@ class MailboxIntake:
         self.engine, self.mailbox, self.max_bytes = engine, mailbox, max_bytes
         self.coordinator, self.wake = coordinator, wake
         self.state = IntakeState()
+        self._checked = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"intake:{mailbox.name}", daemon=True)
 
@@ -66,6 +67,10 @@ class MailboxIntake:
         cfg = self.mailbox.imap
         try:
             while not self._stop.is_set():
+                if lease is not None and self._give_up(lease):
+                    lease, client = None, self._close(client)
+                    self._stop.wait(LOCK_RETRY_SECONDS)
+                    continue
                 if lease is None:
                     lease = self._take_lease()
                     if lease is None:
@@ -88,7 +93,7 @@ class MailboxIntake:
                         self.wake()
                     if result.remaining:
                         continue
-                    poller.wait_for_mail(client, cfg, self._stop.is_set)
+                    poller.wait_for_mail(client, cfg, self._interrupted)
                 except LeaseLost as exc:
                     log.warning("mailbox.lease_lost", mailbox=self.mailbox.name, error=str(exc))
                     lease.release()
@@ -110,8 +115,34 @@ class MailboxIntake:
             if lease is not None:
                 lease.release()
 
+    def _interrupted(self) -> bool:
+        """Stop waiting for mail: asked to stop, or another instance should have this mailbox now."""
+        if self._stop.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._checked < LOCK_RETRY_SECONDS:
+            return False
+        self._checked = now
+        try:
+            return self.coordinator.should_give_up(self.mailbox.name)
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    def _give_up(self, lease: MailboxLease) -> bool:
+        try:
+            if self._stop.is_set() or not self.coordinator.should_give_up(self.mailbox.name):
+                return False
+        except sa.exc.SQLAlchemyError:
+            return False
+        log.info("mailbox.handed_over", mailbox=self.mailbox.name, detail="more instances run now: sharing out")
+        lease.release()
+        self.state.held = False
+        return True
+
     def _take_lease(self) -> MailboxLease | None:
         try:
+            if not self.coordinator.may_take():
+                return None
             lease = self.coordinator.try_mailbox(self.mailbox.name)
         except sa.exc.SQLAlchemyError as exc:
             log.error("mailbox.lock_failed", mailbox=self.mailbox.name, error=str(exc))
@@ -134,6 +165,7 @@ class MailboxIntake:
 
 def start_all(engine: sa.Engine, mailboxes: list[Mailbox], max_bytes: int, coordinator: Coordinator,
               wake: Callable[[], None]) -> list[MailboxIntake]:
+    coordinator.mailbox_count = max(1, len(mailboxes))
     return [MailboxIntake(engine, box, max_bytes, coordinator, wake).start() for box in mailboxes]
 
 

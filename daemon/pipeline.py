@@ -208,8 +208,8 @@ def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
                 started = time.perf_counter()
                 outcome = process_inbound(session, config, inbound, defer=defer)
                 handled.append((inbound_id, inbound.message_id, outcome, time.perf_counter() - started))
-    except Exception:  # find the culprit: one transaction per message, the bad one quarantined alone
-        log.warning("batch.redo_one_by_one", size=len(todo))
+    except Exception as exc:  # find the culprit: one transaction per message, the bad one quarantined alone
+        log.warning("batch.redo_one_by_one", size=len(todo), error=f"{type(exc).__name__}: {exc}"[:500])
         return [(i, process_one(engine, config, i, defer)) for i in todo if not should_stop()]
     for inbound_id, message_id, outcome, seconds in handled:
         if outcome.status == "deferred":
