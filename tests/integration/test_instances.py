@@ -123,8 +123,11 @@ def test_three_instances_two_mailboxes_and_a_sigkill(tmp_path: Path, postgres: A
         seen = status(site)
         assert sum(i["running"] for i in seen["instances"]) == 3
         holders = {m["name"]: m["holder"] for m in seen["mailboxes"]}
-        assert [len(i["mailboxes"]) for i in seen["instances"] if i["id"] in holders.values()] \
-            in ([1, 1], [2])  # each mailbox polled by one instance
+        if holders["support"] == holders["complaints"]:  # the first to start took both; it hands one over
+            wait_for("the mailboxes shared out", lambda: len({m["holder"] for m in status(site)["mailboxes"]}) == 2,
+                     instances[0].proc, timeout=30)
+            holders = {m["name"]: m["holder"] for m in status(site)["mailboxes"]}
+        assert sorted(len(i["mailboxes"]) for i in status(site)["instances"]) == [0, 1, 1]
 
         def processed() -> int:
             return sum(v for k, v in counts(engine, "select status, count(*) from inbound group by status").items()
@@ -135,10 +138,11 @@ def test_three_instances_two_mailboxes_and_a_sigkill(tmp_path: Path, postgres: A
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(timeout=10)
         killed_at = datetime.now(UTC)
-        time.sleep(0.3)  # the SMTP server finishes whatever the dead client had completed
         with engine.connect() as conn:
             unsent = set(conn.execute(sa.text("select message_id from outbox where status != 'sent'")).scalars())
-        # taken by the server, not recorded as sent: the kill cut these SMTP transactions; they go out again
+        time.sleep(2)  # the SMTP server finishes what the dead client had completed (on a loaded machine, too)
+        # Not recorded as sent at the kill, taken by the server by now: the SMTP transactions the kill may have
+        # cut are among these (so are some the others sent meanwhile); a cut one goes out again.
         cut = {m.message["Message-ID"] for m in list(smtp_sink.received)} & unsent
 
         survivor = next(i for i in instances if i is not victim)
@@ -194,21 +198,25 @@ def test_three_instances_two_mailboxes_and_a_sigkill(tmp_path: Path, postgres: A
     assert len({ticket_of[m.message_id] for m in roots}) == len(roots)
     misplaced = [m.message_id for m in mails if ticket_of[m.message_id] != ticket_of[root_of[m.message_id]]]
     assert not misplaced, misplaced[:5]
-    # the mailbox's defaults: a request that came only to complaints@ is a complaint
-    both = {m.message_id for m in roots[:CROSS_POSTED]}
-    only_in = {folder: [m for i, m in enumerate(mails) if m.parent is None and i % 2 == n and m.message_id not in both]
-               for n, folder in enumerate(["support", "complaints"])}
-    assert {types[ticket_of[m.message_id]] for m in only_in["complaints"]} == {"complaint"}
-    assert {types[ticket_of[m.message_id]] for m in only_in["support"]} == {"request"}
+    # the mailbox's defaults: a ticket opened by mail to complaints@ is a complaint (the first mail of a
+    # conversation to be processed opens it: a cross-posted request's first copy, or a reply that overtook it)
+    with engine.connect() as conn:
+        opened_by = conn.execute(sa.text(
+            "select i.mailbox, t.type, count(*) from ticket t "
+            "join message m on m.id = (select min(id) from message where ticket_id = t.id and direction = 'in') "
+            "join inbound i on i.id = m.inbound_id group by i.mailbox, t.type")).all()
+    assert {(mailbox, kind) for mailbox, kind, _ in opened_by} == {("support", "request"), ("complaints", "complaint")}
+    assert sum(n for *_, n in opened_by) == len(roots)
     # one acknowledgment queued per ticket; at the SMTP server a second copy only of a transaction the kill cut
     assert len(acks) == len(roots) and set(acks.values()) == {1}
     delivered = Counter(m.message["Message-ID"] for m in smtp_sink.received)
     twice = {mid for mid, n in delivered.items() if n > 1}
     assert set(delivered) == set(sent_ids)
     assert twice <= cut, twice - cut
-    print(f"\n{TOTAL} inbound rows, {len(roots)} tickets, {len(sent_ids)} mails sent; "
-          f"{len(cut)} SMTP transactions cut by the SIGKILL, {len(twice)} of them delivered twice; "
-          f"support@ taken over {takeover:.1f} s after the kill")
+    warnings = Counter(e.get("event") for i in instances for e in i.events() if e.get("level") == "warning")
+    print(f"\n{TOTAL} inbound rows, {len(roots)} tickets, {len(sent_ids)} mails sent; {len(twice)} delivered twice, "
+          f"each among the {len(cut)} in flight at the SIGKILL; support@ taken over {takeover:.1f} s after the kill; "
+          f"warnings: {dict(warnings)}")
 
 
 def test_sqlite_refuses_a_second_instance(live_site: Site, backend: str) -> None:
