@@ -206,6 +206,8 @@ class Coordinator:
         with contextlib.suppress(sa.exc.SQLAlchemyError), session_scope(self.engine) as session:
             session.execute(sa.update(Instance).where(Instance.id == self.id).values(stopped_at=utcnow()))
         if self._conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):  # closing only returns it to the pool, lock and all
+                self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self._conn.close()
             self._conn = None
