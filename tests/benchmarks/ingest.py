@@ -573,6 +573,31 @@ def latency_phase(run: Run, log: Path, password: str) -> dict[str, Any]:
     return {"p95": p95, "complete": complete}
 
 
+
+def guarded(run: Callable[[contextlib.ExitStack], int], servers: str) -> int:
+    """Run a benchmark's body: whatever it starts (registered on the stack) is stopped on success, on errors,
+    on Ctrl-C and on SIGTERM. Exit status: the body's, 1 when a step failed (its message says which), 130."""
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    stack = contextlib.ExitStack()
+    try:
+        return run(stack)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; stopping {servers}", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # a daemon died, a CLI step or an APPEND failed: the message says which
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave servers behind
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -599,16 +624,12 @@ def main(argv: list[str] | None = None) -> int:
         print("Dovecot is not installed (`make test` installs it: apt-get install dovecot-imapd)", file=sys.stderr)
         return 2
 
-    def interrupted(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="ticketd-ingest-"))
-    stack = contextlib.ExitStack()
-    stack.callback(lambda: shutil.rmtree(work, ignore_errors=True) if not args.keep else
-                   print(f"kept the work folder {work}"))
-    try:
+
+    def body(stack: contextlib.ExitStack) -> int:
+        stack.callback(lambda: shutil.rmtree(work, ignore_errors=True) if not args.keep else
+                       print(f"kept the work folder {work}"))
         started = time.perf_counter()
         world, mails = mailgen.generate(args.n + args.latency_n, args.seed)
         run = Run(args, work, mails)
@@ -676,17 +697,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"daemon log: {log}")
         return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping the daemon and Dovecot", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:  # the daemon died, a CLI step or an APPEND failed: the message says which
-        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave servers behind
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.close()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    return guarded(body, "the daemon and Dovecot")
 
 
 if __name__ == "__main__":

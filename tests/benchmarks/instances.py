@@ -44,7 +44,6 @@ import re
 import resource
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -427,17 +426,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
-    def interrupted(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
     began = time.perf_counter()
     load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="ticketd-instances-"))
-    stack = contextlib.ExitStack()
-    stack.callback(lambda: shutil.rmtree(work, ignore_errors=True) if not args.keep else
-                   print(f"kept the work folder {work}"))
-    try:
+
+    def body(stack: contextlib.ExitStack) -> int:
+        stack.callback(lambda: shutil.rmtree(work, ignore_errors=True) if not args.keep else
+                       print(f"kept the work folder {work}"))
         started = time.perf_counter()
         world, mails = mailgen.generate(args.n, args.seed)
         roots = sum(m.parent is None for m in mails)
@@ -469,17 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"logs and configs: {work}/<config>/")
         return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping the instances, Dovecot and PostgreSQL", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:  # an instance died, a CLI step or an APPEND failed: the message says which
-        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave servers behind
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.close()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    return ingest.guarded(body, "the instances, Dovecot and PostgreSQL")
 
 
 if __name__ == "__main__":
