@@ -20,7 +20,7 @@ def check_database(config: Config) -> CheckResult:
     try:
         current = db.schema_is_current(db.make_engine(config.database.connect_url))
     except sa.exc.SQLAlchemyError as exc:
-        return "database", False, f"cannot open {config.database.url}: {exc}"
+        return "database", False, f"cannot open {db.display_url(config.database.url)}: {exc}"
     if not current:
         return "database", False, "schema is not current: run `ticketd db upgrade`"
     return "database", True, "reachable, schema current"

@@ -102,7 +102,7 @@ def db_upgrade() -> None:
     try:
         db.upgrade(get_engine(config, require_schema=False))
     except sa.exc.OperationalError as exc:
-        fail(f"database {config.database.url}: {exc.orig}", EXIT_TEMPFAIL)
+        fail(f"database {db.display_url(config.database.url)}: {exc.orig}", EXIT_TEMPFAIL)
     typer.echo("database schema is up to date")
 
 

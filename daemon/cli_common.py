@@ -71,12 +71,12 @@ def get_engine(config: Config, require_schema: bool = True) -> sa.Engine:
     try:
         engine = db.make_engine(config.database.connect_url)
     except OSError as exc:
-        fail(f"database {config.database.url}: {exc}", EXIT_RUNTIME)
+        fail(f"database {db.display_url(config.database.url)}: {exc}", EXIT_RUNTIME)
     if require_schema:
         try:
             current = db.schema_is_current(engine)
         except sa.exc.OperationalError as exc:
-            fail(f"database {config.database.url}: {exc.orig}", EXIT_TEMPFAIL)
+            fail(f"database {db.display_url(config.database.url)}: {exc.orig}", EXIT_TEMPFAIL)
         if not current:
             fail("database schema is not current: run `ticketd db upgrade`", EXIT_CONFIG)
         sync_config_agents(engine, config)

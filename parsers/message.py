@@ -33,6 +33,12 @@ _MAX_DEPTH = 50
 _MAX_PARTS = 2000
 
 
+def _no_nul(text: str) -> str:
+    """NUL marked as a replaced character: PostgreSQL's text cannot hold it (SQLite's can), and no mail client
+    shows one, so both backends store the same text."""
+    return text.replace("\x00", "\ufffd")
+
+
 @dataclass(frozen=True)
 class Address:
     email: str
@@ -83,11 +89,11 @@ def message_id_hash(message_id: str | None, raw: bytes) -> str:
 def header_message_id(raw: bytes) -> str | None:
     """The Message-ID from the header block alone: cheap, and safe to call before the mail is stored."""
     try:
-        value = str(BytesHeaderParser(policy=compat32).parsebytes(raw).get("Message-ID", "") or "")
+        value = _no_nul(str(BytesHeaderParser(policy=compat32).parsebytes(raw).get("Message-ID", "") or ""))
     except Exception:
         return None
     found = _MSGID_RE.search(value)
-    return found.group(0)[:998] if found else None
+    return found.group(0)[:_MAX_MESSAGE_ID] if found else None
 
 
 def sanitize_filename(name: str | None, fallback: str = "attachment") -> str:
@@ -104,6 +110,9 @@ def sanitize_filename(name: str | None, fallback: str = "attachment") -> str:
 
 # One @, no whitespace, brackets, quotes or separators: anything else cannot be answered over SMTP.
 _USABLE_ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
+# Nor can a longer one (RFC 5321 allows 64 + 1 + 255 at most); the address columns hold exactly that much.
+_MAX_ADDRESS = 320
+_MAX_MESSAGE_ID = 998  # a header line's limit, and the Message-ID columns'
 
 
 def _addresses(values: list[str], notes: list[str]) -> tuple[Address, ...]:
@@ -116,7 +125,7 @@ def _addresses(values: list[str], notes: list[str]) -> tuple[Address, ...]:
         return ()
     for name, addr in pairs:
         addr = addr.strip().lower()
-        if _USABLE_ADDRESS.fullmatch(addr):
+        if len(addr) <= _MAX_ADDRESS and _USABLE_ADDRESS.fullmatch(addr):
             out.append(Address(email=addr, name=" ".join(_decode(name, notes, "address").split())))
     return tuple(out)
 
@@ -124,7 +133,7 @@ def _addresses(values: list[str], notes: list[str]) -> tuple[Address, ...]:
 def _decode(value: str, notes: list[str], where: str = "header") -> str:
     text, more = decode_header_text(value, where=where)
     notes.extend(more)
-    return text
+    return _no_nul(text)  # an encoded word can carry one
 
 
 def _msgids(value: str) -> tuple[str, ...]:
@@ -151,8 +160,8 @@ def _raw_headers(raw: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
         return first, every
     for key, value in items:
         try:
-            name = unescape_8bit(str(key)).strip().lower()
-            text = unescape_8bit(str(value)).replace("\r", "").replace("\n", "")
+            name = _no_nul(unescape_8bit(str(key)).strip().lower())
+            text = _no_nul(unescape_8bit(str(value)).replace("\r", "").replace("\n", ""))
         except Exception:
             continue
         every.setdefault(name, []).append(text)
@@ -180,7 +189,7 @@ def parse_message(raw: bytes) -> ParsedMail:
             message_id=header_message_id(raw),
             subject="",
             sender=None,
-            text=raw.decode("utf-8", "replace"),
+            text=_no_nul(raw.decode("utf-8", "replace")),
             attachments=(ParsedAttachment("undecodable-part-0.bin", "application/octet-stream", raw),),
             decode_notes=(note,),
         )
@@ -199,13 +208,13 @@ def _parse(raw: bytes) -> ParsedMail:
         plain, html, defects = _mailparser_bodies(raw, notes)
     else:
         defects = ()
-    text = _newlines("\n".join(plain)).strip("\n")
-    html_text = "\n".join(html) or None
+    text = _no_nul(_newlines("\n".join(plain)).strip("\n"))
+    html_text = _no_nul("\n".join(html)) or None
     if not text.strip() and html_text:
         text, more = html_to_text(html_text)
         notes.extend(more)
     return ParsedMail(
-        message_id=message_ids[0] if message_ids else None,
+        message_id=message_ids[0][:_MAX_MESSAGE_ID] if message_ids else None,  # as header_message_id has it
         subject=subject,
         sender=senders[0] if senders else None,
         to=_addresses(every.get("to", []), notes),
@@ -349,7 +358,7 @@ def _mime_view(part: Message) -> Message:
     view = Message()
     for key, value in part.raw_items():
         if key.lower() in ("content-type", "content-disposition", "content-id", "content-transfer-encoding"):
-            view[key] = unescape_8bit(str(value))
+            view[key] = _no_nul(unescape_8bit(str(value)))
     return view
 
 

@@ -34,9 +34,13 @@ def pick_assignee(session: Session, group: str, policy: str) -> Agent | None:
 
 
 def eligible_agents(session: Session, group: str) -> list[Agent]:
-    """Active agents of the group who are not away, by e-mail address: the order the turn goes round in."""
-    query = select(Agent).where(col(Agent.active), sa.not_(col(Agent.away))).order_by(col(Agent.email))
-    return [agent for agent in session.exec(query) if group in (agent.groups or [])]
+    """Active agents of the group who are not away, by e-mail address: the order the turn goes round in.
+
+    Sorted here, not by the database: ``_in_turn`` compares addresses as Python does, and a PostgreSQL database
+    with a linguistic collation (en_US.UTF-8) orders "ali.veli@" after "alice@", where Python puts it before.
+    """
+    query = select(Agent).where(col(Agent.active), sa.not_(col(Agent.away)))
+    return sorted((agent for agent in session.exec(query) if group in (agent.groups or [])), key=lambda a: a.email)
 
 
 def _in_turn(session: Session, group: str, eligible: Sequence[Agent]) -> list[Agent]:

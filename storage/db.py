@@ -81,9 +81,12 @@ def make_engine(url: str) -> sa.Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")  # psycopg 3 is the driver ticketd ships
-    # The daemon's threads (main loop, intake, timers) use a few connections at once; each CLI run one.
-    # connect_timeout: an unreachable server fails in seconds (`deliver` exits 75, the loop backs off), not minutes.
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=30, pool_recycle=1800,
+    # A daemon holds one connection for its instance lock and one per mailbox it polls (advisory locks live as long
+    # as their connection), and at busy moments uses one for the main loop, one per sending lane (4), one per
+    # intake thread and one for the timers: up to 20 per instance; each CLI run one. Size PostgreSQL's
+    # max_connections for that. connect_timeout: an unreachable server fails in seconds (`deliver` exits 75, the
+    # loop backs off), not minutes.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=30, pool_recycle=1800,
                          connect_args={"connect_timeout": 10, "application_name": "ticketd"})
 
 

@@ -17,10 +17,16 @@ class DirectoryError(ValueError):
     pass
 
 
+# The columns' sizes: PostgreSQL refuses a longer value (SQLite would store it), so it is refused here, by name.
+MAX_EMAIL, MAX_DOMAIN, MAX_COMPANY_NAME = 320, 255, 200
+
+
 def _email(value: str, where: str) -> str:
     value = (value or "").strip().lower()
     if value.count("@") != 1 or " " in value or value.startswith("@") or value.endswith("@"):
         raise DirectoryError(f"{where}: {value!r} is not an e-mail address")
+    if len(value) > MAX_EMAIL:
+        raise DirectoryError(f"{where}: {value[:40]!r}... is longer than {MAX_EMAIL} characters")
     return value
 
 
@@ -28,6 +34,8 @@ def _domain(value: str) -> str:
     value = value.strip().lower().lstrip("@")
     if not value or "." not in value or any(c in value for c in " /@"):
         raise DirectoryError(f"{value!r} is not a domain name")
+    if len(value) > MAX_DOMAIN:
+        raise DirectoryError(f"{value[:40]!r}... is longer than {MAX_DOMAIN} characters")
     return value
 
 
@@ -37,6 +45,8 @@ def add_company(session: Session, name: str, domains: Iterable[str] = (), contra
     name = name.strip()
     if not name:
         raise DirectoryError("company name is empty")
+    if len(name) > MAX_COMPANY_NAME:
+        raise DirectoryError(f"company name {name[:40]!r}... is longer than {MAX_COMPANY_NAME} characters")
     company = session.exec(select(Company).where(Company.name == name)).first()
     if company is None:
         company = Company(name=name)
