@@ -1,4 +1,10 @@
-"""Shared fixtures: real servers on loopback (Dovecot, aiosmtpd), real SQLite, the installed `ticketd` command."""
+"""Shared fixtures: real servers on loopback (Dovecot, aiosmtpd, PostgreSQL), real SQLite, the installed `ticketd`
+command.
+
+Every test that uses a database through ``site``, ``db_url`` or ``engine`` runs on each backend, SQLite and
+PostgreSQL (test ids ``[sqlite]`` and ``[postgresql]``); ``--backend=sqlite`` or ``--backend=postgresql`` picks one
+for a quick local run.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,14 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from ticketd.daemon.config import Config, load_config
 from ticketd.daemon.smtp_sink import SmtpSink
@@ -20,6 +28,20 @@ from ticketd.storage import db
 
 DATA = Path(__file__).parent / "data"
 TICKETD = Path(sys.executable).with_name("ticketd")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backend", choices=("both", *BACKENDS), default="both",
+                     help="the database backend(s) the database tests run on (default: both, as CI runs them)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend`` is parametrised here, not in its decorator, so that ``--backend`` can narrow it. Module scope:
+    a module's tests run on SQLite first, then on PostgreSQL, and module fixtures (a generated history) follow."""
+    if "backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("backend")
+        metafunc.parametrize("backend", BACKENDS if chosen == "both" else [chosen], indirect=True, scope="module")
 
 
 def toml_value(value: Any) -> str:
@@ -53,17 +75,28 @@ def to_toml(sections: dict[str, Any]) -> str:
 
 @dataclass
 class Site:
-    """One ticketd installation in a temporary folder: its config file, sections and helpers to run it."""
+    """One ticketd installation in a temporary folder: its config file, sections and helpers to run it.
+
+    ``new_database`` gives the URL of another empty database on the same backend (for a second installation);
+    ``upgrade`` migrates the site's database to the Alembic head.
+    """
 
     dir: Path
     sections: dict[str, Any]
+    new_database: Callable[[], str] = field(default=lambda: "sqlite:///ticketd.db", repr=False)
+    migrate: Callable[[str], None] = field(default=lambda url: _migrate(url), repr=False)
+    _engines: dict[str, sa.Engine] = field(default_factory=dict, repr=False)
+    _clones: list[Site] = field(default_factory=list, repr=False)
 
     @property
     def config_path(self) -> Path:
         return self.dir / "ticketd.toml"
 
     def write(self) -> Path:
-        self.config_path.write_text(to_toml(self.sections))
+        """Written aside and renamed: a thread or daemon reading it meanwhile never sees half a file."""
+        partial = self.config_path.with_name(f".ticketd.toml.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(to_toml(self.sections))
+        os.replace(partial, self.config_path)
         return self.config_path
 
     def config(self) -> Config:
@@ -78,11 +111,44 @@ class Site:
                               env=full_env, cwd=self.dir, check=False, text=False)  # type: ignore[return-value]
 
     def upgrade(self) -> None:
-        db.upgrade(db.make_engine(self.config().database.url))
+        self.migrate(self.config().database.url)
 
     @property
-    def engine(self):  # type: ignore[no-untyped-def]
-        return db.make_engine(self.config().database.url)
+    def engine(self) -> sa.Engine:
+        """One engine (one pool) per database URL, disposed by ``close``: a PostgreSQL connection left in the pool
+        of an engine made on every call would stay open until the garbage collector came by."""
+        url = self.config().database.url
+        if url not in self._engines:
+            self._engines[url] = db.make_engine(url)
+        return self._engines[url]
+
+    def clone(self, where: Path) -> Site:
+        """Another installation with the same settings and secret in ``where``, on a new empty database."""
+        where.mkdir(parents=True, exist_ok=True)
+        for name in ("secret",):
+            if (self.dir / name).exists():
+                (where / name).write_bytes((self.dir / name).read_bytes())
+        sections = {name: dict(section) if isinstance(section, dict) else section
+                    for name, section in self.sections.items()}
+        sections["database"] = {**sections.get("database", {}), "url": self.new_database()}
+        clone = Site(where, sections, self.new_database, self.migrate)
+        self._clones.append(clone)
+        return clone
+
+    def close(self) -> None:
+        for clone in self._clones:
+            clone.close()
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+
+
+def _migrate(url: str) -> None:
+    engine = db.make_engine(url)
+    try:
+        db.upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def decode(proc: subprocess.CompletedProcess[Any]) -> tuple[str, str]:
@@ -95,17 +161,88 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
 
 
+# --- databases --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """The tests' own PostgreSQL cluster; ``postgres.new_database()`` gives the URL of a fresh migrated database
+    (``migrated=False``: an empty one), ``postgres.drop_database(url)`` removes one."""
+    from servers.postgres import postgres_available, start_postgres
+
+    if not postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail("the PostgreSQL server is not installed; `make test` installs it (apt-get install postgresql)")
+        pytest.skip("the PostgreSQL server is not installed (make test installs it); --backend=sqlite runs the rest")
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql``: see ``pytest_generate_tests``."""
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres")  # fails (under CI) or skips here when PostgreSQL is missing
+    return str(request.param)
+
+
+def fresh_database(request: pytest.FixtureRequest, backend: str, folder: Path, migrated: bool = False) -> str:
+    """A fresh database on ``backend`` for the requesting fixture, dropped when that fixture's scope ends; SQLite's
+    is ``folder/t.db``."""
+    if backend == "sqlite":
+        url = f"sqlite:///{folder / 't.db'}"
+        if migrated:
+            _migrate(url)
+        return url
+    server = request.getfixturevalue("postgres")
+    url = server.new_database(migrated=migrated)
+    request.addfinalizer(lambda: server.drop_database(url))
+    return url
+
+
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
+def db_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """The URL of an empty database, as a new installation starts with."""
+    return fresh_database(request, backend, tmp_path)
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[sa.Engine]:
+    """An engine on a fresh database migrated to the Alembic head."""
+    engine = db.make_engine(fresh_database(request, backend, tmp_path, migrated=True))
+    yield engine
+    engine.dispose()
+
+
+def site_database(request: pytest.FixtureRequest, backend: str) -> tuple[Callable[[], str], Callable[[str], None]]:
+    """For a Site: how to get another empty database, and how to migrate one (on PostgreSQL an empty database is
+    replaced by a copy of the migrated template, which is what running the migrations would give, only faster)."""
+    if backend == "sqlite":
+        return (lambda: "sqlite:///ticketd.db"), _migrate
+    server = request.getfixturevalue("postgres")
+
+    def empty() -> str:
+        url = server.new_database(migrated=False)
+        request.addfinalizer(lambda: server.drop_database(url))
+        return url
+
+    return empty, server.upgrade
+
+
+@pytest.fixture
+def site(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[Site]:
     secret = tmp_path / "secret"
     secret.write_text(secrets.token_urlsafe(32))
-    return Site(tmp_path, {
+    empty, migrate = site_database(request, backend)
+    site = Site(tmp_path, {
         "helpdesk": {"name": "Acme Support", "address": "support@acme.example", "tag": "ACME",
                      "language": "en", "timezone": "Europe/Istanbul"},
-        "database": {"url": "sqlite:///ticketd.db"},
+        "database": {"url": empty()},
         "security": {"secret_file": "secret"},
         "logging": {"format": "json"},
-    })
+    }, empty, migrate)
+    yield site
+    site.close()
 
 
 # --- IMAP -----------------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ def store(desk: Desk, count: int) -> list[int]:
         return [store_inbound(session, mail(n), "test").id for n in range(count)]  # type: ignore[misc]
 
 
-def test_a_bad_message_in_a_batch_is_quarantined_alone(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_message_in_a_batch_is_quarantined_alone(desk: Desk, monkeypatch: pytest.MonkeyPatch,
+                                                       backend: str) -> None:
     real = notify.compose
 
     def compose(session: Session, config: object, **kwargs: Any) -> Any:
@@ -41,8 +42,10 @@ def test_a_bad_message_in_a_batch_is_quarantined_alone(desk: Desk, monkeypatch: 
     assert [o.status for o in outcomes] == ["done", "done", "done", "failed", "done", "done", "done"]
     with Session(desk.site.engine) as session:
         tickets = session.exec(select(Ticket).order_by(Ticket.number)).all()
-        assert [(t.number, t.subject) for t in tickets] == [(i + 1, f"Problem {n}") for i, n in
-                                                              enumerate([0, 1, 2, 4, 5, 6])]
+        assert [t.subject for t in tickets] == [f"Problem {n}" for n in [0, 1, 2, 4, 5, 6]]  # in arrival order
+        numbers = [t.number for t in tickets]
+        # SQLite numbers from the highest; PostgreSQL's sequence does not give back the rolled-back batch's numbers
+        assert numbers == [1, 2, 3, 4, 5, 6] if backend == "sqlite" else numbers == sorted(set(numbers))
         rows = {r.id: r for r in session.exec(select(Inbound))}
         assert rows[ids[3]].status == "failed" and rows[ids[3]].reason == "RuntimeError: simulated bug"
         assert rows[ids[3]].ticket_id is None

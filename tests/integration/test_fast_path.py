@@ -8,7 +8,6 @@ that are meant to differ (timestamps, random outgoing Message-IDs and Date heade
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -67,9 +66,7 @@ PROCESS = {  # triage rules, a round-robin group and an expired contract: both p
 
 
 def install(base: Site, where: Path, process: bool = False) -> Site:
-    where.mkdir()
-    shutil.copy(base.dir / "secret", where / "secret")
-    site = Site(where, {name: dict(section) for name, section in base.sections.items()})
+    site = base.clone(where)  # the same secret, a database of its own
     if process:
         site.sections.update(PROCESS)
     site.upgrade()
@@ -103,6 +100,9 @@ def dump(site: Site) -> dict[str, list[dict[str, Any]]]:
                 elif isinstance(row[key], str):
                     row[key] = OUR_ID.sub("<ours>", row[key])
                     row[key] = re.sub(r'"Date": "[^"]*"', '"Date": "masked"', row[key])
+                elif isinstance(row[key], dict):  # JSON comes back decoded from PostgreSQL, as text from SQLite
+                    row[key] = {k: "masked" if k == "Date" else OUR_ID.sub("<ours>", v) if isinstance(v, str) else v
+                                for k, v in row[key].items()}
     return tables
 
 

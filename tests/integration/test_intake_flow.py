@@ -234,9 +234,13 @@ def test_deliver_from_a_pipe(live_site: Site, smtp_sink: SmtpSink) -> None:
     assert live_site.cli("deliver", input=b"").returncode == 2
 
 
-def test_deliver_exits_75_when_the_database_is_unavailable(live_site: Site) -> None:
+UNAVAILABLE = {"sqlite": "sqlite:////proc/no-such-dir/t.db",  # cannot be created
+               "postgresql": "postgresql+psycopg://ticketd@127.0.0.1:1/ticketd"}  # nothing listens on port 1
+
+
+def test_deliver_exits_75_when_the_database_is_unavailable(live_site: Site, backend: str) -> None:
     del live_site.sections["imap"]
-    live_site.sections["database"]["url"] = "sqlite:////proc/no-such-dir/t.db"
+    live_site.sections["database"]["url"] = UNAVAILABLE[backend]
     proc = live_site.cli("deliver", input=(DATA / "unknown-sender.eml").read_bytes())
     assert proc.returncode == 75, decode(proc)
 

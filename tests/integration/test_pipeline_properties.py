@@ -48,3 +48,24 @@ def test_circuit_breaker_holds_automatic_mail_and_alerts_the_admin(desk: Desk) -
     with Session(desk.site.engine) as session:
         held = [r for r in session.exec(select(Outbox)) if r.status == "suppressed"]
     assert len(held) == 5 and all(r.last_error.startswith("circuit breaker open") for r in held)
+
+
+def _plain(*headers: str, body: str = "Merhaba.") -> bytes:
+    return ("\r\n".join(("To: support@acme.example", *headers)) + f"\r\n\r\n{body}\r\n").encode()
+
+
+OVERSIZED = {  # values the columns cannot hold (PostgreSQL refuses them, SQLite stored them) and NUL characters
+    "sender-address": _plain(f"From: X <a@{'b' * 330}.org>", "Subject: hi", "Message-ID: <o1@x>"),
+    "message-id": _plain("From: x@example.org", "Subject: hi", f"Message-ID: <{'m' * 1200}@x>"),
+    "cc-address": _plain("From: x@example.org", f"Cc: {'c' * 400}@example.org", "Subject: hi", "Message-ID: <o3@x>"),
+    "references": _plain("From: x@example.org", "Subject: hi", "Message-ID: <o4@x>",
+                         f"In-Reply-To: <{'r' * 1500}@x>", f"References: <{'q' * 1500}@x>"),
+    "name-and-subject": _plain(f"From: {'N' * 2000} <n@example.org>", f"Subject: {'S' * 5000}", "Message-ID: <o5@x>"),
+    "nul": _plain("From: Ali\x00 <ali@example.org>", "Subject: a\x00b", "Message-ID: <o6\x00@x>", body="x\x00y"),
+}
+
+
+@pytest.mark.parametrize("case", list(OVERSIZED))
+def test_oversized_values_and_nul_never_fail_a_mail(desk: Desk, case: str) -> None:
+    outcome = desk.deliver(OVERSIZED[case])
+    assert outcome.status in ("done", "dropped"), outcome

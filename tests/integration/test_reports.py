@@ -1,8 +1,9 @@
 """`ticketd report`'s workbook and CSV over a generated 14-month history of 2,000 tickets.
 
-The figures read back from the workbook are compared with a computation written here from the raw SQLite rows
-(plain ``sqlite3``, the test's own business-hours count and percentile): if ``collect`` and this file ever
-disagree, one of them misreads the definitions. LibreOffice must convert the workbook without complaint.
+The figures read back from the workbook are compared with a computation written here from the raw rows (plain
+SQL through SQLAlchemy Core, the test's own business-hours count and percentile): if ``collect`` and this file
+ever disagree, one of them misreads the definitions. Runs on SQLite and on PostgreSQL. LibreOffice must convert
+the workbook without complaint.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import math
 import os
 import secrets
 import shutil
-import sqlite3
 import subprocess
 import time as clock
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -24,13 +24,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from history import generate_history
 from openpyxl import Workbook, load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 from PIL import Image
 from sqlmodel import Session
 
-from conftest import Site
+from conftest import Site, fresh_database
 from ticketd.daemon.report_data import ReportData, Scope, collect
 from ticketd.daemon.report_xlsx import write_csv, write_workbook
 
@@ -45,8 +46,11 @@ SOFFICE_MISSING = "LibreOffice is not installed; `make test` installs it (apt-ge
 
 # --- the independent computation ------------------------------------------------------------------------------
 
-def utc(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+def utc(stamp: str | datetime | None) -> datetime | None:
+    """Naive UTC as stored: text in SQLite, a ``timestamp without time zone`` in PostgreSQL."""
+    if stamp is None:
+        return None
+    return (datetime.fromisoformat(stamp) if isinstance(stamp, str) else stamp).replace(tzinfo=UTC)
 
 
 def business_hours(start: datetime, end: datetime | None) -> float | None:
@@ -104,14 +108,14 @@ class Raw:
     satisfaction: str
 
 
-def raw_tickets(db_path: Path) -> list[Raw]:
-    """The unmerged tickets, read with plain sqlite3 (timestamps are naive UTC text in SQLite)."""
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute(
+def raw_tickets(engine: sa.Engine) -> list[Raw]:
+    """The unmerged tickets, read with plain SQL (no model types: timestamps come back as the database has them)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
             "SELECT t.number, co.name, cu.email, a.email, t.type, t.category, t.state, t.created_at, "
             "t.first_response_due, t.first_response_at, t.resolution_due, t.resolution_at, t.satisfaction "
             "FROM ticket t JOIN customer cu ON cu.id = t.requester_id LEFT JOIN company co ON co.id = t.company_id "
-            "LEFT JOIN agent a ON a.id = t.assignee_id WHERE t.merged_into_id IS NULL ORDER BY t.number").fetchall()
+            "LEFT JOIN agent a ON a.id = t.assignee_id WHERE t.merged_into_id IS NULL ORDER BY t.number")).all()
     out = []
     for number, company, requester, assignee, kind, category, state, *stamps, satisfaction in rows:
         created, fr_due, fr_at, res_due, res_at = (utc(s) for s in stamps)
@@ -149,25 +153,26 @@ def sheet_dict(ws: Worksheet) -> list[dict[str, Any]]:
 @dataclass
 class History:
     site: Site
-    db_path: Path
     raw: list[Raw]
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
+def history(request: pytest.FixtureRequest, backend: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     folder = tmp_path_factory.mktemp("history")
     (folder / "secret").write_text(secrets.token_urlsafe(32))
     site = Site(folder, {
         "helpdesk": {"name": "Acme Support", "address": "support@acme.example", "tag": "ACME", "language": "en",
                      "timezone": "Europe/Istanbul"},
-        "database": {"url": "sqlite:///ticketd.db"},
+        "database": {"url": fresh_database(request, backend, folder)},
         "security": {"secret_file": "secret"},
     })
     site.upgrade()
     started = clock.perf_counter()
     generate_history(site.engine, site.config(), n=2000, months=14, end=END)
     print(f"history of 2000 tickets generated in {clock.perf_counter() - started:.2f} s")
-    return History(site, folder / "ticketd.db", raw_tickets(folder / "ticketd.db"))
+    yield History(site, raw_tickets(site.engine))
+    site.close()
 
 
 def report(history: History, scope: Scope) -> ReportData:
@@ -305,10 +310,10 @@ def test_workbook_layout(workbook: Workbook) -> None:
 
 
 def test_company_report_has_only_that_company(history: History, charts: dict[str, Path], tmp_path: Path) -> None:
-    with sqlite3.connect(history.db_path) as conn:
-        name, count = conn.execute(
+    with history.site.engine.connect() as conn:
+        name, count = conn.execute(sa.text(
             "SELECT c.name, count(*) FROM ticket t JOIN company c ON c.id = t.company_id "
-            "WHERE t.merged_into_id IS NULL GROUP BY c.name ORDER BY count(*) DESC LIMIT 1").fetchone()
+            "WHERE t.merged_into_id IS NULL GROUP BY c.name ORDER BY count(*) DESC, c.name LIMIT 1")).one()
     data = report(history, Scope(company=name.upper()))
     path = write_workbook(data, tmp_path / "company.xlsx", charts, "tr")
     workbook = load_workbook(path)

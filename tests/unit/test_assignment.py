@@ -1,12 +1,13 @@
-"""Assignment policies against a real, migrated SQLite database, creating tickets the way the pipeline does."""
+"""Assignment policies against a real, migrated database (SQLite and PostgreSQL), creating tickets the way the
+pipeline does."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from ticketd.rules.assignment import pick_assignee
@@ -17,9 +18,7 @@ ALI, AYSE, MURAT, SELIN = "ali@acme.example", "ayse@acme.example", "murat@acme.e
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
-    db.upgrade(engine)
+def session(engine: sa.Engine) -> Iterator[Session]:
     with db.session_scope(engine) as s:
         s.add(Customer(email="cigdem@musteri.com.tr", name="Çiğdem"))
         for email in (MURAT, AYSE, ALI):  # added out of order: the turn goes by address, not by id
@@ -123,3 +122,22 @@ def test_picking_changes_nothing(session: Session) -> None:
 def test_unknown_policy_is_a_programming_error(session: Session) -> None:
     with pytest.raises(ValueError, match="unknown assignment policy 'random'"):
         pick_assignee(session, "network", "random")
+
+
+def test_the_turn_follows_the_address_order_whatever_the_collation(engine: sa.Engine, backend: str) -> None:
+    """A PostgreSQL database created under en_US.UTF-8 sorts "ali.veli@" after "alice@" (punctuation is ignored
+    at first); the turn is taken in the addresses' own order all the same, so no one is skipped or picked twice."""
+    if backend == "postgresql":  # the test cluster's databases collate as C: make this column collate as glibc's en_US
+        with engine.begin() as conn:  # ICU's English, punctuation ignored at first ("ka-shifted"), as glibc does
+            conn.exec_driver_sql("CREATE COLLATION en_shifted (provider = icu, locale = 'en-US-u-ka-shifted')")
+            conn.exec_driver_sql('ALTER TABLE agent ALTER COLUMN email TYPE varchar(320) COLLATE en_shifted')
+            order = conn.exec_driver_sql("SELECT e FROM unnest(ARRAY['ali.veli@', 'alice@']) AS e "
+                                         "ORDER BY e COLLATE en_shifted").scalars().all()
+            assert order == ["alice@", "ali.veli@"]  # the order that misled the turn
+    dotted, plain = "ali.veli@acme.example", "alice@acme.example"
+    with db.session_scope(engine) as s:
+        s.add(Customer(email="cigdem@musteri.com.tr", name="Çiğdem"))
+        s.add(Agent(email=plain, name="Alice", groups=["field"]))
+        s.add(Agent(email=dotted, name="Ali Veli", groups=["field"]))
+    with Session(engine) as s:
+        assert emails([new_ticket(s, "field", "round-robin") for _ in range(4)]) == [dotted, plain] * 2

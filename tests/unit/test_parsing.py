@@ -83,3 +83,17 @@ def test_raw_8bit_headers_are_decoded() -> None:
     assert utf8.subject == "Re: [assign=Ayşe Demir]" and utf8.sender is not None and utf8.sender.name == "Öz Ltd"
     legacy = parse_message(b"From: a@b.example\r\nSubject: " + "Şikayet".encode("cp1254") + b"\r\n\r\nx")
     assert legacy.subject == "Şikayet"
+
+
+def test_nul_characters_are_marked_replaced_everywhere() -> None:
+    """PostgreSQL's text cannot hold NUL: a mail carrying one in a header, an encoded word or a body is stored
+    with U+FFFD in its place, on both backends alike."""
+    raw = (b"From: Ali\x00 =?utf-8?q?Veli=00?= <ali@example.org>\r\nTo: support@acme.example\r\n"
+           b"Subject: Modem\x00 =?utf-8?q?bozuk=00?=\r\nMessage-ID: <a\x00b@example.org>\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\nMerhaba\x00 d\xc3\xbcnya\r\n")
+    mail = parse_message(raw)
+    assert mail.sender is not None and mail.sender.name == "Ali\ufffd Veli\ufffd"
+    assert mail.subject == "Modem\ufffd bozuk\ufffd"
+    assert mail.message_id == header_message_id(raw) == "<a\ufffdb@example.org>"
+    assert mail.text == "Merhaba\ufffd dünya"
+    assert not any("\x00" in v for v in mail.headers.values())

@@ -40,12 +40,12 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 CID = "monthly.0123456789abcdef@acme.example"
 
 
-def base(tmp_path: Path, reports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def base(tmp_path: Path, reports: list[dict[str, Any]] | None = None, url: str | None = None) -> dict[str, Any]:
     (tmp_path / "secret").write_text("s" * 32)
     return {
         "helpdesk": {"address": "support@acme.example", "tag": "ACME", "timezone": "Europe/Istanbul"},
         "security": {"secret_file": str(tmp_path / "secret")},
-        "database": {"url": f"sqlite:///{tmp_path / 'ticketd.db'}"},
+        "database": {"url": url or f"sqlite:///{tmp_path / 'ticketd.db'}"},
         "reports": reports or [],
     }
 
@@ -239,8 +239,8 @@ def test_file_names_are_labels_not_paths(name: str, expected: str) -> None:
     assert wire.safe_filename(name) == expected
 
 
-def test_queued_attachments_share_blobs_and_come_back_in_order(tmp_path: Path) -> None:
-    config = parse_config(base(tmp_path))
+def test_queued_attachments_share_blobs_and_come_back_in_order(tmp_path: Path, db_url: str) -> None:
+    config = parse_config(base(tmp_path, url=db_url))
     engine = db.make_engine(config.database.url)
     db.upgrade(engine)
     mail = OutgoingMail(kind="report", to=[("", "gm@acme.example"), ("", "cfo@acme.example")], subject="Rapor",
@@ -266,8 +266,8 @@ def test_queued_attachments_share_blobs_and_come_back_in_order(tmp_path: Path) -
 
 # --- the scheduler's report jobs ----------------------------------------------------------------------------
 
-def test_report_jobs_follow_the_config(tmp_path: Path) -> None:
-    config = parse_config(base(tmp_path, [REPORT, {**REPORT, "name": "weekly", "schedule": "0 9 * * 1"}]))
+def test_report_jobs_follow_the_config(tmp_path: Path, db_url: str) -> None:
+    config = parse_config(base(tmp_path, [REPORT, {**REPORT, "name": "weekly", "schedule": "0 9 * * 1"}], db_url))
     engine = db.make_engine(config.database.url)
     db.upgrade(engine)
     timers = Timers(engine, config, lambda: None).start()
@@ -281,16 +281,16 @@ def test_report_jobs_follow_the_config(tmp_path: Path) -> None:
         next_run = weekly.next_run_time.astimezone(IST)
         assert (next_run.weekday(), next_run.hour, next_run.minute) == (0, 9, 0)  # Monday, as a crontab means it
         daily = [{**REPORT, "name": "daily", "schedule": "0 7 * * *"}]
-        timers.reconfigure(parse_config(base(tmp_path, daily)))
+        timers.reconfigure(parse_config(base(tmp_path, daily, db_url)))
         assert jobs() == ["report:daily", "sla-sweep"]
-        timers.reconfigure(parse_config(base(tmp_path)))
+        timers.reconfigure(parse_config(base(tmp_path, url=db_url)))
         assert jobs() == ["sla-sweep"]
     finally:
         timers.stop()
 
 
-def test_a_failing_report_is_logged_and_told_to_the_admin(tmp_path: Path) -> None:
-    data = base(tmp_path, [{**REPORT, "company": "Olmayan A.Ş."}])
+def test_a_failing_report_is_logged_and_told_to_the_admin(tmp_path: Path, db_url: str) -> None:
+    data = base(tmp_path, [{**REPORT, "company": "Olmayan A.Ş."}], db_url)
     data["helpdesk"]["admin"] = "admin@acme.example"
     config = parse_config(data)
     engine = db.make_engine(config.database.url)

@@ -1,22 +1,24 @@
-"""Schema: the Alembic migration builds exactly the models; SQLite runs in WAL; timestamps keep their zone."""
+"""Schema: the Alembic migration builds exactly the models (on each backend); SQLite runs in WAL; timestamps keep
+their zone."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
 from ticketd.storage import db
-from ticketd.storage.directory import add_company, import_customers
+from ticketd.storage.directory import DirectoryError, add_company, import_customers, upsert_customer
 from ticketd.storage.models import Company, Customer, Inbound
 
 
-def test_migration_matches_models(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
+def test_migration_matches_models(db_url: str) -> None:
+    engine = db.make_engine(db_url)
     assert not db.schema_is_current(engine)
     db.upgrade(engine)
     assert db.schema_is_current(engine)
@@ -26,6 +28,7 @@ def test_migration_matches_models(tmp_path: Path) -> None:
     tables = set(sa.inspect(engine).get_table_names())
     assert {"company", "customer", "agent", "ticket", "message", "attachment", "event", "inbound", "outbox",
             "mailbox_state"} <= tables
+    engine.dispose()
 
 
 def test_sqlite_is_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
@@ -35,9 +38,7 @@ def test_sqlite_is_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_timestamps_come_back_aware_utc(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
-    db.upgrade(engine)
+def test_timestamps_come_back_aware_utc(engine: sa.Engine) -> None:
     istanbul = timezone(timedelta(hours=3))
     with db.session_scope(engine) as session:
         session.add(Inbound(mailbox="m", message_id_hash="h", raw=b"x", size=1,
@@ -48,9 +49,7 @@ def test_timestamps_come_back_aware_utc(tmp_path: Path) -> None:
     assert row.received_at.tzinfo is not None
 
 
-def test_customer_import_is_all_or_nothing(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
-    db.upgrade(engine)
+def test_customer_import_is_all_or_nothing(engine: sa.Engine, tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("email,name,company,language,phone,domains\n"
                     "Cigdem@Musteri.com.tr,Çiğdem Yılmaz,Müşteri A.Ş.,tr,+90 212 000,musteri.com.tr\n"
@@ -73,9 +72,7 @@ def test_customer_import_is_all_or_nothing(tmp_path: Path) -> None:
     assert company.name == "Müşteri A.Ş."
 
 
-def test_domain_belongs_to_one_company(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path}/t.db")
-    db.upgrade(engine)
+def test_domain_belongs_to_one_company(engine: sa.Engine) -> None:
     with db.session_scope(engine) as session:
         add_company(session, "A", ["a.example"])
     try:
@@ -85,3 +82,12 @@ def test_domain_belongs_to_one_company(tmp_path: Path) -> None:
         assert "already belongs to A" in str(exc)
     else:
         raise AssertionError("a domain cannot move silently")
+
+
+def test_values_longer_than_their_columns_are_refused_by_name(engine: sa.Engine) -> None:
+    """PostgreSQL enforces VARCHAR(n) where SQLite stores anything: the directory refuses such values itself."""
+    for call, message in ((lambda s: add_company(s, "A" * 201), "longer than 200"),
+                          (lambda s: add_company(s, "A", ["x" * 250 + ".example"]), "longer than 255"),
+                          (lambda s: upsert_customer(s, "a" * 320 + "@x.example"), "longer than 320")):
+        with pytest.raises(DirectoryError, match=message), db.session_scope(engine) as session:
+            call(session)
