@@ -102,6 +102,20 @@ def run_once(engine: sa.Engine, config: Config, coordinator: Coordinator | None 
     return summary
 
 
+@dataclass
+class Watchdog:
+    """WATCHDOG=1 at most about once a second, however often the loop's steps report in: well inside any
+    WatchdogSec, without a datagram per step (a busy turn on PostgreSQL would send several a second)."""
+
+    last: float = float("-inf")
+
+    def ping(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= 0.9:
+            systemd.notify("WATCHDOG=1")
+            self.last = now
+
+
 class StopFlag:
     """Set by SIGTERM/SIGINT; the loop checks it between steps so the current message is always finished.
 
@@ -174,7 +188,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     if config.metrics.listen:
         metrics.serve(config.metrics.listen, engine)
         log.info("metrics.listening", listen=config.metrics.listen)
-    stop.heartbeat = lambda: systemd.notify("WATCHDOG=1")
+    stop.heartbeat = Watchdog().ping
     timers = sweep.Timers(engine, config, stop.wake).start()
     intakes = intake.start_all(engine, config.polled_mailboxes(), config.limits.max_message_bytes, coordinator,
                                stop.wake)
@@ -198,6 +212,7 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
     smtp_gate = SmtpGate()
     ready = False
     status_note = ""
+    shown = ""
     turn = SHARED_TURN_SECONDS if engine.dialect.name == "postgresql" else IDLE_TURN_SECONDS
     while not stop():
         stop.work_waiting.clear()
@@ -213,9 +228,11 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
         summary = RunSummary()
         process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat)
         coordinator.seen(time.monotonic())
-        systemd.notify(*(["READY=1"] if not ready else []), "WATCHDOG=1",
-                       f"STATUS={status_line(config, intakes)}{status_note}")
-        ready = True
+        status = f"{status_line(config, intakes)}{status_note}"
+        if not ready or status != shown:  # told once, not at every turn
+            systemd.notify(*(["READY=1"] if not ready else []), f"STATUS={status}")
+            ready, shown = True, status
+        stop.heartbeat()
         if stop.wants_attention() or summary.processed:
             continue  # more may have come in meanwhile
         stop.sleep(turn)
