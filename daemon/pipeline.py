@@ -26,7 +26,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.conversation import Incoming, Outcome
 from ticketd.daemon.customer_mail import handle_customer_mail
 from ticketd.daemon.notify import alert_admin
-from ticketd.parsers.message import ParsedMail, message_id_hash, parse_message
+from ticketd.parsers.message import ParsedMail, answered_hashes, message_id_hash, parse_message
 from ticketd.parsers.subject import parse_subject
 from ticketd.rules.bounces import detect_bounce, is_feedback_report
 from ticketd.rules.channels import from_web_form
@@ -74,6 +74,23 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, defer: b
 
 
 # --- stages -------------------------------------------------------------------------------------------------
+
+def hold_conversations(session: Session, rows: list[Inbound]) -> None:
+    """On PostgreSQL, lock the batch's Message-IDs and the ones they answer until its transaction ends.
+
+    Two instances processing mail of one conversation at the same moment (a request and its reply, which came by
+    different mailboxes; two copies of one request) would each look for the other, not see it (not committed
+    yet) and open a ticket each. Holding the same lock, the second waits for the first's commit, and its lookups,
+    each a new snapshot, then find it. A batch takes all its locks at once, in ascending order, before it writes
+    anything: two batches can wait for each other's locks only one way round, never in a cycle (a deadlock).
+    SQLite has one writer: nothing to hold.
+    """
+    if not rows or session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({int(h[:15], 16) for row in rows for h in [row.message_id_hash, *answered_hashes(row.raw)]})
+    session.connection().execute(sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                                 {"keys": keys})
+
 
 def attribute_channel(config: Config, mail: ParsedMail) -> tuple[ParsedMail, str]:
     """A configured web form's mail is its customer's request: from here on it reads as sent by them."""
@@ -198,6 +215,7 @@ def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
                 todo = sorted(r for r in rows if r is not None)
             else:
                 rows = {row.id: row for row in session.exec(lock_rows(ids))}
+            hold_conversations(session, list(rows.values()))
             for inbound_id in todo:
                 if should_stop():
                     break
@@ -264,6 +282,7 @@ def _process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool
             inbound = session.exec(lock_rows([inbound_id], only_new=defer)).first()
             if inbound is None:
                 return taken_elsewhere(session, inbound_id)
+            hold_conversations(session, [inbound])
             bound = bound.bind(message_id=inbound.message_id)
             outcome = process_inbound(session, config, inbound, defer=defer)
     except Exception as exc:  # quarantine: keep the row, its error, and move on

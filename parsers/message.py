@@ -96,6 +96,17 @@ def header_message_id(raw: bytes) -> str | None:
     return found.group(0)[:_MAX_MESSAGE_ID] if found else None
 
 
+def answered_hashes(raw: bytes) -> list[str]:
+    """The identity hashes of the mails this one answers (In-Reply-To, References), from the header block alone:
+    cheap enough to take before the whole mail is parsed."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        value = " ".join(str(v) for name in ("In-Reply-To", "References") for v in headers.get_all(name) or [])
+    except Exception:
+        return []
+    return [message_id_hash(ref[:_MAX_MESSAGE_ID], b"") for ref in _MSGID_RE.findall(_no_nul(value))]
+
+
 def sanitize_filename(name: str | None, fallback: str = "attachment") -> str:
     """A name safe on any file system: no path parts, control characters or leading dots; at most 200 chars."""
     name = unicodedata.normalize("NFC", name or "")
