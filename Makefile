@@ -1,6 +1,9 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 PYTHON ?= python3
 PYTEST_ARGS ?=
+# The suite runs on both backends across a worker per core plus one (the integration tests mostly wait for
+# servers); a test file stays on one worker, with its own Dovecot, PostgreSQL cluster and SMTP server.
+PYTEST_WORKERS ?= -n $(shell expr $$(nproc) + 1) --dist loadfile
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
@@ -24,7 +27,7 @@ demo: install
 test: install
 	scripts/ensure-test-packages.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.deps
 	$(BIN)/ruff check .
