@@ -17,6 +17,7 @@ from ticketd.parsers.subject import SubjectInfo
 from ticketd.rules.identify import Sender
 from ticketd.rules.match import Match
 from ticketd.rules.screen import Screening
+from ticketd.storage.db import shared
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
     Attachment,
@@ -76,7 +77,7 @@ _NEXT_FROM_SEQUENCE = sa.text(
 def next_ticket_number(session: Session) -> int:
     """On PostgreSQL a sequence, so instances opening tickets at the same moment never pick the same number
     (a number is never reused; a rolled-back ticket leaves a gap). SQLite has one writer: the highest plus one."""
-    if session.get_bind().dialect.name == "postgresql":
+    if shared(session.get_bind()):
         return int(session.connection().execute(_NEXT_FROM_SEQUENCE).scalar_one())
     return (session.exec(select(func.max(Ticket.number))).one() or 0) + 1
 

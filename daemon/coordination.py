@@ -30,7 +30,7 @@ from typing import IO
 import sqlalchemy as sa
 import structlog
 
-from ticketd.storage.db import session_scope
+from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Instance, MailboxState, utcnow
 
 log = structlog.get_logger("ticketd.coordination")
@@ -51,10 +51,6 @@ class LeaseLost(Exception):
 
 def lock_key(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
-
-
-def is_postgres(engine: sa.Engine) -> bool:
-    return engine.dialect.name == "postgresql"
 
 
 def sqlite_lock_path(engine: sa.Engine) -> Path | None:
@@ -109,7 +105,7 @@ class Coordinator:
     def start(self) -> Coordinator:
         """Take the instance lock and register; raises AlreadyRunning (SQLite) with the reason."""
         db_pid = None
-        if is_postgres(self.engine):
+        if shared(self.engine):
             self._conn = self._lock_connection()
             self._conn.execute(sa.text("SELECT pg_advisory_lock(:c, :k)"), {"c": INSTANCE_LOCK, "k": lock_key(self.id)})
             db_pid = self._conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
@@ -145,7 +141,7 @@ class Coordinator:
 
     def instances_alive(self) -> int:
         """Instances holding their lock now (PostgreSQL), counted at most every ``LOCK_RETRY_SECONDS``."""
-        if not is_postgres(self.engine):
+        if not shared(self.engine):
             return 1
         counted_at, alive = self._alive
         if time.monotonic() - counted_at >= LOCK_RETRY_SECONDS:
@@ -174,7 +170,7 @@ class Coordinator:
     def try_mailbox(self, name: str) -> MailboxLease | None:
         """The mailbox's lease if nobody else holds it; recorded for ``ticketd status``."""
         lease = MailboxLease(name, on_release=self.released)
-        if is_postgres(self.engine):
+        if shared(self.engine):
             conn = self._lock_connection()
             got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:c, :k)"),
                                {"c": MAILBOX_LOCK, "k": lock_key(name)}).scalar_one()

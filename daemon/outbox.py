@@ -34,7 +34,7 @@ from ticketd.daemon.outbox_parts import load_attachments, store_attachments
 from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, note_queued
 from ticketd.daemon.wire import MailAttachment
 from ticketd.daemon.wire import clean as clean_header
-from ticketd.storage.db import session_scope
+from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Outbox, utcnow
 
 log = structlog.get_logger("ticketd.outbox")
@@ -253,7 +253,7 @@ class Ledger:
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
-        self.shared = conn.dialect.name == "postgresql"
+        self.shared = shared(conn)
         self.recorded: list[Outbox] = []
 
     def claim(self, row: Outbox) -> bool:
@@ -346,7 +346,7 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
         if not rows:
             return sent
         with contextlib.ExitStack() as stack:
-            if engine.dialect.name == "postgresql":  # each lane holds its claim on a connection of its own
+            if shared(engine):  # each lane holds its claim on a connection of its own
                 ledgers = [Ledger(stack.enter_context(engine.connect())) for _ in range(SMTP_LANES)]
             else:
                 conn = stack.enter_context(engine.connect())

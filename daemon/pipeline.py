@@ -33,7 +33,7 @@ from ticketd.rules.channels import from_web_form
 from ticketd.rules.identify import identify_sender
 from ticketd.rules.match import match_ticket
 from ticketd.rules.screen import ScreenContext, Verdict, screen
-from ticketd.storage.db import session_scope
+from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Inbound, Ticket, utcnow
 
 log = structlog.get_logger("ticketd.pipeline")
@@ -85,7 +85,7 @@ def hold_conversations(session: Session, rows: list[Inbound]) -> None:
     anything: two batches can wait for each other's locks only one way round, never in a cycle (a deadlock).
     SQLite has one writer: nothing to hold.
     """
-    if not rows or session.get_bind().dialect.name != "postgresql":
+    if not rows or not shared(session.get_bind()):
         return
     keys = sorted({int(h[:15], 16) for row in rows for h in [row.message_id_hash, *answered_hashes(row.raw)]})
     session.connection().execute(sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),

@@ -20,6 +20,7 @@ from imapclient.exceptions import IMAPClientError
 from ticketd.daemon import intake, metrics, notify, outbox, pipeline, poller, sweep, systemd
 from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.coordination import Coordinator
+from ticketd.storage import db
 
 log = structlog.get_logger("ticketd.runner")
 
@@ -213,7 +214,7 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
     ready = False
     status_note = ""
     shown = ""
-    turn = SHARED_TURN_SECONDS if engine.dialect.name == "postgresql" else IDLE_TURN_SECONDS
+    turn = SHARED_TURN_SECONDS if db.shared(engine) else IDLE_TURN_SECONDS
     while not stop():
         stop.work_waiting.clear()
         if stop.reload_requested:

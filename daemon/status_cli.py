@@ -10,29 +10,31 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+import typer
 from sqlmodel import Session, select
 
 from ticketd.daemon.admin_cli import _local, _table
 from ticketd.daemon.cli_common import JsonOption, app, get_config, get_engine, print_json
-from ticketd.daemon.coordination import is_postgres, live_locks, lock_key, sqlite_instance_running
+from ticketd.daemon.coordination import live_locks, lock_key, sqlite_instance_running
 from ticketd.daemon.views import iso
+from ticketd.storage.db import shared
 from ticketd.storage.models import Inbound, Instance, MailboxState, Outbox, utcnow
 
 SHOWN_INSTANCES = 20
 
 
 def collect_status(engine: sa.Engine, mailbox_names: list[str]) -> dict[str, Any]:
-    if is_postgres(engine):
+    if shared(engine):
         live_instances, live_mailboxes = live_locks(engine)
     else:
         running = sqlite_instance_running(engine)
     with Session(engine) as session:
         instances = list(session.exec(select(Instance).where(Instance.stopped_at.is_(None))
                                       .order_by(Instance.started_at.desc()).limit(SHOWN_INSTANCES)))
-        if not is_postgres(engine):  # one instance at a time: the newest row is the one holding the lock file
+        if not shared(engine):  # one instance at a time: the newest row is the one holding the lock file
             live_instances = {lock_key(instances[0].id)} if running and instances else set()
         alive = {i.id for i in instances if lock_key(i.id) in live_instances}
-        if not is_postgres(engine):
+        if not shared(engine):
             live_mailboxes = {lock_key(name) for name in mailbox_names} if alive else set()
         states = {s.mailbox: s for s in session.exec(select(MailboxState))}
         inbound = dict(session.exec(select(Inbound.status, sa.func.count()).group_by(Inbound.status)).all())
@@ -82,8 +84,6 @@ def status(as_json: JsonOption = False) -> None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    import typer
-
     typer.echo(f"instances ({report['backend']}):")
     if report["instances"]:
         _table([["  " + i["id"], str(i["pid"]), _local(i["started_at"]), _ago(i["seen_at"]),

@@ -32,6 +32,12 @@ def _lower(value: object) -> object:
     return fold(value) if isinstance(value, str) else value
 
 
+def shared(bind: sa.Engine | sa.Connection) -> bool:
+    """Whether several instances may work on this database at once (PostgreSQL), so work must be claimed and
+    conversations locked; SQLite has one instance, and skips all of that."""
+    return bind.dialect.name == "postgresql"
+
+
 def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> bool:
     """Insert unless a row with the same ``key`` exists (``ON CONFLICT DO NOTHING``); True if this one did.
 
@@ -52,7 +58,7 @@ def insert_shared(conn: sa.Connection, table: sa.Table, values: dict[str, Any], 
     connection of its own on PostgreSQL. Inside the batch's transaction, two instances whose batches need the same
     two new customers in opposite orders would wait on each other's uncommitted rows: a deadlock, and both
     batches redone. Such a row is harmless without the mail that led to it. SQLite has one writer: in the batch."""
-    if conn.dialect.name != "postgresql":
+    if not shared(conn):
         insert_new(conn, table, values, key)
         return
     with conn.engine.connect() as own:
