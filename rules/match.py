@@ -44,10 +44,12 @@ def _by_references(session: Session, mail: ParsedMail) -> Ticket | None:
 
 
 def answered_by(session: Session, mail: ParsedMail) -> Ticket | None:
-    """The ticket of a stored mail whose In-Reply-To is this one: a reply that overtook its original."""
-    if not mail.message_id:
+    """The ticket of a stored mail whose In-Reply-To is this one (a reply that overtook its original) or one this
+    one answers too (a sibling reply that overtook it: both answer an original not stored yet)."""
+    ids = [i[:998] for i in (mail.message_id, mail.in_reply_to, *mail.references) if i]
+    if not ids:
         return None
-    found = session.exec(select(Message.ticket_id).where(Message.in_reply_to == mail.message_id[:998],
+    found = session.exec(select(Message.ticket_id).where(Message.in_reply_to.in_(ids),  # type: ignore[union-attr]
                                                          Message.direction == "in").limit(1)).first()
     return session.get(Ticket, found) if found is not None else None
 

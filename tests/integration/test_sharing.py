@@ -68,6 +68,14 @@ def test_a_reply_processed_before_its_original_arrived_keeps_one_ticket(desk: De
         assert session.exec(select(sa.func.count()).select_from(Ticket)).one() == 1
 
 
+def test_two_replies_that_overtook_their_original_keep_one_ticket(desk: Desk) -> None:
+    """Both answer a request not stored yet: the second joins the first's ticket, and so does the request."""
+    desk.deliver(request(2, parent=1))
+    assert not desk.deliver(request(3, parent=1)).new_ticket
+    assert not desk.deliver(request(1)).new_ticket
+    assert len({ticket_of(desk, f"<req-{n}@musteri.com.tr>") for n in (1, 2, 3)}) == 1
+
+
 def test_the_same_request_at_two_mailboxes_is_one_ticket(desk: Desk) -> None:
     store(desk, ("support", request(1)), ("complaints", request(1)))
     outcomes = pipeline.process_pending(desk.site.engine, desk.site.config())
