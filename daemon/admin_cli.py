@@ -112,9 +112,31 @@ def agents_back(email: str) -> None:
 
 
 @agents.command("deactivate")
-def agents_deactivate(email: str) -> None:
-    """The agent left: no assignments, no notifications, and their mail no longer counts as an agent's."""
-    _set_agent(email, active=False)
+def agents_deactivate(
+    email: str,
+    reassign: Annotated[bool, typer.Option("--reassign", help="Hand their open tickets on by each group's policy "
+                                           "(unassigned, their group or the managers are told).")] = False,
+) -> None:
+    """The agent left: no assignments, no notifications, and their mail no longer counts as an agent's.
+
+    Mail on their tickets reaches the ticket's group, else the managers; with --reassign the open tickets are
+    handed on at once and the new assignees and the customers told (the daemon sends the mail).
+    """
+    from ticketd.daemon.handover import hand_on
+
+    config = get_config()
+    with Session(get_engine(config), expire_on_commit=False) as session, session.begin():
+        agent = session.exec(select(Agent).where(Agent.email == email.strip().lower())).first()
+        if agent is None:
+            fail(f"no agent {email} (see `ticketd agents list`)", 2)
+        agent.active = False
+        session.flush()
+        handed = hand_on(session, config, agent, utcnow()) if reassign else []
+    typer.echo(f"agent {agent.email}: active=no")
+    for item in handed:
+        typer.echo(f"  #{item.number} -> {item.to}")
+    if reassign:
+        typer.echo(f"{len(handed)} open ticket(s) handed on" + ("; the daemon sends the mail" if handed else ""))
 
 
 @companies.command("add")
@@ -186,11 +208,16 @@ def tickets_show(number: int, as_json: JsonOption = False) -> None:
     typer.echo(f"#{data['number']}  {data['subject']}")
     for key in ("state", "requester", "company", "assignee", "type", "category", "priority", "source"):
         typer.echo(f"  {key:<10} {data[key] if data[key] is not None else '-'}")
+    if data["merged_into"]:
+        typer.echo(f"  merged into #{data['merged_into']} (work goes on there; this customer's mail stays here)")
+    if data["merged_from"]:
+        typer.echo("  merged in: " + ", ".join(f"#{n}" for n in data["merged_from"])
+                   + " (each keeps its customer's conversation: `ticketd tickets show N`)")
     for m in data["messages"]:
         typer.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {_local(m['date'])}")
         typer.echo(m["text"].rstrip())
         for a in m["attachments"]:
-            typer.echo(f"  [attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+            typer.echo(f"  [attachment {a['id']}] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
     for o in data["outgoing"]:
         typer.echo(f"\n--- out {o['kind']} to {o['to']} [{o['status']}]: {o['subject']}")
     typer.echo("\nhistory:")

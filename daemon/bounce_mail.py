@@ -45,5 +45,5 @@ def handle_bounce(session: Session, config: Config, inbound: Inbound, mail: Pars
     if bounce.permanent:
         notify.to_agents(session, config, ticket, notify.agents_to_notify(session, ticket), "agent_bounce",
                          {"bounce": {"summary": what, "diagnostic": bounce.diagnostic or "",
-                                     "subject": row.subject if row else ""}})
+                                     "subject": row.subject if row else ""}}, cause="inbound")
     return Outcome("done", ticket.number, reason=what)

@@ -42,8 +42,10 @@ from ticketd.daemon.config_process import (
     WebFormConfig,
     process_problems,
 )
-from ticketd.daemon.config_reports import ReportList
+from ticketd.daemon.config_reports import ReportList, cron_schedule
 from ticketd.daemon.config_sla import SlaConfig
+from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
+from ticketd.parsers.language import LanguageGuesser
 from ticketd.rules.sla import BusinessCalendar
 
 __all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig", "SmtpConfig", "load_config"]
@@ -186,6 +188,8 @@ class LimitsConfig(Section):
     auto_replies_per_recipient_hour: PositiveInt = 5
     auto_replies_per_recipient_day: PositiveInt = 20
     auto_replies_per_hour: PositiveInt = 500  # all customers together: past this the circuit breaker opens
+    # Files that ride along with a notification or a relay, per mail; past it the mail lists what was left out.
+    forward_attachments_bytes: PositiveInt = 10 * 1024 * 1024
 
 
 class AgentConfig(Section):
@@ -193,6 +197,17 @@ class AgentConfig(Section):
     name: str
     role: Literal["agent", "manager"] = "agent"
     groups: list[str] = Field(default_factory=list)
+
+
+class DigestConfig(Section):
+    """The morning list per agent: their open tickets, overdue first, and the unassigned ones of their groups."""
+
+    schedule: str | None = None  # crontab, in the helpdesk's time zone; unset: no digest
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return None if value is None else cron_schedule(value, "30 8 * * 1-5")
 
 
 class MetricsConfig(Section):
@@ -233,8 +248,10 @@ class Config(Section):
     webforms: list[WebFormConfig] = Field(default_factory=list)
     closing: ClosingConfig = ClosingConfig()
     reports: ReportList = Field(default_factory=list)
+    digest: DigestConfig = DigestConfig()
     source: Path | None = Field(default=None, exclude=True)
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
+    _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_process(self) -> Config:
@@ -273,6 +290,13 @@ class Config(Section):
             self._calendar = self.sla.calendar(self.tz)
         return self._calendar
 
+    @property
+    def language_guesser(self) -> LanguageGuesser:
+        """Reads the language of a stranger's first mail, among those the templates speak (built once)."""
+        if self._language_guesser is None:
+            self._language_guesser = LanguageGuesser(TEMPLATE_LANGUAGES)
+        return self._language_guesser
+
     def polled_mailboxes(self) -> list[Mailbox]:
         """What the daemon polls: each ``[[mailboxes]]`` entry on the ``[imap]`` server, or ``[imap]`` alone."""
         if self.imap is None:
@@ -295,6 +319,16 @@ class Config(Section):
     def our_addresses(self) -> frozenset[str]:
         """Addresses mail comes in at: never answered (a loop), never a customer."""
         return frozenset({self.helpdesk.address, *(box.address for box in self.mailboxes if box.address)})
+
+    def is_our_address(self, address: str) -> bool:
+        """The support address, any of its +tagged reply addresses, or a mailbox's address: mail to these is
+        ours, and none of them is ever a customer or a participant."""
+        address = address.strip().lower()
+        if address in self.our_addresses():
+            return True
+        local, domain = self.helpdesk.address.split("@")
+        user, _, host = address.partition("@")
+        return host == domain and user.startswith(local + "+")
 
     def group_policy(self, group: str) -> str:
         return next((g.policy for g in self.groups if g.name == group), "manual")

@@ -215,6 +215,9 @@ class ClosingConfig(Section):
     require: dict[str, tuple[Literal["root_cause", "action_plan", "cost", "resolution"], ...]] = Field(
         default_factory=lambda: {"complaint": ("root_cause", "action_plan")})
     auto_close_after: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(days=5)
+    # Mail on a closed ticket within this time reopens it (the customer is not done); later mail opens a new
+    # ticket linked to the old one. A thank-you does neither.
+    reopen_within: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(days=7)
 
     @field_validator("require")
     @classmethod

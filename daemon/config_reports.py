@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, field_validator, model_val
 
 from ticketd.daemon.config_fields import Email, Section
 
-__all__ = ["PERIODS", "ReportConfig", "ReportList", "cron_trigger"]
+__all__ = ["PERIODS", "ReportConfig", "ReportList", "cron_schedule", "cron_trigger"]
 
 PERIODS = ("previous-month", "previous-week", "last-30-days", "month-to-date")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -62,6 +62,15 @@ def cron_trigger(schedule: str, timezone: tzinfo) -> CronTrigger:
     return CronTrigger.from_crontab(" ".join([*fields[:4], _weekdays(fields[4])]), timezone=timezone)
 
 
+def cron_schedule(value: str, example: str) -> str:
+    """A crontab line checked when the config loads, folded to single spaces; the error shows ``example``."""
+    try:
+        cron_trigger(value, UTC)
+    except ValueError as exc:
+        raise ValueError(f"not a cron schedule like \"{example}\" (minute hour day month weekday): {exc}") from None
+    return " ".join(value.split())
+
+
 def _recipients(value: Any) -> Any:
     """One address or a list of them; at least one, since a report for nobody is a mistake."""
     if isinstance(value, str):
@@ -95,11 +104,7 @@ class ReportConfig(Section):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        try:
-            cron_trigger(value, UTC)
-        except ValueError as exc:
-            raise ValueError(f"not a cron schedule like \"0 8 1 * *\" (minute hour day month weekday): {exc}") from None
-        return " ".join(value.split())
+        return cron_schedule(value, "0 8 1 * *")
 
     @field_validator("company")
     @classmethod

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
+from ticketd.daemon.files import File
 from ticketd.daemon.new_ticket import Setup
 from ticketd.daemon.outbox_parts import keep_blob
 from ticketd.parsers.message import ParsedMail
@@ -27,7 +29,6 @@ from ticketd.storage.models import (
     Message,
     Participant,
     Ticket,
-    utcnow,
 )
 
 
@@ -52,6 +53,7 @@ class Incoming:
     sender: Sender
     subject: SubjectInfo
     match: Match
+    now: datetime  # the one clock reading of this message: every timestamp and deadline it causes uses it
     source: str = "email"  # "web" for a web form's mail, attributed to the customer it names
 
     def customer_is_requester(self, ticket: Ticket) -> bool:
@@ -62,10 +64,7 @@ class Incoming:
 
 
 def is_our_address(config: Config, address: str) -> bool:
-    """The support address or any of its +tagged reply addresses."""
-    local, domain = config.helpdesk.address.split("@")
-    user, _, host = address.partition("@")
-    return host == domain and (user == local or user.startswith(local + "+"))
+    return config.is_our_address(address)
 
 
 # Behind the data only when tickets were written with explicit numbers (an import): then it catches up.
@@ -82,26 +81,30 @@ def next_ticket_number(session: Session) -> int:
     return (session.exec(select(func.max(Ticket.number))).one() or 0) + 1
 
 
-def open_ticket(session: Session, title: str, customer: Customer, setup: Setup,
+def open_ticket(session: Session, title: str, customer: Customer, setup: Setup, now: datetime,
                 linked_to: Ticket | None = None) -> Ticket:
-    """The ticket as ``new_ticket.prepare`` decided it: type, category, priority, contract, deadlines, assignee."""
+    """The ticket as ``new_ticket.prepare`` decided it: type, category, priority, contract, deadlines, assignee.
+    Opened at ``now``, the instant its deadlines were counted from."""
     ticket = Ticket(number=next_ticket_number(session), subject=title[:500], requester_id=customer.id,
                     company_id=customer.company_id, linked_to_id=linked_to.id if linked_to else None,
-                    **setup.fields)
+                    created_at=now, updated_at=now, **setup.fields)
     session.add(ticket)
     session.flush()
     return ticket
 
 
-def record_setup(session: Session, ticket: Ticket, setup: Setup, via_message_id: str | None) -> None:
+def record_setup(session: Session, ticket: Ticket, setup: Setup, via_message_id: str | None,
+                 now: datetime) -> None:
     """What the rules, the contract check and the group's policy decided, after the ticket's "created"."""
     for what, old, new in setup.events:
         session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=what, old=old, new=new,
-                          via_message_id=via_message_id))
+                          via_message_id=via_message_id, at=now))
 
 
 def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, direction: str = "in",
-                   outbox_id: int | None = None, is_reply: bool = False) -> Message:
+                   outbox_id: int | None = None, is_reply: bool = False) -> tuple[Message, list[File]]:
+    """The message on its conversation, with its files; the files come back with their attachment ids, for the
+    notifications that carry them. Images that only sit in the quoted older mail of a reply are not kept."""
     mail = inc.mail
     message = Message(
         ticket_id=ticket.id, direction=direction, kind=kind,
@@ -111,28 +114,32 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
         from_addr=inc.sender.address.email, from_name=inc.sender.address.name or None,
         to_addrs=", ".join(a.email for a in mail.to), cc_addrs=", ".join(a.email for a in mail.cc),
         subject=mail.subject, date=mail.date, text=text, html=mail.html, inbound_id=inc.inbound.id,
-        outbox_id=outbox_id,
+        outbox_id=outbox_id, created_at=inc.now,
     )
     inc.session.add(message)
     inc.session.flush()
     stored: set[str] = set()  # the same bytes twice in one mail: one blob (pending rows are not in get())
     old_images = quoted_only_cids(mail.html) if is_reply else set()
+    rows: list[tuple[Attachment, bytes]] = []
     for att in mail.attachments:
         if att.inline and att.content_id and att.content_id.lower() in old_images:
             continue  # an image of the quoted older mail, already on the ticket or not ours to keep
         if att.sha256 not in stored:
             keep_blob(inc.session, att.sha256, att.payload)
         stored.add(att.sha256)
-        inc.session.add(Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,
-                                   size=len(att.payload), sha256=att.sha256, content_id=att.content_id,
-                                   inline=att.inline))
-    ticket.updated_at = utcnow()
-    return message
+        row = Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,
+                         size=len(att.payload), sha256=att.sha256, content_id=att.content_id, inline=att.inline)
+        inc.session.add(row)
+        rows.append((row, att.payload))
+    if rows:
+        inc.session.flush()  # their ids: a notification that leaves a file out names the id that fetches it
+    ticket.updated_at = inc.now
+    return message, [File(row.id, row.filename, row.content_type, data, row.content_id, row.inline)
+                     for row, data in rows]
 
 
 def message_context(inc: Incoming, text: str) -> dict[str, Any]:
-    return {"from_name": inc.sender.address.name, "from_email": inc.sender.address.email, "text": text,
-            "attachments": [a.filename for a in inc.mail.attachments]}
+    return {"from_name": inc.sender.address.name, "from_email": inc.sender.address.email, "text": text}
 
 
 def add_participants(inc: Incoming, ticket: Ticket, new_ticket: bool = False) -> list[str]:
@@ -148,16 +155,16 @@ def add_participants(inc: Incoming, ticket: Ticket, new_ticket: bool = False) ->
         email = person.email
         if inc.is_ours(email) or (requester and email == requester.email) or email in known:
             continue
-        inc.session.add(Participant(ticket_id=ticket.id, email=email, name=person.name or None))
+        inc.session.add(Participant(ticket_id=ticket.id, email=email, name=person.name or None, added_at=inc.now))
         known.add(email)
         added.append(email)
     if added:
         inc.session.add(Event(ticket_id=ticket.id, actor=inc.sender.address.email, what="participants",
-                              new=", ".join(added), via_message_id=inc.mail.message_id))
+                              new=", ".join(added), via_message_id=inc.mail.message_id, at=inc.now))
     return added
 
 
 def event(inc: Incoming, ticket: Ticket, what: str, old: str | None = None, new: str | None = None,
           actor: str | None = None) -> None:
     inc.session.add(Event(ticket_id=ticket.id, actor=actor or inc.sender.address.email, what=what, old=old,
-                          new=new, via_message_id=inc.mail.message_id))
+                          new=new, via_message_id=inc.mail.message_id, at=inc.now))

@@ -10,7 +10,8 @@ the same rows: the integration test ``test_fast_path.py`` runs one set of mail t
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -37,7 +38,6 @@ from ticketd.storage.models import (
     Outbox,
     Participant,
     Ticket,
-    utcnow,
 )
 
 TRUNCATED = TRUNCATED_HEADER.lower()
@@ -56,44 +56,55 @@ def is_plain_new_mail(session: Session, config: Config, mail: ParsedMail, screen
 
 
 def open_ticket(session: Session, config: Config, inbound: Inbound, mail: ParsedMail,
-                subject: SubjectInfo, source: str = "email") -> Outcome | None:
+                subject: SubjectInfo, now: datetime, source: str = "email") -> Outcome | None:
     assert mail.sender is not None
     conn = session.connection()
     customer = known_customer(conn, mail.sender)
     if customer is False:
         return None  # blocked, or a name to learn: the full path knows what to do
-    customer = customer or new_customer(conn, mail.sender)
-    setup = new_ticket.prepare(session, config, customer, utcnow(), mail=mail, source=source, mailbox=inbound.mailbox)
+    learned = None if customer and customer.language else \
+        config.language_guesser.guess(f"{subject.title}\n{mail.text}")  # as customer_mail.learn_language
+    if customer is None:
+        customer = new_customer(conn, mail.sender, learned)
+    elif learned is not None:
+        conn.execute(sa.update(CUSTOMERS).where(CUSTOMERS.c.id == customer.id).values(language=learned))
+        customer.language = learned
+    setup = new_ticket.prepare(session, config, customer, now, mail=mail, source=source, mailbox=inbound.mailbox)
     ticket = Ticket(number=next_ticket_number(session), subject=subject.title[:500], requester_id=customer.id,
-                    company_id=customer.company_id, **setup.fields)
+                    company_id=customer.company_id, created_at=now, updated_at=now, **setup.fields)
     ticket.id = insert(conn, TICKETS, columns(ticket))
     message_id = mail.message_id or f"<missing.{inbound.message_id_hash[:32]}@ticketd.invalid>"
-    insert(conn, MESSAGES, message_row(mail, ticket, inbound, message_id))
-    events = [event(ticket, mail, "created", new="new")]
+    insert(conn, MESSAGES, message_row(mail, ticket, inbound, message_id, now))
+    events = [event(ticket, mail, "created", now, new="new")]
+    if learned is not None:
+        events.append(event(ticket, mail, "language", now, new=f"{learned} (learnt from the customer's first mail)"))
     events += [columns(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=what, old=old, new=new,
-                             via_message_id=mail.message_id)) for what, old, new in setup.events]
-    added = participants(config, mail, ticket, customer)
+                             via_message_id=mail.message_id, at=now)) for what, old, new in setup.events]
+    added = participants(config, mail, ticket, customer, now)
     if added:
         insert_many(conn, PARTICIPANTS, added)
-        events.append(event(ticket, mail, "participants", new=", ".join(p["email"] for p in added)))
+        events.append(event(ticket, mail, "participants", now, new=", ".join(p["email"] for p in added)))
     insert_many(conn, EVENTS, events)
     thread = (message_id, (message_id,))
     facts = notify.ticket_context(session, config, ticket, requester=customer)
-    for kind in ("received", "assigned") if setup.assignee is not None else ("received",):
+    kinds = [("received", None)] + ([("assigned", setup.assignee.email)] if setup.assignee is not None else [])
+    for kind, announces in kinds:
         queue(session, config, conn, notify.compose(
             session, config, kind=kind, template=kind, language=notify.customer_language(config, customer),
             ticket=ticket, to=[(customer.name or "", customer.email)], reply_party=customer.email, thread=thread,
-            context={"customer": {"name": customer.name or "", "email": customer.email}, "ticket": facts}))
-    said = {"from_name": mail.sender.name, "from_email": mail.sender.email, "text": mail.text, "attachments": []}
+            context={"customer": {"name": customer.name or "", "email": customer.email}, "ticket": facts},
+            cause="inbound", announces=announces))
+    said = {"from_name": mail.sender.name, "from_email": mail.sender.email, "text": mail.text}
     for agent in notify.agents_to_notify(session, ticket):
         queue(session, config, conn, notify.compose(
             session, config, kind="agent_new", template="agent_new", language=config.helpdesk.language,
             ticket=ticket, to=[(agent.name, agent.email)], reply_party=agent.email, thread=thread,
-            context={"agent": {"name": agent.name, "email": agent.email}, "message": said, "ticket": facts}))
+            context={"agent": {"name": agent.name, "email": agent.email}, "message": said, "ticket": facts},
+            cause="inbound"))
     return Outcome("done", ticket.number, new_ticket=True, ticket_id=ticket.id)
 
 
-def known_customer(conn: sa.Connection, address: Address) -> Customer | bool | None:
+def known_customer(conn: sa.Connection, address: Address) -> Customer | Literal[False] | None:
     row = conn.execute(sa.select(CUSTOMERS).where(CUSTOMERS.c.email == address.email)).first()
     if row is None:
         return None
@@ -102,16 +113,17 @@ def known_customer(conn: sa.Connection, address: Address) -> Customer | bool | N
     return Customer(**row._asdict())
 
 
-def new_customer(conn: sa.Connection, address: Address) -> Customer:
+def new_customer(conn: sa.Connection, address: Address, language: str | None) -> Customer:
     domain = address.email.rsplit("@", 1)[-1].lower()
     company_id = conn.execute(sa.select(DOMAINS.c.company_id).where(DOMAINS.c.domain == domain)).scalar()
-    customer = Customer(email=address.email, name=address.name or None, company_id=company_id)
+    customer = Customer(email=address.email, name=address.name or None, company_id=company_id, language=language)
     insert_shared(conn, CUSTOMERS, columns(customer), "email")  # another instance may have added them just now
     row = conn.execute(sa.select(CUSTOMERS).where(CUSTOMERS.c.email == address.email)).one()
     return Customer(**row._asdict())
 
 
-def message_row(mail: ParsedMail, ticket: Ticket, inbound: Inbound, message_id: str) -> dict[str, Any]:
+def message_row(mail: ParsedMail, ticket: Ticket, inbound: Inbound, message_id: str,
+                now: datetime) -> dict[str, Any]:
     """The columns ``conversation.record_message`` writes for a customer's first mail."""
     assert mail.sender is not None
     return {
@@ -119,32 +131,33 @@ def message_row(mail: ParsedMail, ticket: Ticket, inbound: Inbound, message_id: 
         "in_reply_to": None, "references": None, "from_addr": mail.sender.email,
         "from_name": mail.sender.name or None, "to_addrs": ", ".join(a.email for a in mail.to),
         "cc_addrs": ", ".join(a.email for a in mail.cc), "subject": mail.subject, "date": mail.date,
-        "text": mail.text, "html": mail.html, "inbound_id": inbound.id, "outbox_id": None, "created_at": utcnow(),
+        "text": mail.text, "html": mail.html, "inbound_id": inbound.id, "outbox_id": None, "created_at": now,
     }
 
 
-def participants(config: Config, mail: ParsedMail, ticket: Ticket, requester: Customer) -> list[dict[str, Any]]:
+def participants(config: Config, mail: ParsedMail, ticket: Ticket, requester: Customer,
+                 now: datetime) -> list[dict[str, Any]]:
     """As ``conversation.add_participants`` for a new ticket: To/CC people other than us and the requester."""
     rows: dict[str, dict[str, Any]] = {}
     for person in (*mail.to, *mail.cc):
         if not is_our_address(config, person.email) and person.email != requester.email and person.email not in rows:
             rows[person.email] = columns(Participant(ticket_id=ticket.id, email=person.email,
-                                                     name=person.name or None))
+                                                     name=person.name or None, added_at=now))
     return list(rows.values())
 
 
-def event(ticket: Ticket, mail: ParsedMail, what: str, new: str | None = None) -> dict[str, Any]:
+def event(ticket: Ticket, mail: ParsedMail, what: str, now: datetime, new: str | None = None) -> dict[str, Any]:
     assert mail.sender is not None
     return columns(Event(ticket_id=ticket.id, actor=mail.sender.email, what=what, new=new,
-                         via_message_id=mail.message_id))
+                         via_message_id=mail.message_id, at=now))
 
 
 def queue(session: Session, config: Config, conn: sa.Connection, mail: Any) -> None:
     """As ``outbox.queue_mail`` plus the ticket's mail-queued event, as two plain INSERTs."""
     row = outbox_values(session, config, mail)
     insert_many(conn, OUTBOX, [row])
-    after_queued(session, config, row["automatic"], row["status"], row["kind"], row["last_error"],
-                 row["recipient"], row["ticket_id"])
+    after_queued(session, config, row["cause"], row["status"], row["kind"], row["last_error"],
+                 row["recipient"], row["ticket_id"], row["message_id"])
     insert_many(conn, EVENTS, [columns(Event(**notify.queued_event(
         row["ticket_id"], row["kind"], row["status"], row["last_error"], row["message_id"])))])
 

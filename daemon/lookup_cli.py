@@ -12,7 +12,7 @@ from ticketd.daemon.admin_cli import _local, _session, _table, customers, ticket
 from ticketd.daemon.cli_common import JsonOption, fail, print_json
 from ticketd.daemon.views import iso, ticket_dict
 from ticketd.storage.db import fold
-from ticketd.storage.models import Company, Customer, Message, Ticket
+from ticketd.storage.models import Company, Customer, Event, Message, Ticket, utcnow
 
 
 def customer_dict(session: Session, customer: Customer) -> dict[str, Any]:
@@ -65,6 +65,22 @@ def customers_show(email: str, as_json: JsonOption = False) -> None:
     _table([[f"#{t['number']}", t["state"], t["type"], t["category"] or "-", _local(t["created_at"]),
              t["subject"][:60]] for t in data["ticket_list"]], ["NUMBER", "STATE", "TYPE", "CATEGORY", "CREATED",
                                                                 "SUBJECT"])
+
+
+@customers.command("unblock")
+def customers_unblock(email: str) -> None:
+    """Take a sender off the block list ([spam] put them there); their mail opens tickets again."""
+    with _session() as session, session.begin():
+        customer = session.exec(select(Customer).where(Customer.email == email.strip().lower())).first()
+        if customer is None:
+            fail(f"no customer {email} (see `ticketd customers list`)", 2)
+        if not customer.blocked:
+            typer.echo(f"{customer.email} is not blocked")
+            return
+        customer.blocked = False
+        session.add(Event(ticket_id=None, actor="ticketd customers unblock", what="sender_unblocked",
+                          old=customer.email, at=utcnow()))
+    typer.echo(f"{customer.email} is no longer blocked")
 
 
 @tickets.command("search")

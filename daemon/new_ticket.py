@@ -31,9 +31,11 @@ class Setup:
 
 
 def prepare(session: Session, config: Config, customer: Customer, now: datetime, *, mail: ParsedMail | None,
-            source: str = "email", mailbox: str | None = None) -> Setup:
-    """``mail`` is the customer's own mail (rules match on it); None for a ticket an agent opens by hand.
-    The mailbox it came in at gives the defaults (complaints@ files complaints); rules may override them."""
+            source: str = "email", mailbox: str | None = None, opened_by: Agent | None = None) -> Setup:
+    """``mail`` is what the rules match on: the customer's own mail, or for a ticket an agent opens on a
+    customer's behalf (phone, letter) the agent's account of it, read as if the customer had sent it. The
+    mailbox it came in at gives the defaults (complaints@ files complaints); rules may override them. An agent
+    who opens a ticket keeps it unless a rule or the group's policy gives it to someone else."""
     company = session.get(Company, customer.company_id) if customer.company_id else None
     fields: dict[str, Any] = {"source": source, "type": "request", "priority": "normal", "category": None,
                               "group": None, "state": "new"}
@@ -57,6 +59,8 @@ def prepare(session: Session, config: Config, customer: Customer, now: datetime,
     fields["first_response_due"], fields["resolution_due"] = sla_clock.due_times(
         config, company.sla_plan if company else None, fields["priority"], now)
     assignee = choose_assignee(session, config, wanted, fields["group"], events)
+    if assignee is None and opened_by is not None:
+        assignee = opened_by
     if assignee is not None:
         fields["assignee_id"], fields["state"] = assignee.id, "open"
         events += [("assignee", None, assignee.email), ("state", "new", "open")]

@@ -3,20 +3,30 @@
 Customers get mail in their own language, agents in the helpdesk's. Each mail threads into the right
 conversation (In-Reply-To/References), carries the ticket tag, and a Reply-To signed for its recipient, so
 the recipient's answer comes back authenticated and attached to the ticket.
+
+A ticket merged into another keeps its own conversation: its requester's mail is recorded on it and answered
+on it, with its own tag, while the work (state, assignee, deadlines) happens on the ticket it was merged into.
+``conversation`` names that thread wherever it differs from the ticket; a customer only ever receives mail of
+their own thread, so a merge never shows one customer another's words or address.
+
+Every mail says what caused it (``cause``): only automatic answers to inbound mail are held back by the storm
+caps (see ``storm``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from jinja2.sandbox import SandboxedEnvironment
 from sqlmodel import Session, select
 
 from ticketd.daemon.config import Config
+from ticketd.daemon.files import File, html_twin, pack, size_text
 from ticketd.daemon.outbox import OutgoingMail, queue_mail
 from ticketd.daemon.signing import reply_address
 from ticketd.daemon.storm import ALERT_KIND, alert_recently_sent
@@ -24,6 +34,11 @@ from ticketd.mailtemplates.render import make_environment, render
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules import identify
 from ticketd.storage.models import SYSTEM_ACTOR, Agent, Company, Customer, Event, Message, Outbox, Participant, Ticket
+
+# A change of assignee is told this long after it happens, and a newer change replaces it meanwhile: a ticket
+# handed back and forth in a few minutes tells its customer once, with the final name, or not at all when it
+# ends with the agent they heard of. The first name a customer hears goes out at once.
+ASSIGNED_QUIET = timedelta(minutes=5)
 
 
 @cache
@@ -55,6 +70,7 @@ def ticket_context(session: Session, config: Config, ticket: Ticket,
         "requester_email": requester.email if requester else "",
         "assignee_name": assignee.name if assignee else "",
         "assignee_email": assignee.email if assignee else "",
+        "group": ticket.group or "",
         "created_at": ticket.created_at.astimezone(config.tz).strftime("%Y-%m-%d %H:%M"),
         "root_cause": ticket.root_cause or "", "action_plan": ticket.action_plan or "",
         "resolution": ticket.resolution or "",
@@ -80,25 +96,39 @@ Thread = tuple[str | None, tuple[str, ...]]
 
 
 def compose(session: Session, config: Config, *, kind: str, template: str, language: str, ticket: Ticket | None,
-            to: list[tuple[str, str]], context: dict[str, Any], reply_party: str | None, automatic: bool = True,
-            from_name: str | None = None, cc: Iterable[tuple[str, str]] = (),
-            thread: Thread | None = None) -> OutgoingMail:
-    """The mail, rendered and threaded; ``thread`` saves the lookup when the caller knows the conversation."""
-    ctx = {"helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address}, **context}
-    if ticket is not None:
+            to: list[tuple[str, str]], context: dict[str, Any], reply_party: str | None, cause: str,
+            automatic: bool = True, from_name: str | None = None, cc: Iterable[tuple[str, str]] = (),
+            thread: Thread | None = None, conversation: Ticket | None = None, files: Sequence[File] = (),
+            announces: str | None = None, not_before: datetime | None = None) -> OutgoingMail:
+    """The mail, rendered and threaded; ``thread`` saves the lookup when the caller knows the conversation.
+
+    ``ticket`` gives the facts the text shows; ``conversation`` (default: the ticket) the tag, the threading
+    and the number the reply address is signed for. ``files`` ride along within the budget.
+    """
+    conversation = conversation or ticket
+    packed = pack(files, config.limits.forward_attachments_bytes)
+    ctx = {"helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
+           "attached": list(packed.attached), "left_out": list(packed.left_out),
+           "files_budget": size_text(config.limits.forward_attachments_bytes), **context}
+    if ticket is not None and conversation is not None:
         ctx.setdefault("ticket", ticket_context(session, config, ticket))
-        ctx.setdefault("tag", ticket_tag(config.helpdesk.tag, ticket.number))
+        ctx.setdefault("tag", ticket_tag(config.helpdesk.tag, conversation.number))
+        ctx.setdefault("merged_into", ticket_tag(config.helpdesk.tag, ticket.number)
+                       if conversation.id != ticket.id else "")
     rendered = render(templates(config.helpdesk.templates_dir), template, language, ctx)
     subject = rendered.subject
     in_reply_to, references = (None, ())
-    if ticket is not None:
-        subject = f"{ticket_tag(config.helpdesk.tag, ticket.number)} {subject}"
-        in_reply_to, references = thread or thread_ids(session, ticket)
+    if conversation is not None:
+        subject = f"{ticket_tag(config.helpdesk.tag, conversation.number)} {subject}"
+        in_reply_to, references = thread or thread_ids(session, conversation)
     return OutgoingMail(
         kind=kind, to=to, cc=list(cc), subject=subject, body=rendered.body,
-        ticket_id=ticket.id if ticket else None, in_reply_to=in_reply_to, references=references,
-        reply_to=signed_address(config, ticket.number if ticket else 0, reply_party) if reply_party else None,
-        from_name=from_name, automatic=automatic,
+        ticket_id=conversation.id if conversation else None, in_reply_to=in_reply_to, references=references,
+        reply_to=signed_address(config, conversation.number if conversation else 0, reply_party)
+        if reply_party else None,
+        from_name=from_name, automatic=automatic, cause=cause, language=rendered.language,
+        attachments=packed.parts, html=html_twin(rendered.body, packed.parts) if packed.has_inline else None,
+        announces=announces, not_before=not_before,
     )
 
 
@@ -120,43 +150,68 @@ def customer_language(config: Config, customer: Customer | None) -> str:
     return (customer.language if customer and customer.language else None) or config.helpdesk.language
 
 
-def to_requester(session: Session, config: Config, ticket: Ticket, kind: str,
-                 context: dict[str, Any] | None = None) -> Outbox:
-    """An automatic mail to the ticket's requester (received, assigned, quote, …)."""
+def requester_of(session: Session, ticket: Ticket) -> Customer:
     customer = session.get(Customer, ticket.requester_id)
     assert customer is not None
+    return customer
+
+
+def to_requester(session: Session, config: Config, ticket: Ticket, kind: str,
+                 context: dict[str, Any] | None = None, *, cause: str, conversation: Ticket | None = None,
+                 files: Sequence[File] = (), announces: str | None = None,
+                 not_before: datetime | None = None) -> Outbox:
+    """An automatic mail to the requester of the conversation (received, assigned, resolved, reopened, …).
+
+    A customer reads about their own ticket only: the facts are the conversation's (its number, its subject),
+    never those of the ticket it was merged into, which belong to someone else's request."""
+    conversation = conversation or ticket
+    customer = requester_of(session, conversation)
     ctx = {"customer": {"name": customer.name or "", "email": customer.email}, **(context or {})}
     return _send(session, config, kind=kind, template=kind, language=customer_language(config, customer),
-                 ticket=ticket, to=[(customer.name or "", customer.email)], context=ctx, reply_party=customer.email)
+                 ticket=conversation, to=[(customer.name or "", customer.email)], context=ctx,
+                 reply_party=customer.email, cause=cause, files=files, announces=announces, not_before=not_before)
 
 
-def relay_agent_reply(session: Session, config: Config, ticket: Ticket, agent: Agent, text: str) -> Outbox:
-    """The agent's words to the customer, from the support address, CC to the ticket's participants."""
-    customer = session.get(Customer, ticket.requester_id)
-    assert customer is not None
-    cc = [(p.name or "", p.email) for p in participants(session, ticket)]
+def relay_agent_reply(session: Session, config: Config, ticket: Ticket, agent: Agent, text: str, *,
+                      conversation: Ticket | None = None, files: Sequence[File] = ()) -> Outbox:
+    """The agent's words to the customer, from the support address, CC to the conversation's participants."""
+    conversation = conversation or ticket
+    customer = requester_of(session, conversation)
+    cc = [(p.name or "", p.email) for p in participants(session, conversation)]
     return _send(session, config, kind="agent-reply", template="relay", language=customer_language(config, customer),
-                 ticket=ticket, to=[(customer.name or "", customer.email)], cc=cc,
+                 ticket=conversation, to=[(customer.name or "", customer.email)], cc=cc,
                  context={"text": text, "agent": {"name": agent.name}, "customer": {"name": customer.name or ""}},
-                 reply_party=customer.email, automatic=False, from_name=f"{agent.name} via {config.helpdesk.name}")
+                 reply_party=customer.email, automatic=False, cause="agent", files=files,
+                 from_name=f"{agent.name} via {config.helpdesk.name}")
 
 
 def to_agents(session: Session, config: Config, ticket: Ticket, agents: Iterable[Agent], kind: str,
-              context: dict[str, Any]) -> list[Outbox]:
+              context: dict[str, Any], *, cause: str, conversation: Ticket | None = None,
+              files: Sequence[File] = ()) -> list[Outbox]:
     """One mail per agent, each with a reply address signed for that agent (their answers authenticate)."""
     rows = []
     for agent in agents:
         rows.append(_send(session, config, kind=kind, template=kind, language=config.helpdesk.language,
-                          ticket=ticket, to=[(agent.name, agent.email)], reply_party=agent.email,
+                          ticket=ticket, conversation=conversation, to=[(agent.name, agent.email)],
+                          reply_party=agent.email, cause=cause, files=files,
                           context={"agent": {"name": agent.name, "email": agent.email}, **context}))
     return rows
 
 
-def to_agent(session: Session, config: Config, agent: Agent, kind: str, context: dict[str, Any],
+def to_agent(session: Session, config: Config, agent: Agent, kind: str, context: dict[str, Any], *, cause: str,
              ticket: Ticket | None = None) -> Outbox:
     return _send(session, config, kind=kind, template=kind, language=config.helpdesk.language, ticket=ticket,
-                 to=[(agent.name, agent.email)], reply_party=agent.email,
+                 to=[(agent.name, agent.email)], reply_party=agent.email, cause=cause,
                  context={"agent": {"name": agent.name, "email": agent.email}, **context})
+
+
+def last_customer_message(session: Session, ticket: Ticket) -> dict[str, Any]:
+    """What the customer last wrote, for an agent who gets the ticket handed over without a word of their own."""
+    row = session.exec(select(Message).where(Message.ticket_id == ticket.id, Message.kind == "customer")
+                       .order_by(Message.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+    if row is None:
+        return {"from_name": "", "from_email": "", "text": ""}
+    return {"from_name": row.from_name or "", "from_email": row.from_addr, "text": row.text}
 
 
 def participants(session: Session, ticket: Ticket) -> list[Participant]:
@@ -164,20 +219,60 @@ def participants(session: Session, ticket: Ticket) -> list[Participant]:
 
 
 def agents_to_notify(session: Session, ticket: Ticket, exclude: int | None = None) -> list[Agent]:
-    """The assignee; while unassigned, the agents of the ticket's group, or every active agent."""
+    """Who hears of the ticket's mail: the assignee while at work; else (unassigned, away or gone) the agents of
+    its group who are at work, else the managers, else every agent at work. A ticket is never left unheard."""
+    everyone = [a for a in identify.agents(session) if a.active and a.id != exclude]
     if ticket.assignee_id is not None:
-        agent = session.get(Agent, ticket.assignee_id)
-        return [agent] if agent is not None and agent.active and agent.id != exclude else []
-    agents = [a for a in identify.agents(session) if a.active and not a.away and a.id != exclude]
+        assignee = next((a for a in everyone if a.id == ticket.assignee_id), None)
+        if assignee is not None and not assignee.away:
+            return [assignee]
+        if ticket.assignee_id == exclude:
+            return []
+    at_work = [a for a in everyone if not a.away]
     if ticket.group:
-        agents = [a for a in agents if ticket.group in (a.groups or [])]
-    return agents
+        group = [a for a in at_work if ticket.group in (a.groups or [])]
+        if group:
+            return group
+    if ticket.assignee_id is not None or ticket.group:  # their person or group is not there: the managers
+        managers = [a for a in everyone if a.role == "manager"]
+        if managers:
+            return managers
+    return at_work
 
 
-def alert_admin(session: Session, config: Config, topic: str, detail: str) -> Outbox | None:
-    """Tell the operator, at most once an hour per topic; without `helpdesk.admin` the log line must do."""
-    if not config.helpdesk.admin or alert_recently_sent(session, topic):
+def managers(session: Session) -> list[Agent]:
+    return [a for a in identify.agents(session) if a.active and a.role == "manager"]
+
+
+def alert_admin(session: Session, config: Config, topic: str, detail: str) -> list[Outbox]:
+    """Tell the operator (``helpdesk.admin``, else the managers), at most once an hour per topic."""
+    if alert_recently_sent(session, topic):
+        return []
+    people = [("", config.helpdesk.admin)] if config.helpdesk.admin else [(a.name, a.email) for a in managers(session)]
+    return [_send(session, config, kind=ALERT_KIND, template="admin_alert", language=config.helpdesk.language,
+                  ticket=None, to=[person], reply_party=None, cause="system",
+                  context={"topic": topic, "detail": detail}) for person in people]
+
+
+def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetime, *, cause: str,
+                  conversation: Ticket | None = None) -> Outbox | None:
+    """The customer hears "assigned to X" once per real change, never several within a few minutes.
+
+    The first name goes out at once. A later change waits ``ASSIGNED_QUIET``, and an earlier one still waiting
+    is replaced by it; when the ticket is back with the agent the customer last heard of, nothing goes out at
+    all. The UPDATE only touches rows still waiting, so a mail another instance is sending right now stays sent.
+    """
+    conversation = conversation or ticket
+    assignee = session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    mine = sa.and_(table.c.ticket_id == conversation.id, table.c.kind == "assigned")
+    session.flush()
+    session.connection().execute(sa.update(table).where(mine, table.c.status.in_(("queued", "failed")))
+                                 .values(status="superseded", last_error="superseded by a later assignment"))
+    last = session.connection().execute(sa.select(table.c.announces, table.c.sent_at).where(
+        mine, table.c.status == "sent").order_by(table.c.id.desc()).limit(1)).first()
+    if assignee is None or (last is not None and last.announces == assignee.email):
         return None
-    return _send(session, config, kind=ALERT_KIND, template="admin_alert", language=config.helpdesk.language,
-                 ticket=None, to=[("", config.helpdesk.admin)], reply_party=None,
-                 context={"topic": topic, "detail": detail})
+    not_before = now + ASSIGNED_QUIET if last is not None else None
+    return to_requester(session, config, ticket, "assigned", cause=cause, conversation=conversation,
+                        announces=assignee.email, not_before=not_before)

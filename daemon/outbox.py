@@ -31,7 +31,7 @@ from sqlmodel import Session, select
 from ticketd.daemon import metrics, oauth2, wire
 from ticketd.daemon.config import Config, SmtpConfig
 from ticketd.daemon.outbox_parts import load_attachments, store_attachments
-from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, note_queued
+from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, is_capped, note_queued
 from ticketd.daemon.wire import MailAttachment
 from ticketd.daemon.wire import clean as clean_header
 from ticketd.storage.db import session_scope, shared
@@ -76,6 +76,10 @@ class OutgoingMail:
     cc: list[tuple[str, str]] = field(default_factory=list)
     attachments: tuple[MailAttachment, ...] = ()
     html: str | None = None  # an HTML alternative; its inline images are attachments with a content_id
+    cause: str = "inbound"  # inbound | agent | timer | system: only "inbound" is held back by the storm caps
+    language: str | None = None  # the language it is written in (Content-Language)
+    announces: str | None = None  # an "assigned" mail: the agent it names, so a later change can supersede it
+    not_before: datetime | None = None  # sent no earlier (an "assigned" mail waits out a flurry of changes)
 
 
 def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
@@ -86,14 +90,15 @@ def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
         session.flush()  # the row's id, which its attachments point at
         assert row.id is not None
         store_attachments(session, row.id, mail.attachments)
-    after_queued(session, config, row.automatic, row.status, row.kind, row.last_error, row.recipient, row.ticket_id)
+    after_queued(session, config, row.cause, row.status, row.kind, row.last_error, row.recipient, row.ticket_id,
+                 row.message_id)
     return row
 
 
 def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[str, Any]:
     """The row's columns: headers fixed (Message-ID included) and the storm caps applied."""
     now = utcnow()
-    headers = {"Date": format_datetime(now)}
+    headers = {"Date": format_datetime(max(now, mail.not_before) if mail.not_before else now)}
     if mail.in_reply_to:
         headers["In-Reply-To"] = mail.in_reply_to
     refs = list(dict.fromkeys([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])]))
@@ -102,33 +107,39 @@ def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[
     if mail.reply_to:
         headers["Reply-To"] = format_address(config.helpdesk.name, mail.reply_to)
     headers["From"] = format_address(mail.from_name or config.helpdesk.name, config.helpdesk.address)
-    if mail.automatic:
-        headers["Auto-Submitted"] = "auto-replied"
+    if mail.automatic:  # RFC 3834: an answer to a mail is auto-replied; what a timer or an action wrote, generated
+        headers["Auto-Submitted"] = "auto-replied" if mail.cause == "inbound" else "auto-generated"
         headers["X-Auto-Response-Suppress"] = "All"
+    if mail.language:
+        headers["Content-Language"] = mail.language
     headers["X-Ticketd-Kind"] = mail.kind  # agents filter on it (escalations, satisfaction answers); so do tests
     headers = {k: clean_header(v) for k, v in headers.items()}
     recipient = mail.to[0][1].strip().lower() if mail.to else ""
-    held = hold_back_reason(session, config, recipient) if mail.automatic and mail.kind != ALERT_KIND else None
+    held = hold_back_reason(session, config, recipient) if is_capped(mail.cause, mail.kind) else None
     return {
-        "kind": mail.kind, "recipient": recipient, "automatic": mail.automatic,
-        "status": "suppressed" if held else "queued", "last_error": held,
+        "kind": mail.kind, "recipient": recipient, "automatic": mail.automatic, "cause": mail.cause,
+        "announces": mail.announces, "status": "suppressed" if held else "queued", "last_error": held,
         "to_addrs": ", ".join(format_address(n, a) for n, a in mail.to),
         "cc_addrs": ", ".join(format_address(n, a) for n, a in mail.cc),
         "subject": clean_header(mail.subject), "body": mail.body, "html": mail.html, "headers": headers,
         "message_id": new_message_id(config.helpdesk.address), "ticket_id": mail.ticket_id,
-        "next_attempt_at": now, "attempts": 0, "created_at": now,
+        "next_attempt_at": max(now, mail.not_before) if mail.not_before else now, "attempts": 0, "created_at": now,
     }
 
 
-def after_queued(session: Session, config: Config, automatic: bool, status: str, kind: str, held: str | None,
-                 recipient: str, ticket_id: int | None) -> None:
-    note_queued(session, automatic, status, kind)
+def after_queued(session: Session, config: Config, cause: str, status: str, kind: str, held: str | None,
+                 recipient: str, ticket_id: int | None, message_id: str) -> None:
+    """Count the mail for the breaker; a mail held back is never silent: the admin (else the managers) hears of
+    it, once an hour per reason, with the command that sends it after all."""
+    note_queued(session, cause, status, kind)
     if held:
         log.warning("outbox.suppressed", to=recipient, kind=kind, reason=held, ticket_id=ticket_id)
-        if held.startswith("circuit breaker") and config.helpdesk.admin:
-            from ticketd.daemon.notify import alert_admin  # here to avoid an import cycle
+        from ticketd.daemon.notify import alert_admin  # here to avoid an import cycle
 
-            alert_admin(session, config, "circuit breaker open", held)
+        topic = "circuit breaker open" if held.startswith("circuit breaker") else f"mail held back for {recipient}"
+        alert_admin(session, config, topic, f"{held}.\nHeld back: the {kind!r} mail {message_id}"
+                    + (f" of ticket id {ticket_id}" if ticket_id else "") + ".\n"
+                    "`ticketd outbox list --failed` lists held mail; `ticketd outbox retry ID` sends one after all.")
 
 
 def row_headers(row: Outbox) -> list[tuple[str, str]]:
@@ -140,11 +151,16 @@ def build_message(row: Outbox, attachments: Sequence[MailAttachment] = ()) -> Em
     are cleaned again here so no code path can inject a header. With attachments or HTML, the parts and their
     boundaries follow from the row alone: a retry sends the same bytes."""
     msg = EmailMessage(policy=SMTP)
-    for name, value in row_headers(row):
-        msg[clean_header(name)] = clean_header(value)
+    headers = row_headers(row)
+    for name, value in headers:
+        if not name.lower().startswith("content-"):
+            msg[clean_header(name)] = clean_header(value)
     msg.set_content(row.body, charset="utf-8", cte="quoted-printable")
     if attachments or row.html is not None:
         wire.add_parts(msg, row.html, attachments, row.message_id)
+    for name, value in headers:  # after the parts: growing a multipart moves Content-* headers into the text part
+        if name.lower().startswith("content-"):
+            msg[clean_header(name)] = clean_header(value)
     return msg
 
 
@@ -183,10 +199,11 @@ PENDING = ("queued", "failed")
 def due_rows(session: Session, now: datetime, limit: int = 100) -> list[Outbox]:
     """Mail whose time has come, oldest first. A ticket's mail to one recipient never overtakes earlier mail to
     them still waiting for a retry: the customer must not read the answer before "we received your request".
-    Other recipients (the agents) are not held up by it."""
+    Other recipients (the agents) are not held up by it, and nor is anyone by a mail scheduled for later on
+    purpose (an "assigned to" mail waiting out a flurry of reassignments)."""
     earlier = aliased(Outbox)
     waiting_before = sa.exists().where(earlier.ticket_id == Outbox.ticket_id, earlier.recipient == Outbox.recipient,
-                                       earlier.id < Outbox.id, earlier.status.in_(PENDING),
+                                       earlier.id < Outbox.id, earlier.status == "failed",
                                        earlier.next_attempt_at > now)
     stmt = (
         select(Outbox)
@@ -265,7 +282,9 @@ class Ledger:
                 .where(table.c.id == row.id, table.c.status.in_(PENDING), table.c.next_attempt_at <= utcnow(),
                        ~sa.exists().where(earlier.c.ticket_id == table.c.ticket_id,
                                           earlier.c.recipient == table.c.recipient, earlier.c.id < table.c.id,
-                                          earlier.c.status.in_(PENDING)))
+                                          sa.or_(earlier.c.status == "failed",
+                                                 sa.and_(earlier.c.status == "queued",
+                                                         earlier.c.next_attempt_at <= utcnow()))))
                 .with_for_update(skip_locked=True, of=table))
         if self.conn.execute(stmt).first() is None:
             self.conn.rollback()

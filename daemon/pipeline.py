@@ -6,13 +6,17 @@ message, attachments, events, outbox rows and the inbound row's new status are a
 batch that fails is redone one message per transaction, and the failing row is marked failed with its error
 (in a fresh transaction) so it can be retried from the CLI. One bad message never blocks the others. A
 customer's plain new mail takes ``fast_path``, which writes the same rows with fewer statements.
+
+Each message reads the clock once (``clock``, the wall clock unless a caller pins it) and every stage uses
+that reading: a ticket's opening time and the deadlines counted from it are the same instant, whatever the
+hour.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import structlog
@@ -41,36 +45,37 @@ log = structlog.get_logger("ticketd.pipeline")
 
 # --- the trip -----------------------------------------------------------------------------------------------
 
-def process_inbound(session: Session, config: Config, inbound: Inbound, defer: bool = False) -> Outcome:
+def process_inbound(session: Session, config: Config, inbound: Inbound, now: datetime,
+                    defer: bool = False) -> Outcome:
     mail = parse_message(inbound.raw)
     duplicate_of = find_duplicate(session, inbound)
     if duplicate_of is not None:
-        return finish(inbound, Outcome("dropped", reason=f"duplicate of inbound #{duplicate_of}"))
+        return finish(inbound, Outcome("dropped", reason=f"duplicate of inbound #{duplicate_of}"), now)
     if is_feedback_report(inbound.raw):
-        return finish(inbound, Outcome("dropped", reason="abuse feedback report (ARF)"))
+        return finish(inbound, Outcome("dropped", reason="abuse feedback report (ARF)"), now)
     bounce = detect_bounce(inbound.raw)
     if bounce is not None:
-        return finish(inbound, handle_bounce(session, config, inbound, mail, bounce))
+        return finish(inbound, handle_bounce(session, config, inbound, mail, bounce), now)
     mail, source = attribute_channel(config, mail)
     screening = screen(mail, ScreenContext(our_addresses=config.our_addresses(),
                                            web_form=source == "web"))
     if screening.verdict is Verdict.DROP or mail.sender is None:
-        return finish(inbound, Outcome("dropped", reason=f"{screening.rule}: {screening.reason}"))
+        return finish(inbound, Outcome("dropped", reason=f"{screening.rule}: {screening.reason}"), now)
     subject = parse_subject(mail.subject, config.helpdesk.tag)
     if fast_path.is_plain_new_mail(session, config, mail, screening, subject):
-        outcome = fast_path.open_ticket(session, config, inbound, mail, subject, source)
+        outcome = fast_path.open_ticket(session, config, inbound, mail, subject, now, source)
         if outcome is not None:
-            return finish(inbound, outcome)
+            return finish(inbound, outcome, now)
     sender = identify_sender(session, mail.sender)
     match = match_ticket(session, config, mail, subject, sender)
-    if match.ticket is None and defer and answers_mail_in_flight(session, inbound, mail):
+    if match.ticket is None and defer and answers_mail_in_flight(session, inbound, mail, now):
         return Outcome("deferred", reason="the mail it answers is not processed yet")
-    incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, source)
+    incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, now, source)
     if sender.agent is not None and screening.verdict is Verdict.CONTINUE:
         outcome = handle_agent_mail(incoming)
     else:
         outcome = handle_customer_mail(incoming)
-    return finish(inbound, outcome)
+    return finish(inbound, outcome, now)
 
 
 # --- stages -------------------------------------------------------------------------------------------------
@@ -114,12 +119,12 @@ def find_duplicate(session: Session, inbound: Inbound) -> int | None:
 DEFER_AT_MOST = timedelta(minutes=5)
 
 
-def answers_mail_in_flight(session: Session, inbound: Inbound, mail: ParsedMail) -> bool:
+def answers_mail_in_flight(session: Session, inbound: Inbound, mail: ParsedMail, now: datetime) -> bool:
     """A reply whose parent is stored but not processed yet (taken by another instance at this moment, or
     stored later from another mailbox) waits for it, or it would open a second ticket for one conversation.
     Only for a while: a parent that never gets processed must not hold its reply forever."""
     refs = [r for r in (mail.in_reply_to, *mail.references) if r]
-    if not refs or inbound.received_at < utcnow() - DEFER_AT_MOST:
+    if not refs or inbound.received_at < now - DEFER_AT_MOST:
         return False
     hashes = [message_id_hash(ref, b"") for ref in refs]
     waiting = select(Inbound.id).where(Inbound.message_id_hash.in_(hashes), Inbound.status == "new",
@@ -127,11 +132,11 @@ def answers_mail_in_flight(session: Session, inbound: Inbound, mail: ParsedMail)
     return session.exec(waiting).first() is not None
 
 
-def finish(inbound: Inbound, outcome: Outcome) -> Outcome:
+def finish(inbound: Inbound, outcome: Outcome, now: datetime) -> Outcome:
     """Record the outcome on the inbound row with one plain UPDATE (the ORM object is told, not dirtied)."""
     session = Session.object_session(inbound)
     assert session is not None
-    values = {"status": outcome.status, "reason": outcome.reason, "processed_at": utcnow(),
+    values = {"status": outcome.status, "reason": outcome.reason, "processed_at": now,
               "attempts": inbound.attempts + 1, "ticket_id": inbound.ticket_id}
     if outcome.ticket_number is not None:
         values["ticket_id"] = outcome.ticket_id or inbound_ticket_id(inbound, outcome)
@@ -150,11 +155,12 @@ def inbound_ticket_id(inbound: Inbound, outcome: Outcome) -> int | None:
 # --- running it over stored rows ----------------------------------------------------------------------------
 
 BATCH_SIZE = 50
+Clock = Callable[[], datetime]
 
 
 def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None,
                     should_stop: Callable[[], bool] = lambda: False,
-                    after_batch: Callable[[], None] = lambda: None) -> list[Outcome]:
+                    after_batch: Callable[[], None] = lambda: None, clock: Clock = utcnow) -> list[Outcome]:
     """Process every ``new`` inbound row (or the given ones) in batches of ``BATCH_SIZE``.
 
     Each batch is claimed inside its transaction with ``FOR UPDATE SKIP LOCKED``: instances sharing a
@@ -169,13 +175,14 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
         for start in range(0, len(ids), BATCH_SIZE):
             if should_stop():
                 break
-            outcomes.extend(o for _, o in process_batch(engine, config, ids[start:start + BATCH_SIZE], should_stop))
+            outcomes.extend(o for _, o in process_batch(engine, config, ids[start:start + BATCH_SIZE], should_stop,
+                                                        clock=clock))
             after_batch()
         return outcomes
     deferred: set[int] = set()
     progressed = False
     while not should_stop():
-        batch = process_batch(engine, config, None, should_stop, skip=deferred)
+        batch = process_batch(engine, config, None, should_stop, skip=deferred, clock=clock)
         if not batch:
             if deferred and progressed:  # the mail they answer may be done now
                 deferred.clear()
@@ -194,7 +201,7 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
 
 def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
                   should_stop: Callable[[], bool] = lambda: False,
-                  skip: set[int] | None = None) -> list[tuple[int, Outcome]]:
+                  skip: set[int] | None = None, clock: Clock = utcnow) -> list[tuple[int, Outcome]]:
     """Many messages, one transaction: the commit, the session and the lookups are paid once per batch.
 
     Without ``ids`` the batch is the oldest ``new`` rows nobody else is working on, claimed in this transaction
@@ -224,11 +231,11 @@ def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
                     handled.append((inbound_id, None, taken_elsewhere(session, inbound_id), 0.0))
                     continue
                 started = time.perf_counter()
-                outcome = process_inbound(session, config, inbound, defer=defer)
+                outcome = process_inbound(session, config, inbound, clock(), defer=defer)
                 handled.append((inbound_id, inbound.message_id, outcome, time.perf_counter() - started))
     except Exception as exc:  # find the culprit: one transaction per message, the bad one quarantined alone
         log.warning("batch.redo_one_by_one", size=len(todo), error=f"{type(exc).__name__}: {exc}"[:500])
-        return [(i, process_one(engine, config, i, defer)) for i in todo if not should_stop()]
+        return [(i, process_one(engine, config, i, defer, clock)) for i in todo if not should_stop()]
     for inbound_id, message_id, outcome, seconds in handled:
         if outcome.status == "deferred":
             if outcome.reason != TAKEN:
@@ -266,16 +273,17 @@ def taken_elsewhere(session: Session, inbound_id: int) -> Outcome:
     return Outcome("deferred", reason=TAKEN)
 
 
-def process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool = False) -> Outcome:
+def process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool = False,
+                clock: Clock = utcnow) -> Outcome:
     started = time.perf_counter()
-    outcome = _process_one(engine, config, inbound_id, defer)
+    outcome = _process_one(engine, config, inbound_id, defer, clock)
     if outcome.status != "deferred":
         metrics.LATENCY.observe(time.perf_counter() - started)
         metrics.MESSAGES.labels(outcome.status).inc()
     return outcome
 
 
-def _process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool) -> Outcome:
+def _process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool, clock: Clock) -> Outcome:
     bound = log.bind(inbound_id=inbound_id)
     try:
         with session_scope(engine) as session:
@@ -284,7 +292,7 @@ def _process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool
                 return taken_elsewhere(session, inbound_id)
             hold_conversations(session, [inbound])
             bound = bound.bind(message_id=inbound.message_id)
-            outcome = process_inbound(session, config, inbound, defer=defer)
+            outcome = process_inbound(session, config, inbound, clock(), defer=defer)
     except Exception as exc:  # quarantine: keep the row, its error, and move on
         error = f"{type(exc).__name__}: {exc}"
         bound.exception("inbound.failed", error=error)

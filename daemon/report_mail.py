@@ -179,7 +179,7 @@ def _queue_report(engine: sa.Engine, config: Config, report: ReportConfig, now: 
         session.flush()
         mail = notify.compose(session, config, kind=KIND, template="report", language=language, ticket=None,
                               to=[("", address) for address in report.recipients], context=context,
-                              reply_party=None, automatic=False)
+                              reply_party=None, automatic=False, cause="timer")
         shown = [(chart.content_id or "", titles.get(key, key)) for key, chart in charts.items()]
         mail = replace(mail, html=html_body(mail.body, shown, language), attachments=(*charts.values(), workbook))
         row = queue_mail(session, config, mail)

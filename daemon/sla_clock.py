@@ -1,5 +1,6 @@
 """A ticket's SLA deadlines, in business time: set when it opens, moved when its priority changes, and pushed
-back by the business time it spends waiting for the customer (``pending`` stops the clock)."""
+back by the business time it spends waiting for the customer (``pending`` stops the clock: see
+``rules.states.change_state``, through which every state change passes)."""
 
 from __future__ import annotations
 
@@ -32,21 +33,3 @@ def reschedule(session: Session, config: Config, ticket: Ticket) -> None:
     if ticket.first_response_at is None:
         ticket.first_response_due = first_due
     ticket.resolution_due = resolution_due
-
-
-def on_state_change(config: Config, ticket: Ticket, old: str, new: str, now: datetime) -> None:
-    """Entering ``pending`` stops the clock; leaving it moves the deadlines by the business time it stood."""
-    if new == "pending" and old != "pending":
-        ticket.sla_paused_at = now
-    elif old == "pending" and new != "pending" and ticket.sla_paused_at is not None:
-        calendar = config.calendar
-        stood = int(calendar.between(ticket.sla_paused_at, now).total_seconds())
-        ticket.sla_paused_at = None
-        if stood <= 0:
-            return
-        ticket.sla_paused_seconds += stood
-        extra = Duration(seconds=stood)
-        if ticket.first_response_at is None and ticket.first_response_due is not None:
-            ticket.first_response_due = calendar.add(ticket.first_response_due, extra)
-        if ticket.resolution_due is not None:
-            ticket.resolution_due = calendar.add(ticket.resolution_due, extra)

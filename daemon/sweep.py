@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 from ticketd.daemon import closing, notify
 from ticketd.daemon.config import Config
 from ticketd.daemon.config_reports import ReportConfig, cron_trigger
-from ticketd.rules import identify
+from ticketd.daemon.digest import send_digests
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import SYSTEM_ACTOR, Event, Ticket, utcnow
 
@@ -56,13 +56,13 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
             result.first_response += 1
         for ticket in due(session, Ticket.resolution_due, Ticket.resolution_breached_at, now):
             breach(session, config, ticket, "resolution", ticket.resolution_due, now)
-            notify.to_requester(session, config, ticket, "delayed")
+            notify.to_requester(session, config, ticket, "delayed", cause="timer")
             result.resolution += 1
         quiet_since = now - config.closing.auto_close_after
         stmt = (select(Ticket).where(Ticket.state == "resolved", Ticket.resolution_at <= quiet_since).limit(BATCH)
                 .with_for_update(skip_locked=True))
         for ticket in session.exec(stmt):
-            closing.auto_close(session, config, ticket)
+            closing.auto_close(session, config, ticket, now)
             result.auto_closed += 1
     if result.total:
         log.info("sweep.fired", first_response=result.first_response, resolution=result.resolution,
@@ -83,10 +83,10 @@ def breach(session: Session, config: Config, ticket: Ticket, which: str, was_due
     setattr(ticket, f"{which}_breached_at", now)
     late = describe(now - was_due) if was_due else "?"
     session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=f"sla:{which}-overdue",
-                      old=notify.local_time(config, was_due), new=f"{late} late"))
-    managers = [a for a in identify.agents(session) if a.active and a.role == "manager"]
+                      old=notify.local_time(config, was_due), new=f"{late} late", at=now))
+    managers = notify.managers(session)
     notify.to_agents(session, config, ticket, managers, "escalation", {
-        "breach": which, "due": notify.local_time(config, was_due), "overdue": late})
+        "breach": which, "due": notify.local_time(config, was_due), "overdue": late}, cause="timer")
 
 
 def describe(delta: timedelta) -> str:
@@ -106,6 +106,7 @@ class Timers:
 
     JOB = "sla-sweep"
     REPORT_JOB = "report:"
+    DIGEST_JOB = "digest"
 
     def __init__(self, engine: sa.Engine, config: Config, wake: Callable[[], None]) -> None:
         self.engine, self.config, self.wake = engine, config, wake
@@ -116,8 +117,21 @@ class Timers:
         self.scheduler.add_job(self.run, "interval", seconds=self.config.sla.sweep_seconds, id=self.JOB,
                                next_run_time=datetime.now(UTC))
         self._add_reports(self.config)
+        self._add_digest(self.config)
         self.scheduler.start()
         return self
+
+    def _add_digest(self, config: Config) -> None:
+        if config.digest.schedule:
+            self.scheduler.add_job(self.digest, cron_trigger(config.digest.schedule, config.tz), id=self.DIGEST_JOB,
+                                   name="agents' digest")
+
+    def digest(self) -> None:
+        try:
+            send_digests(self.engine, self.config, utcnow())
+        except Exception as exc:  # the next morning tries again; the sweep and the loop go on
+            log.exception("digest.failed", error=str(exc))
+        self.wake()
 
     def _add_reports(self, config: Config) -> None:
         for report in config.reports:
@@ -151,6 +165,10 @@ class Timers:
                 if job.id.startswith(self.REPORT_JOB):
                     job.remove()
             self._add_reports(config)
+        if old.digest != config.digest or old.tz != config.tz:
+            if self.scheduler.get_job(self.DIGEST_JOB) is not None:
+                self.scheduler.remove_job(self.DIGEST_JOB)
+            self._add_digest(config)
 
     def stop(self) -> None:
         self.scheduler.shutdown(wait=True)

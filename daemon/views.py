@@ -73,7 +73,8 @@ def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
             "message_id": m.message_id,
             "date": iso(m.date or m.created_at),
             "attachments": [
-                {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}
+                {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size,
+                 "sha256": a.sha256, "inline": a.inline}
                 for a in session.exec(select(Attachment).where(Attachment.message_pk == m.id)).all()
             ],
         }
@@ -81,6 +82,11 @@ def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
     ]
     outgoing = session.exec(select(Outbox).where(Outbox.ticket_id == t.id).order_by(Outbox.id)).all()
     out["outgoing"] = [outbox_dict(session, o) for o in outgoing]
+    # A merged ticket keeps its own conversation (its customer's mail stays on it): name where to read it.
+    out["merged_from"] = list(session.exec(select(Ticket.number).where(Ticket.merged_into_id == t.id)
+                                           .order_by(Ticket.number)))
+    merged_into = session.get(Ticket, t.merged_into_id) if t.merged_into_id else None
+    out["merged_into"] = merged_into.number if merged_into else None
     events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(Event.id)).all()
     out["events"] = [
         {"actor": e.actor, "what": e.what, "old": e.old, "new": e.new, "at": iso(e.at),
@@ -116,6 +122,7 @@ def outbox_dict(session: Session, row: Outbox) -> dict[str, Any]:
         "last_error": row.last_error,
         "ticket": ticket.number if ticket else None,
         "kind": row.kind,
+        "cause": row.cause,
         "message_id": row.message_id,
         "created_at": iso(row.created_at),
         "sent_at": iso(row.sent_at),

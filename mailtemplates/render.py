@@ -21,6 +21,7 @@ LANGUAGES = ("en", "tr")
 class RenderedMail:
     subject: str
     body: str
+    language: str  # the language of the template used (an unknown language falls back to English)
 
 
 class TemplateError(Exception):
@@ -48,10 +49,10 @@ def render(env: SandboxedEnvironment, name: str, language: str, context: dict[st
     try:
         template = env.get_template(f"{language}/{name}.txt.j2")
     except TemplateNotFound:
-        template = env.get_template(f"en/{name}.txt.j2")
+        template, language = env.get_template(f"en/{name}.txt.j2"), "en"
     text = template.render(**context)
     head, sep, body = text.partition("\n\n")
     if not sep or not head.startswith("Subject:"):
         raise TemplateError(f"{template.name}: must start with a 'Subject:' line followed by a blank line")
     subject = " ".join(head.removeprefix("Subject:").split())
-    return RenderedMail(subject=subject, body=body.rstrip() + "\n")
+    return RenderedMail(subject=subject, body=body.rstrip() + "\n", language=language)

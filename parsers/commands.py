@@ -13,21 +13,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 VALUE_KEYS: frozenset[str] = frozenset(
-    {"status", "priority", "type", "category", "due", "assign", "merge", "customer", "source"}
+    {"status", "priority", "type", "category", "due", "assign", "merge", "customer", "source", "cc", "reply"}
 )
 VERBS: frozenset[str] = frozenset(
-    {"take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "quote",
+    {"take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "unblock", "quote",
      "satisfied", "not-satisfied", "help"}
 )  # fmt: skip
 LONG_FIELDS: frozenset[str] = frozenset({"root-cause", "action-plan", "cost", "resolution"})
+# Keys that may come more than once in one mail, each adding to the others ([cc=a@x; cc=b@y]).
+MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply"})
 
-# Error messages show a plausible value so the agent can copy the fix straight from the reply.
+# Error messages show a value the agent can copy straight from the reply, so only values that are valid
+# everywhere: the fixed choices, a date, an address shape. Where the valid values are the helpdesk's own
+# (categories, agents, groups, canned replies) the message points to the help reply, which lists them.
 _EXAMPLES: dict[str, str] = {
-    "status": "resolved", "priority": "high", "type": "incident", "category": "hardware",
-    "due": "2025-01-31", "assign": "ali", "merge": "1041", "customer": "acme.com", "source": "phone",
+    "status": "resolved", "priority": "high", "type": "complaint", "due": "2026-12-31", "merge": "#1041",
+    "customer": "name@example.com", "source": "phone", "cc": "name@example.com",
     "root-cause": "firmware bug", "action-plan": "replace the modem", "cost": "150 TRY",
     "resolution": "replaced the modem",
 }  # fmt: skip
+_LISTED_IN_HELP = {"category": "a category", "assign": "an agent or a group", "reply": "a canned reply's name"}
 
 _GROUP = re.compile(r"\[([^\[\]]*)\]")
 # Lowercase only: gateways add [SPAM], [EXTERNAL], [Fwd] and those must never be read as commands.
@@ -83,13 +88,20 @@ def _is_command_group(items: list[str]) -> bool:
     return any(_PAIR.fullmatch(item) or item in VERBS or item in _SUBJECT_KEYS for item in items)
 
 
+def _needs_value(name: str, body: bool = False) -> str:
+    if name in _LISTED_IN_HELP:
+        return f"{name!r} needs {_LISTED_IN_HELP[name]} as its value (the help reply lists them)"
+    example = f"{name.title()}: {_EXAMPLES[name]}" if body else f"[{name}={_EXAMPLES[name]}]"
+    return f"{name!r} needs a value, e.g. {example}"
+
+
 def _subject_item(item: str) -> Command | CommandError:
     pair = _PAIR.fullmatch(item)
     if pair is None:
         if item in VERBS:
             return Command(item, None, "subject", item)
         if item in _SUBJECT_KEYS:
-            return CommandError(item, f"{item!r} needs a value, e.g. [{item}={_EXAMPLES[item]}]")
+            return CommandError(item, _needs_value(item))
         return _unknown(item, item)
     name, value = pair.group(1), " ".join(pair.group(2).split())
     if name in VERBS:
@@ -99,7 +111,7 @@ def _subject_item(item: str) -> Command | CommandError:
     if name not in _SUBJECT_KEYS:
         return _unknown(name, item)
     if not value:
-        return CommandError(item, f"{name!r} needs a value, e.g. [{name}={_EXAMPLES[name]}]")
+        return CommandError(item, _needs_value(name))
     return Command(name, value, "subject", item)
 
 
@@ -159,7 +171,7 @@ def _parse_body(body: str) -> tuple[list[Command | CommandError], str]:
 
 def _body_command(name: str, value: str, raw: str) -> Command | CommandError:
     if not value:
-        return CommandError(raw, f"{name!r} needs a value, e.g. {name.title()}: {_EXAMPLES[name]}")
+        return CommandError(raw, _needs_value(name, body=True))
     return Command(name, value, "body", raw)
 
 
@@ -175,6 +187,8 @@ def _resolve_duplicates(commands: list[Command]) -> tuple[list[Command], list[Co
     errors: list[CommandError] = []
     conflicting: set[str] = set()
     for name, group in by_name.items():
+        if name in MULTI_KEYS:
+            continue
         distinct: dict[str | None, Command] = {}
         for command in group:
             distinct.setdefault(_same(command.value), command)

@@ -126,6 +126,22 @@ _MAX_ADDRESS = 320
 _MAX_MESSAGE_ID = 998  # a header line's limit, and the Message-ID columns'
 
 
+def strict_address(value: str) -> str | None:
+    """One bare address an agent typed (``[cc=…]``, ``[customer=…]``), lower-cased; None for anything else:
+    a display name, a list, a comment, a route, a domain without a dot. What goes into a recipient list is
+    exactly one mailbox or nothing."""
+    value = value.strip().lower()
+    if len(value) > _MAX_ADDRESS or not _USABLE_ADDRESS.fullmatch(value):
+        return None
+    local, domain = value.rsplit("@", 1)
+    labels = domain.split(".")
+    if len(labels) < 2 or any(not label or label.startswith("-") or label.endswith("-") for label in labels):
+        return None
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None
+    return value
+
+
 def _addresses(values: list[str], notes: list[str]) -> tuple[Address, ...]:
     """Addresses split before their names are decoded, so an encoded "Smith, John" stays one person."""
     out = []

@@ -2,7 +2,9 @@
 
 Handlers change the ticket and record an event per change; they raise ``CommandFailed`` with a sentence for
 the agent. ``run_commands`` runs them all inside a savepoint and rolls every change back when any fails, so
-a command mail is all-or-nothing (Mailman's "results of your email commands").
+a command mail is all-or-nothing (Mailman's "results of your email commands"). What a command asks for beyond
+the ticket's fields (mail to send, people to tell) is written into ``Effects``; the caller sends it once the
+whole mail has been applied.
 """
 
 from __future__ import annotations
@@ -11,19 +13,24 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from pathlib import Path
 
 from sqlmodel import Session, select
 
 from ticketd.daemon import sla_clock
 from ticketd.daemon.config import Config
 from ticketd.parsers.commands import Command, CommandError, suggest
-from ticketd.rules.states import transition_error
-from ticketd.storage.models import Agent, Customer, Event, Participant, Ticket, utcnow
+from ticketd.parsers.message import strict_address
+from ticketd.rules.assignment import pick_assignee
+from ticketd.rules.states import FINISHED, StateError, change_state
+from ticketd.storage.models import Agent, Customer, Event, Participant, Ticket
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 TYPES = ("request", "complaint", "information")
 SOURCES = ("email", "phone", "web", "letter", "fax")
+PLURALS = {"priority": "priorities", "category": "categories"}
 _CATEGORY = re.compile(r"^[\w-]+(?:/[\w-]+)*$")
+_REPLY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 class CommandFailed(Exception):
@@ -38,12 +45,17 @@ class Effects:
     help: bool = False
     quote: bool = False
     assigned: Agent | None = None
-    assigned_group: str | None = None
+    previous_assignee: Agent | None = None  # who had the ticket before this mail's [take]/[assign]
+    assigned_group: str | None = None  # handed to a group whose policy chose nobody: its agents are told
     open_for: str | None = None  # customer address an agent opens a ticket for
     source: str | None = None
     merged_into: Ticket | None = None
     satisfaction: str | None = None
     state: str | None = None  # the state the mail's commands left the ticket in, if they changed it
+    reopened_from: str | None = None  # the finished state (resolved, closed, rejected) it was reopened from
+    unblocked: str | None = None  # the sender taken off the block list
+    spam: bool = False
+    canned: list[str] = field(default_factory=list)  # [reply=NAME]: canned replies to send, in order
 
 
 @dataclass
@@ -52,8 +64,10 @@ class CommandContext:
     config: Config
     actor: str  # e-mail address of whoever sent the commands
     agent: Agent | None
-    ticket: Ticket | None
+    ticket: Ticket | None  # the working ticket (a merged ticket's commands reach the one it was merged into)
     via_message_id: str | None
+    now: datetime  # the message's one clock reading
+    thread: Ticket | None = None  # the conversation the mail was written to; its people are [cc]'s business
     effects: Effects = field(default_factory=Effects)
 
     def need_ticket(self) -> Ticket:
@@ -61,12 +75,19 @@ class CommandContext:
             raise CommandFailed("needs a ticket: reply to a ticket's mail, or open one with [customer=address]")
         return self.ticket
 
-    def change(self, what: str, old: object, new: object) -> None:
-        ticket = self.need_ticket()
+    def conversation(self) -> Ticket:
+        return self.thread or self.need_ticket()
+
+    def change(self, what: str, old: object, new: object, ticket: Ticket | None = None) -> None:
+        ticket = ticket or self.need_ticket()
         self.session.add(Event(ticket_id=ticket.id, actor=self.actor, what=what,
                                old=None if old is None else str(old), new=None if new is None else str(new),
-                               via_message_id=self.via_message_id))
-        ticket.updated_at = utcnow()
+                               via_message_id=self.via_message_id, at=self.now))
+        ticket.updated_at = self.now
+
+
+def plural(what: str) -> str:
+    return PLURALS.get(what, f"{what}s")
 
 
 def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
@@ -75,30 +96,44 @@ def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
         return value
     hint = suggest(value, choices)
     return _fail(f"unknown {what} {value!r}" + (f"; did you mean {hint}?" if hint else "")
-                 + f" ({what}s: {', '.join(choices)})")
+                 + f" ({plural(what)}: {', '.join(choices)})")
 
 
 def _fail(message: str) -> str:
     raise CommandFailed(message)
 
 
-def set_state(ctx: CommandContext, target: str) -> None:
+def set_state(ctx: CommandContext, target: str, force: bool = False) -> None:
+    """Every command's state change goes through ``states.change_state`` (the graph, the event, the SLA
+    clock); a ticket reopened from [spam] takes its sender off the block list with it."""
     ticket = ctx.need_ticket()
-    error = transition_error(ticket.state, target)
-    if error:
-        raise CommandFailed(error)
-    if target == ticket.state:
+    old = ticket.state
+    try:
+        changed = change_state(ctx.session, ticket, target, actor=ctx.actor, now=ctx.now,
+                               calendar=ctx.config.calendar, via_message_id=ctx.via_message_id, force=force)
+    except StateError as exc:
+        raise CommandFailed(str(exc)) from None
+    if not changed:
         return
-    ctx.change("state", ticket.state, target)
-    now = utcnow()
-    sla_clock.on_state_change(ctx.config, ticket, ticket.state, target, now)
-    ticket.state = ctx.effects.state = target
-    if target == "resolved":
-        ticket.resolution_at = now
-    if target in ("closed", "rejected"):
-        ticket.closed_at = now
-    if target == "open":
-        ticket.closed_at = None
+    ctx.effects.state = target
+    if old in (*FINISHED, "resolved") and target == "open":
+        ctx.effects.reopened_from = old
+        if old == "closed" and _closed_as_spam(ctx.session, ticket):
+            _unblock(ctx, ticket)
+
+
+def _closed_as_spam(session: Session, ticket: Ticket) -> bool:
+    return session.exec(select(Event.id).where(Event.ticket_id == ticket.id, Event.what == "spam")).first() is not None
+
+
+def _unblock(ctx: CommandContext, ticket: Ticket) -> bool:
+    requester = ctx.session.get(Customer, ticket.requester_id)
+    if requester is None or not requester.blocked:
+        return False
+    requester.blocked = False
+    ctx.change("sender_unblocked", requester.email, None, ticket)
+    ctx.effects.unblocked = requester.email
+    return True
 
 
 def _assign(ctx: CommandContext, agent: Agent) -> None:
@@ -109,6 +144,8 @@ def _assign(ctx: CommandContext, agent: Agent) -> None:
         old = ctx.session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
         ctx.change("assignee", old.email if old else None, agent.email)
         ticket.assignee_id = agent.id
+        if ctx.effects.assigned is None:  # the first holder this mail found is the one to tell
+            ctx.effects.previous_assignee = old
         ctx.effects.assigned = agent
     if ticket.state == "new":
         set_state(ctx, "open")
@@ -139,20 +176,37 @@ def cmd_assign(ctx: CommandContext, value: str | None) -> None:
         _assign(ctx, agent)
         return
     groups = {g for a in ctx.session.exec(select(Agent).where(Agent.active)) for g in (a.groups or [])}
+    groups |= {g.name for g in ctx.config.groups}
     if value.strip().lower() in {g.lower() for g in groups}:
-        group = next(g for g in groups if g.lower() == value.strip().lower())
-        ctx.change("group", ticket.group, group)
-        ticket.group, ctx.effects.assigned_group = group, group
-        if ticket.assignee_id is not None:
-            ctx.change("assignee", None, None)
-            ticket.assignee_id = None
+        group = next(g for g in sorted(groups) if g.lower() == value.strip().lower())
+        assign_group(ctx, ticket, group)
         return
     names = [a.email for a in ctx.session.exec(select(Agent).where(Agent.active))] + sorted(groups)
     hint = suggest(value.strip().lower(), names)
     raise CommandFailed(f"no active agent or group called {value!r}" + (f"; did you mean {hint}?" if hint else ""))
 
 
+def assign_group(ctx: CommandContext, ticket: Ticket, group: str) -> None:
+    """To a group: its policy picks the agent (round-robin, least-open), as for a new ticket; a manual group,
+    or one with nobody at work, leaves the ticket unassigned and its agents are told."""
+    if ticket.group != group:
+        ctx.change("group", ticket.group, group)
+        ticket.group = group
+    chosen = pick_assignee(ctx.session, group, ctx.config.group_policy(group))
+    if chosen is not None:
+        _assign(ctx, chosen)
+        return
+    if ticket.assignee_id is not None:
+        old = ctx.session.get(Agent, ticket.assignee_id)
+        ctx.change("assignee", old.email if old else None, None)
+        ticket.assignee_id = None
+        if ctx.effects.assigned is None:
+            ctx.effects.previous_assignee = old
+    ctx.effects.assigned_group = group
+
+
 def _state_verb(target: str) -> Callable[[CommandContext, str | None], None]:
+    """[resolve], [close], [reopen]…: the same state change as [status=…]."""
     def handler(ctx: CommandContext, value: str | None) -> None:
         set_state(ctx, target)
     return handler
@@ -210,6 +264,9 @@ def cmd_due(ctx: CommandContext, value: str | None) -> None:
 
 
 def cmd_merge(ctx: CommandContext, value: str | None) -> None:
+    """The work moves to the target; the people do not. The merged ticket's requester and participants keep
+    their own conversation (their mail is recorded on it and answered on it, see ``rules.match``), so merging
+    two customers' tickets never lets one read the other's mail."""
     ticket = ctx.need_ticket()
     assert value is not None
     digits = value.strip().lstrip("#")
@@ -221,31 +278,20 @@ def cmd_merge(ctx: CommandContext, value: str | None) -> None:
     if target.id == ticket.id or target.merged_into_id is not None:
         raise CommandFailed(f"ticket #{digits} cannot take a merge (it is this ticket or merged itself)")
     ctx.change("merged_into", None, f"#{target.number}")
-    ctx.session.add(Event(ticket_id=target.id, actor=ctx.actor, what="merged_from", new=f"#{ticket.number}",
-                          via_message_id=ctx.via_message_id))
+    ctx.change("merged_from", None, f"#{ticket.number}", target)
     ticket.merged_into_id = target.id
-    # The merged ticket's people keep writing, now to the target: they become its participants.
-    people = [ctx.session.get(Customer, ticket.requester_id)]
-    known = {p.email for p in ctx.session.exec(select(Participant).where(Participant.ticket_id == target.id))}
-    known |= {c.email for c in [ctx.session.get(Customer, target.requester_id)] if c}
-    emails = [c.email for c in people if c] + [p.email for p in ctx.session.exec(
-        select(Participant).where(Participant.ticket_id == ticket.id))]
-    for email in dict.fromkeys(emails):
-        if email not in known:
-            ctx.session.add(Participant(ticket_id=target.id, email=email, role="merged"))
-    if ticket.state not in ("closed", "rejected"):
-        ctx.change("state", ticket.state, "closed")
-        ticket.state, ticket.closed_at = "closed", utcnow()
+    if ticket.state not in FINISHED:
+        set_state(ctx, "closed", force=True)
     ctx.effects.merged_into = target
 
 
 def cmd_customer(ctx: CommandContext, value: str | None) -> None:
     assert value is not None
-    address = value.strip().lower()
     if ctx.ticket is not None:
         raise CommandFailed("[customer=…] opens a new ticket: write a new mail to the support address instead")
-    if address.count("@") != 1 or " " in address:
-        raise CommandFailed(f"{value!r} is not an e-mail address")
+    address = strict_address(value)
+    if address is None:
+        raise CommandFailed(f"{value.strip()!r} is not one e-mail address")
     ctx.effects.open_for = address
 
 
@@ -264,10 +310,69 @@ def cmd_spam(ctx: CommandContext, value: str | None) -> None:
     if requester is not None and not requester.blocked:
         requester.blocked = True
         ctx.change("sender_blocked", None, requester.email)
-    if ticket.state != "closed":
-        ctx.change("state", ticket.state, "closed")
-        ticket.state, ticket.closed_at = "closed", utcnow()
+    set_state(ctx, "closed", force=True)
     ctx.change("spam", None, "yes")
+    ctx.effects.spam = True
+
+
+def cmd_unblock(ctx: CommandContext, value: str | None) -> None:
+    ticket = ctx.need_ticket()
+    if not _unblock(ctx, ticket):
+        requester = ctx.session.get(Customer, ticket.requester_id)
+        raise CommandFailed(f"{requester.email if requester else 'the requester'} is not blocked")
+
+
+def cmd_cc(ctx: CommandContext, value: str | None) -> None:
+    """[cc=a@x, b@y] adds people to the customer's side of the conversation; [cc=-a@x] takes one off. Only
+    well-formed single addresses, never ours or an agent's: a participant receives the customer's thread."""
+    assert value is not None
+    thread = ctx.conversation()
+    requester = ctx.session.get(Customer, thread.requester_id)
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        remove = item.startswith("-")
+        address = strict_address(item.removeprefix("-").strip())
+        if address is None:
+            raise CommandFailed(f"{item.removeprefix('-').strip()!r} is not one e-mail address")
+        existing = ctx.session.exec(select(Participant).where(Participant.ticket_id == thread.id,
+                                                              Participant.email == address)).first()
+        if remove:
+            if existing is None:
+                raise CommandFailed(f"{address} is not on ticket #{thread.number}")
+            ctx.session.delete(existing)
+            ctx.change("participant-removed", address, None, thread)
+            continue
+        if ctx.config.is_our_address(address):
+            raise CommandFailed(f"{address} is the helpdesk's own address")
+        if ctx.session.exec(select(Agent.id).where(Agent.email == address)).first() is not None:
+            raise CommandFailed(f"{address} is an agent; agents read tickets through their notifications")
+        if (requester and address == requester.email) or existing is not None:
+            continue
+        ctx.session.add(Participant(ticket_id=thread.id, email=address, role="cc", added_at=ctx.now))
+        ctx.change("participant-added", None, address, thread)
+
+
+def canned_replies(config: Config) -> list[str]:
+    """The names of ``templates_dir/replies/NAME.txt.j2``, sorted; none without a templates_dir."""
+    folder = config.helpdesk.templates_dir
+    if folder is None or not (folder / "replies").is_dir():
+        return []
+    names = (p.name.removesuffix(".txt.j2") for p in Path(folder, "replies").iterdir() if p.name.endswith(".txt.j2"))
+    return sorted(n for n in names if _REPLY_NAME.fullmatch(n))
+
+
+def cmd_reply(ctx: CommandContext, value: str | None) -> None:
+    assert value is not None
+    name = value.strip().lower()
+    known = canned_replies(ctx.config)
+    if name not in known:
+        if not known:
+            raise CommandFailed("there are no canned replies (templates_dir/replies/NAME.txt.j2 holds them)")
+        hint = suggest(name, known)
+        raise CommandFailed(f"no canned reply {name!r}" + (f"; did you mean {hint}?" if hint else "")
+                            + f" (replies: {', '.join(known)})")
+    ctx.effects.canned.append(name)
 
 
 def cmd_quote(ctx: CommandContext, value: str | None) -> None:
@@ -314,7 +419,8 @@ COMMANDS: dict[str, Spec] = {
                     _state_verb("resolved")),
     "close": Spec("[close]", "close the ticket", _state_verb("closed")),
     "pending": Spec("[pending]", "waiting for the customer", _state_verb("pending")),
-    "reopen": Spec("[reopen]", "open it again", _state_verb("open")),
+    "reopen": Spec("[reopen]", "open it again (a ticket closed as spam: its sender is unblocked)",
+                   _state_verb("open")),
     "reject": Spec("[reject]", "close as unfounded", _state_verb("rejected")),
     "priority": Spec("[priority=low|normal|high|urgent]", "set the priority", cmd_priority),
     "type": Spec("[type=request|complaint|information]", "set the request type", _field("type", TYPES)),
@@ -325,6 +431,10 @@ COMMANDS: dict[str, Spec] = {
     "customer": Spec("[customer=x@y.com]", "open a ticket for a customer (with [source=phone])", cmd_customer),
     "source": Spec("[source=phone|letter|fax|web|email]", "where the request came from", cmd_source),
     "spam": Spec("[spam]", "close as spam and block the sender", cmd_spam),
+    "unblock": Spec("[unblock]", "take the ticket's sender off the block list", cmd_unblock),
+    "cc": Spec("[cc=a@x.com, b@y.com] [cc=-a@x.com]", "add people to the customer's side of the conversation "
+               "(they get the replies), or take one off", cmd_cc),
+    "reply": Spec("[reply=NAME]", "send the canned reply NAME (after your own words)", cmd_reply),
     "quote": Spec("[quote]", "outside the contract: tell the customer an offer will follow", cmd_quote),
     "satisfied": Spec("[satisfied]", "the customer's yes to a resolved ticket", _satisfaction("satisfied"), True),
     "not-satisfied": Spec("[not-satisfied]", "the customer's no: the ticket reopens",

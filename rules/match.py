@@ -5,6 +5,12 @@ Message-ID we stored or sent; the ticket tag in the subject; last, a stored repl
 arrived first, by another mailbox: the conversation's ticket is the reply's). Knowing a ticket number or a
 Message-ID is not permission: only the ticket's people (requester, participants, colleagues from the same
 company, agents) may add to it; anyone else gets a new ticket linked to the old one.
+
+A merged ticket leads to the ticket it was merged into (the *working* ticket, where state and commands go), but
+the mail stays in the *thread* it was written to: the merged ticket's own conversation, whose people receive
+the answers. When an agent's mail names two different tickets (the signed reply address one, the subject tag
+another, as happens when a mail client autocompletes an old reply address), the match says so instead of
+guessing: a command must reach the ticket the agent meant.
 """
 
 from __future__ import annotations
@@ -23,9 +29,15 @@ from ticketd.storage.models import Customer, Message, Outbox, Participant, Ticke
 
 @dataclass(frozen=True)
 class Match:
-    ticket: Ticket | None  # the ticket the mail may be added to
+    ticket: Ticket | None  # the working ticket the mail may be added to (merges followed)
     via: str | None = None  # "signed-address" | "references" | "subject-tag" | "answered-by"
     refused: Ticket | None = None  # found, but the sender takes no part in it
+    thread: Ticket | None = None  # the conversation it was written to: ``ticket``, or one merged into it
+    conflict: tuple[int, int] | None = None  # (reply address's number, subject tag's number) naming two tickets
+
+    @property
+    def conversation(self) -> Ticket | None:
+        return self.thread or self.ticket
 
 
 def _by_number(session: Session, number: int) -> Ticket | None:
@@ -82,22 +94,35 @@ def takes_part(session: Session, ticket: Ticket, sender: Sender) -> bool:
     return bool(requester and requester.company_id is not None and requester.company_id == customer.company_id)
 
 
+def _conflict(session: Session, addressed: Ticket, subject: SubjectInfo) -> tuple[int, int] | None:
+    """The subject's tag names another ticket than the signed address (merges followed on both sides)."""
+    if subject.ticket_number is None or subject.ticket_number == addressed.number:
+        return None
+    tagged = _by_number(session, subject.ticket_number)
+    if tagged is not None and follow_merges(session, tagged).id == follow_merges(session, addressed).id:
+        return None
+    return addressed.number, subject.ticket_number
+
+
 def match_ticket(session: Session, config: Config, mail: ParsedMail, subject: SubjectInfo, sender: Sender) -> Match:
     signed = signed_recipient(mail, config, sender.address.email)
     if signed is not None and signed.ticket_number > 0:
         ticket = _by_number(session, signed.ticket_number)
         if ticket is not None:
-            return Match(follow_merges(session, ticket), "signed-address")
+            return Match(follow_merges(session, ticket), "signed-address", thread=ticket,
+                         conflict=_conflict(session, ticket, subject))
     candidates = [("references", _by_references(session, mail))]
     if subject.ticket_number is not None:
         candidates.append(("subject-tag", _by_number(session, subject.ticket_number)))
     candidates.append(("answered-by", answered_by(session, mail)))
     refused = None
-    for via, ticket in candidates:
-        if ticket is None:
+    for via, found in candidates:
+        if found is None:
             continue
-        ticket = follow_merges(session, ticket)
-        if takes_part(session, ticket, sender):
-            return Match(ticket, via)
-        refused = refused or ticket
+        working = follow_merges(session, found)
+        if takes_part(session, found, sender):
+            return Match(working, via, thread=found)
+        if working.id != found.id and takes_part(session, working, sender):
+            return Match(working, via, thread=working)  # named the merged ticket, but this is their own thread
+        refused = refused or working
     return Match(None, refused=refused)

@@ -223,7 +223,12 @@ class Outbox(SQLModel, table=True):
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     recipient: str = Field(default="", sa_column=Column(sa.String(320), nullable=False, server_default="", index=True))
     automatic: bool = Field(default=True, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.true()))
-    status: str = Field(default="queued", max_length=10, index=True)  # queued|sent|failed|dead|suppressed
+    # What made ticketd write it: "inbound" (an automatic answer to a mail: the only kind the storm caps hold
+    # back), "agent" (an agent's or manager's action), "timer" (SLA, auto-close, digest, report), "system".
+    cause: str = Field(default="inbound", sa_column=Column(sa.String(8), nullable=False, server_default="inbound"))
+    announces: str | None = Field(default=None, max_length=320)  # an "assigned" mail: the agent it names
+    # queued|sent|failed|dead|suppressed (held back by the storm caps)|superseded (a later mail says it better)
+    status: str = Field(default="queued", max_length=10, index=True)
     attempts: int = 0
     next_attempt_at: datetime = created()
     last_error: str | None = None

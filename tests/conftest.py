@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +337,27 @@ def reply_to(received: Any, sender: str, body: str, subject_suffix: str = "", qu
     return ("\r\n".join(headers) + "\r\n\r\n" + text.replace("\n", "\r\n")).encode("utf-8")
 
 
+def client_mail(sender: str, subject: str, text: str, *, to: str = "support@acme.example",
+                files: Sequence[tuple[str, str, bytes]] = (), image: bytes | None = None) -> bytes:
+    """A new mail as Gmail or Outlook writes one: text and HTML alternatives, an image shown inline by cid (named
+    ekran.png), files attached (name, content type, bytes)."""
+    from email.message import EmailMessage
+    from email.utils import make_msgid
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Message-ID"] = make_msgid(domain="client.example")
+    msg.set_content(text)
+    if image is not None:
+        cid = make_msgid(domain="client.example")
+        msg.add_alternative(f"<p>{text}</p><p><img src=\"cid:{cid[1:-1]}\"></p>", subtype="html")
+        msg.get_payload()[1].add_related(image, "image", "png", cid=cid, filename="ekran.png")
+    for name, ctype, data in files:
+        maintype, subtype = ctype.split("/")
+        msg.add_attachment(data, maintype, subtype, filename=name)
+    return msg.as_bytes()
+
+
 @dataclass
 class Desk:
     """A running helpdesk in-process: mail goes in like `ticketd deliver`, out through the real SMTP sink."""
@@ -345,7 +366,8 @@ class Desk:
     sink: SmtpSink
     seen: int = 0
 
-    def deliver(self, raw: bytes) -> Any:
+    def deliver(self, raw: bytes, clock: Callable[[], Any] | None = None) -> Any:
+        """``clock`` pins the instant the message is processed at (the wall clock otherwise)."""
         from ticketd.daemon import outbox, pipeline
         from ticketd.storage.inbound import store_inbound
 
@@ -353,7 +375,7 @@ class Desk:
         engine = self.site.engine
         with db.session_scope(engine) as session:
             row_id = store_inbound(session, raw, "test").id
-        outcome = pipeline.process_pending(engine, config, [row_id])[0]
+        outcome = pipeline.process_pending(engine, config, [row_id], **({"clock": clock} if clock else {}))[0]
         outbox.send_due(engine, config)
         return outcome
 
@@ -380,7 +402,8 @@ def mail_to(mails: list[Any], address: str) -> Any:
 
 
 def body_of(mail: Any) -> str:
-    return mail.message.get_body(("plain",)).get_content()
+    """The text part as a reader sees it (lines end in LF, whatever the wire carried)."""
+    return str(mail.message.get_body(("plain",)).get_content()).replace("\r\n", "\n")
 
 
 @pytest.fixture

@@ -264,10 +264,10 @@ def test_full_complaint_path_with_every_step_in_the_history(pdesk: Desk) -> None
     first_links = links(resolved)
     assert set(first_links) == {"satisfied", "not-satisfied"}
 
-    # Not satisfied: reopened, the assignee and the managers are told.
+    # Not satisfied: reopened, the assignee and the managers are told, and the customer hears it is open again.
     pdesk.deliver(answer_link(first_links["not-satisfied"], CIGDEM))
     told = pdesk.new_mail()
-    assert sorted(a for m in told for a in m.envelope_to) == [ALI, AYSE]
+    assert sorted(a for m in told for a in m.envelope_to) == [ALI, AYSE, CIGDEM]
     assert pdesk.ticket(number)["state"] == "open"
 
     pdesk.deliver(reply_to(notification, ALI, "Yeni adaptör kargoya verildi.", subject_suffix="[resolve]"))
@@ -285,7 +285,7 @@ def test_full_complaint_path_with_every_step_in_the_history(pdesk: Desk) -> None
     assert answers == ["not-satisfied", "satisfied"]
 
 
-def test_a_plain_reply_to_the_resolved_mail_means_not_satisfied(pdesk: Desk) -> None:
+def test_a_question_after_the_answer_reopens_without_dissatisfaction(pdesk: Desk) -> None:
     ticket, mails = deliver(pdesk, "information-question.eml")
     notification = mail_to(mails, ALI)
     pdesk.deliver(reply_to(notification, ALI, "We are open 09:00-18:00 on weekdays.", subject_suffix="[resolve]"))
@@ -294,8 +294,20 @@ def test_a_plain_reply_to_the_resolved_mail_means_not_satisfied(pdesk: Desk) -> 
     pdesk.deliver(reply_to(resolved, "jane@example.org", "And on December 31st?"))
     told = pdesk.new_mail()
     after = pdesk.ticket(ticket["number"])
-    assert after["state"] == "open" and after["satisfaction"] == "not-satisfied"
+    assert after["state"] == "open" and after["satisfaction"] is None  # a question is more work, not a complaint
     assert any("December 31st" in body_of(m) for m in told)
+
+
+def test_a_complaint_about_the_answer_means_not_satisfied(pdesk: Desk) -> None:
+    ticket, mails = deliver(pdesk, "information-question.eml")
+    pdesk.deliver(reply_to(mail_to(mails, ALI), ALI, "We are open 09:00-18:00.", subject_suffix="[resolve]"))
+    [resolved] = pdesk.new_mail()
+    pdesk.deliver(reply_to(resolved, "jane@example.org", "That is not true, you were closed at 17:00 and nobody "
+                           "answered. I am not satisfied."))
+    after = pdesk.ticket(ticket["number"])
+    assert after["state"] == "open" and after["satisfaction"] == "not-satisfied"
+    told = {a for m in pdesk.new_mail() for a in m.envelope_to}
+    assert {ALI, AYSE, "jane@example.org"} <= told  # nobody had it: every agent at work, and the manager
 
 
 def test_reject_closes_with_the_agents_explanation(pdesk: Desk) -> None:

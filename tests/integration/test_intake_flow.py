@@ -63,7 +63,8 @@ def test_three_mails_become_three_acknowledged_tickets(live_site: Site, mailbox:
     iso_ticket = show(live_site, by_requester["sener@ozturk-insaat.com.tr"]["number"])
     assert "Üst kattaki ofisin kabloları değiştirilmeli" in iso_ticket["messages"][0]["text"]
     assert iso_ticket["messages"][0]["message_id"] == "<t-3.sener@ozturk-insaat.com.tr>"
-    assert [e["what"] for e in iso_ticket["events"]] == ["created", "mail-queued"]
+    assert [e["what"] for e in iso_ticket["events"]] == ["created", "language", "mail-queued"]
+    assert iso_ticket["events"][1]["new"] == "tr (learnt from the customer's first mail)"  # an ISO-8859-9 stranger
 
     originals = {message_from_bytes((DATA / n).read_bytes(), policy=policy.default)["Message-ID"]: n
                  for n in SAMPLES}
@@ -84,8 +85,11 @@ def test_three_mails_become_three_acknowledged_tickets(live_site: Site, mailbox:
             assert msg["To"].addresses[0].display_name == "Çiğdem Yılmaz"
             assert "Talebiniz alındı" in msg["Subject"] and "Sayın Çiğdem Yılmaz" in body
             assert b"=?utf-8?" in mail.raw.split(b"\r\n\r\n")[0]  # RFC 2047 on the wire
+        elif original == SAMPLES[2]:  # a Turkish stranger (ISO-8859-9): answered in the language they wrote in
+            assert "Talebiniz alındı" in msg["Subject"] and msg["Content-Language"] == "tr"
         else:
             assert "has been received" in msg["Subject"] and f"number {ticket['number']}" in body
+            assert msg["Content-Language"] == "en"
 
     # The inbox is emptied into the processed folder; a second pass creates and sends nothing.
     assert mailbox.count("INBOX") == 0

@@ -16,10 +16,10 @@ from ticketd.parsers.commands import (
 )
 
 ALL_VERBS = [
-    "take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "quote",
+    "take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "unblock", "quote",
     "satisfied", "not-satisfied", "help",
 ]  # fmt: skip
-ALL_KEYS = ["status", "priority", "type", "category", "due", "assign", "merge", "customer", "source"]
+ALL_KEYS = ["status", "priority", "type", "category", "due", "assign", "merge", "customer", "source", "cc", "reply"]
 
 
 def sub(name: str, value: str | None, raw: str) -> Command:
@@ -148,7 +148,12 @@ def test_group_with_a_non_command_item_is_left_alone() -> None:
         ("x [status=]", CommandError("status=", "'status' needs a value, e.g. [status=resolved]")),
         ("x [status=   ]", CommandError("status=", "'status' needs a value, e.g. [status=resolved]")),
         ("x [status]", CommandError("status", "'status' needs a value, e.g. [status=resolved]")),
-        ("x [assign]", CommandError("assign", "'assign' needs a value, e.g. [assign=ali]")),
+        ("x [assign]", CommandError("assign", "'assign' needs an agent or a group as its value "
+                                             "(the help reply lists them)")),
+        ("x [category=]", CommandError("category=", "'category' needs a category as its value "
+                                                    "(the help reply lists them)")),
+        ("x [type]", CommandError("type", "'type' needs a value, e.g. [type=complaint]")),
+        ("x [cc]", CommandError("cc", "'cc' needs a value, e.g. [cc=name@example.com]")),
         ("x [take=ali]", CommandError("take=ali", "'take' takes no value (to assign someone else use [assign=ali])")),
         ("x [close=now]", CommandError("close=now", "'close' takes no value, write [close]")),
         ("x []", CommandError("[]", "empty command group []")),
@@ -299,3 +304,40 @@ def test_suggest() -> None:
     assert suggest("asign", VALUE_KEYS) == "assign"
     assert suggest("xyzzy", VALUE_KEYS) is None
     assert suggest("not-satisfed", VERBS) == "not-satisfied"
+
+
+def test_cc_and_reply_may_repeat_where_other_keys_conflict() -> None:
+    """[cc=…] and [reply=…] add up; two different priorities contradict each other and neither is applied."""
+    parsed = parse_commands("x [cc=a@example.com; cc=b@example.com; reply=hello; reply=bye]", "")
+    assert [(c.name, c.value) for c in parsed.commands] == [
+        ("cc", "a@example.com"), ("cc", "b@example.com"), ("reply", "hello"), ("reply", "bye")]
+    assert parsed.errors == ()
+    conflicting = parse_commands("x [priority=high; priority=low]", "")
+    assert conflicting.commands == ()
+    assert conflicting.errors[0].message == "conflicting values for 'priority': 'high' and 'low'"
+
+
+@pytest.mark.parametrize("key", sorted(VALUE_KEYS | LONG_FIELDS))
+def test_every_example_in_an_error_is_a_valid_value(key: str) -> None:
+    """An error shows a value to copy only where that value is valid on every helpdesk (no 'incident' type, no
+    category that may not exist): copying it must never produce a second error."""
+    from ticketd.rules.commands import PRIORITIES, SOURCES, TYPES
+    from ticketd.rules.states import STATES
+
+    message = parse_commands(f"x [{key}]", "").errors[0].message
+    if "help reply lists them" in message:
+        return
+    example = message.split("e.g. [", 1)[1].rstrip("]").split("=", 1)[1]
+    valid = {"status": STATES, "priority": PRIORITIES, "type": TYPES, "source": SOURCES}
+    if key in valid:
+        assert example in valid[key]
+    elif key in ("customer", "cc"):
+        from ticketd.parsers.message import strict_address
+
+        assert strict_address(example) == example
+    elif key == "due":
+        from datetime import date
+
+        date.fromisoformat(example)
+    elif key == "merge":
+        assert example.startswith("#") and example[1:].isdigit()

@@ -178,3 +178,29 @@ def test_documented_oauth2_block_is_complete_and_valid(tmp_path: Path, monkeypat
     monkeypatch.setenv("PATH", f"{helper.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     config = parse_config({**data, "oauth2": {"token_command": documented["token_command"]}})
     assert config.oauth2 is not None and config.oauth2.token_argv[0] == helper.name
+
+
+def test_the_days_keys_have_defaults_and_are_checked(tmp_path: Path) -> None:
+    """[limits] forward_attachments_bytes, [closing] reopen_within and [digest] schedule: defaults that work,
+    and a clear line naming the key when one is wrong."""
+    from datetime import timedelta
+
+    config = parse_config(base(tmp_path))
+    assert config.limits.forward_attachments_bytes == 10 * 1024 * 1024
+    assert config.closing.reopen_within == timedelta(days=7)
+    assert config.digest.schedule is None
+    data = base(tmp_path) | {"limits": {"forward_attachments_bytes": 0}, "closing": {"reopen_within": "a week"},
+                             "digest": {"schedule": "30 8 * * monday-friday"}}
+    found = problems(data)
+    assert "limits.forward_attachments_bytes: must be a positive integer" in found
+    assert 'closing.reopen_within: must be a calendar duration like "5d" (days) or "12h" (hours)' in found
+    assert any(p.startswith('digest.schedule: not a cron schedule like "30 8 * * 1-5"') for p in found)
+    good = parse_config(base(tmp_path) | {"closing": {"reopen_within": "48h"},
+                                          "digest": {"schedule": "30  8 * * 1-5"}})
+    assert good.closing.reopen_within == timedelta(hours=48) and good.digest.schedule == "30 8 * * 1-5"
+
+
+def test_the_example_config_documents_the_days_keys() -> None:
+    text = (Path(__file__).parents[2] / "deploy" / "ticketd.toml.example").read_text()
+    for key in ("forward_attachments_bytes = ", "reopen_within = ", "[digest]", '# schedule = "30 8 * * 1-5"'):
+        assert key in text

@@ -10,7 +10,7 @@ from jinja2.exceptions import UndefinedError
 
 from ticketd.mailtemplates.render import make_environment, render
 
-PROCESS_TEMPLATES = ["delayed", "escalation", "resolved", "closed", "rejected", "agent_reopened"]
+PROCESS_TEMPLATES = ["delayed", "escalation", "resolved", "closed", "rejected", "agent_reopened", "reopened"]
 AGENT_TEMPLATES = ["escalation", "agent_reopened"]
 TEMPLATE_DIR = Path(__file__).parents[2] / "mailtemplates"
 
@@ -41,9 +41,11 @@ def context(**changes: Any) -> dict[str, Any]:
         "satisfied_link": SATISFIED, "not_satisfied_link": NOT_SATISFIED, "auto_close_days": 7,
         "reason": "satisfied",
         "explanation": "The outage was caused by the building's own wiring, which is outside our network.",
-        "how": "link",
+        "how": "link", "unhappy": True, "reopen_days": 7, "thanks": False,
         "message": {"from_name": "Çiğdem Yılmaz", "from_email": "cigdem@musteri.example",
                     "text": "Bağlantı hâlâ kopuyor."},
+        # what notify.compose adds to every context
+        "attached": [], "left_out": [], "files_budget": "10.5 MB", "merged_into": "",
     }
     ctx.update(changes)
     return ctx
@@ -155,11 +157,11 @@ def test_resolved_says_what_a_reply_and_silence_do(env: Any) -> None:
     mail = render(env, "resolved", "en", context(auto_close_days=10))
     assert mail.subject == "Your request has been resolved: Modem bağlantısı kopuyor"
     flat = " ".join(mail.body.split())
-    assert "replying to this mail also tells us you are not satisfied, and reopens your request" in flat
+    assert "If something is still not right, reply to this mail and tell us: that reopens your request." in flat
     assert "closed after 10 days" in flat
     assert "closed after 1 day." in " ".join(render(env, "resolved", "en", context(auto_close_days=1)).body.split())
     tr = " ".join(render(env, "resolved", "tr", context(auto_close_days=10)).body.split())
-    assert "Bu e-postayı yanıtlamanız da memnun kalmadığınızı bildirir ve talebinizi yeniden açar." in tr
+    assert "Hâlâ bir sorun varsa bu e-postayı yanıtlayarak bize yazın; talebiniz yeniden açılır." in tr
     assert "talebiniz 10 gün sonra kapatılacaktır" in tr
 
 
@@ -203,11 +205,13 @@ def test_closed_explains_why_and_how_to_write_again(env: Any, reason: str, en_te
     assert en_text in flat
     assert ("Thank you for your feedback" in flat) == (reason == "satisfied")
     assert "Thank you for contacting Acme Support." in flat
-    assert "write to support@acme.example; that opens a new request" in flat
+    assert "If the problem comes back within 7 days, reply to this mail and we reopen your request" in flat
+    assert "write to support@acme.example: that opens a new request" in flat
     tr = " ".join(render(env, "closed", "tr", context(reason=reason)).body.split())
     assert tr_text in tr
     assert ("Geri bildiriminiz" in tr) == (reason == "satisfied")
-    assert "support@acme.example adresine yazmanız yeterlidir; bu, yeni bir talep açar" in tr
+    assert "Sorun 7 gün içinde yeniden ortaya çıkarsa bu e-postayı yanıtlayın, talebinizi yeniden açalım" in tr
+    assert "support@acme.example adresine yazın: bu, yeni bir talep açar" in tr
 
 
 def test_rejected_is_polite_and_carries_the_explanation(env: Any) -> None:
@@ -228,7 +232,7 @@ def test_rejected_is_polite_and_carries_the_explanation(env: Any) -> None:
 
 @pytest.mark.parametrize(("how", "en_text", "tr_text"), [
     ("link", 'clicked the "not satisfied" link', '"memnun değilim" bağlantısını kullandı'),
-    ("reply", "replied to the resolved mail", "çözüm e-postasını yanıtladı"),
+    ("reply", "They replied:", "Müşteri yanıt verdi:"),
 ])
 def test_agent_reopened_says_how_the_customer_answered(env: Any, how: str, en_text: str, tr_text: str) -> None:
     mail = render(env, "agent_reopened", "en", context(how=how))
@@ -242,7 +246,7 @@ def test_agent_reopened_says_how_the_customer_answered(env: Any, how: str, en_te
     silent = render(env, "agent_reopened", "en", context(how=how, message={
         "from_name": "", "from_email": "cigdem@musteri.example", "text": ""}))
     assert "cigdem@musteri.example <cigdem@musteri.example> is not satisfied" in silent.body
-    assert "\n\n\n" not in silent.body and "mail.\n\n--" in silent.body
+    assert "\n\n\n" not in silent.body and ".\n\n--" in silent.body
 
 
 @pytest.mark.parametrize(("first", "resolution", "en_line", "tr_line"), [
@@ -287,3 +291,43 @@ def test_operator_override_replaces_only_that_template(tmp_path: Path) -> None:
     assert "  Overdue:   2 h 15 min" in render(env, "escalation", "en", context()).body
     # The package's own environment is unaffected.
     assert render(make_environment(), "resolved", "en", context()).subject.startswith("Your request has been resolved")
+
+
+def test_agent_reopened_tells_a_question_from_dissatisfaction(env: Any) -> None:
+    """A customer who asks something after the resolution reopened the ticket, but is not called unhappy."""
+    mail = render(env, "agent_reopened", "en", context(how="reply", unhappy=False))
+    assert mail.subject == "Customer wrote again, ticket reopened: Modem bağlantısı kopuyor"
+    assert "wrote on [ACME #12] after it was finished, so it has been reopened." in mail.body
+    assert "not satisfied" not in mail.body
+    tr = render(env, "agent_reopened", "tr", context(how="reply", unhappy=False))
+    assert tr.subject == "Müşteri yeniden yazdı, kayıt yeniden açıldı: Modem bağlantısı kopuyor"
+
+
+@pytest.mark.parametrize(("how", "en_text", "tr_text"), [
+    ("link", "You told us you are not satisfied", "memnun kalmadığınızı bildirdiniz"),
+    ("reply", "Thank you for your message.", "Mesajınız için teşekkür ederiz."),
+    ("agent", "We have reopened your request [ACME #12]", "[ACME #12] numaralı talebinizi"),
+])
+def test_reopened_tells_the_customer_why(env: Any, how: str, en_text: str, tr_text: str) -> None:
+    mail = render(env, "reopened", "en", context(how=how))
+    assert mail.subject == "Your request has been reopened: Modem bağlantısı kopuyor"
+    assert en_text in " ".join(mail.body.split())
+    tr = render(env, "reopened", "tr", context(how=how))
+    assert tr.subject == "Talebiniz yeniden açıldı: Modem bağlantısı kopuyor"
+    assert tr_text in " ".join(tr.body.split())
+
+
+def test_files_are_listed_and_those_left_out_name_the_command(env: Any) -> None:
+    """Agents see what is attached and how to fetch what was too large; customers see no command."""
+    files = {"attached": [{"name": "ekran.png", "size": "48.2 kB"}],
+             "left_out": [{"name": "video.mp4", "size": "42.0 MB",
+                           "command": "ticketd attachments get 9 -o video.mp4"}]}
+    agent = render(env, "agent_update", "en", context(thanks=False, **files)).body
+    assert "Attached: ekran.png (48.2 kB)" in agent
+    assert "Not attached (over the 10.5 MB a mail may carry)" in agent
+    assert "  video.mp4 (42.0 MB): ticketd attachments get 9 -o video.mp4" in agent
+    customer = render(env, "resolved", "en", context(**files)).body
+    assert "Attached: ekran.png (48.2 kB)" in customer and "video.mp4 (42.0 MB)" in customer
+    assert "ticketd" not in customer
+    tr = render(env, "agent_update", "tr", context(thanks=False, **files)).body
+    assert "Ekler: ekran.png (48.2 kB)" in tr and "ticketd attachments get 9" in tr

@@ -101,12 +101,20 @@ def _full_context(with_ticket: bool = True) -> dict[str, object]:
     ctx: dict[str, object] = {
         "helpdesk": {"name": "Acme", "address": "support@acme.example"}, "helpdesk_tag": "ACME",
         "customer": {"name": "Çiğdem", "email": "c@x.example"}, "agent": {"name": "Ali Veli", "email": "a@x"},
-        "message": {"from_name": "Çiğdem", "from_email": "c@x.example", "text": "Merhaba", "attachments": ["a.pdf"]},
+        "message": {"from_name": "Çiğdem", "from_email": "c@x.example", "text": "Merhaba"},
         "results": [{"raw": "priority=hgh", "ok": False, "message": "unknown priority 'hgh'"}],
         "commands": [{"syntax": "[take]", "help": "assign to yourself"}], "new_ticket_address": "support+0.x@a",
         "text": "Modemi yeniden başlatın.", "claimed_from": "a@x", "reason": "unsigned", "subject": "S",
         "message_id": "<m@x>", "limit_mb": 25, "note": "original size 1 bytes", "topic": "t", "detail": "d",
         "bounce": {"summary": "bounce: a@b (5.1.1)", "diagnostic": "user unknown", "subject": "S"},
+        "thanks": False, "how": "agent", "by": {"name": "Ayşe", "email": "ayse@x"}, "new_assignee": "Ayşe",
+        "new_assignee_email": "ayse@x",
+        "group": "network", "why": "list", "mine": [], "free": [], "overdue": 0,
+        "groups": ["network"], "at": "2026-12-07 08:30", "too_big": [{"name": "v.mp4", "size": "40 MB"}],
+        "categories": ["hardware/modem"], "agents": ["ali@acme.example"], "replies": ["restart"],
+        # what notify.compose adds to every context
+        "attached": [{"name": "a.pdf", "size": "1.2 kB"}], "left_out": [], "files_budget": "10.5 MB",
+        "merged_into": "",
     }
     if with_ticket:
         ctx["tag"] = "[ACME #7]"
@@ -119,8 +127,8 @@ def _full_context(with_ticket: bool = True) -> dict[str, object]:
 
 
 TEMPLATES = ["received", "oversized", "admin_alert", "assigned", "relay", "quote", "agent_new", "agent_update",
-             "command_result", "help",
-             "security_alert", "agent_bounce"]
+             "command_result", "help", "security_alert", "agent_bounce", "reopened", "agent_unassigned",
+             "agent_mention", "agent_list", "agent_files_left_out"]
 
 
 @pytest.mark.parametrize("language", ["en", "tr"])
