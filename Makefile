@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= -n $(shell expr $$(nproc) + 1) --dist loadfile
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint install clean
+.PHONY: demo test quick lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: install
 	scripts/ensure-test-packages.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# While working: no slow end-to-end day, SQLite only (CI runs everything through `make test`).
+quick: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow" --backend=sqlite $(PYTEST_ARGS)
 
 lint: $(VENV)/.deps
 	$(BIN)/ruff check .

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,11 @@ class Clock:
         partial = self.path.with_suffix(".partial")
         partial.write_text(f"{offset:+.0f}\n")
         os.replace(partial, self.path)
+
+    def now(self) -> datetime:
+        """What the daemon's clock reads now (the real time plus the offset last set)."""
+        offset = float(self.path.read_text()) if self.path.exists() else 0.0
+        return datetime.now(UTC) + timedelta(seconds=offset)
 
     def env(self) -> dict[str, str]:
         return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(self.path), "FAKETIME_NO_CACHE": "1",
