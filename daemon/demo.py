@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+from email.message import EmailMessage
 from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
@@ -71,12 +72,21 @@ def _body(mail: ReceivedMail) -> str:
     return body.get_content() if body is not None else ""
 
 
+def _files(mail: ReceivedMail) -> str:
+    """The files a received mail carries, as its reader's client shows them: name, and inline or attached."""
+    found = [f"{part.get_filename()} ({part.get_content_disposition() or 'attachment'})"
+             for part in mail.message.walk() if part.get_filename()]
+    return ", ".join(found)
+
+
 def _show(mail: ReceivedMail) -> None:
     msg = mail.message
     typer.echo(f"  From:       {msg['From']}")
     typer.echo(f"  To:         {msg['To']}")
     typer.echo(f"  Subject:    {msg['Subject']}")
     typer.echo(f"  In-Reply-To: {msg['In-Reply-To']}   Reply-To: {parseaddr(str(msg['Reply-To']))[1]}")
+    if _files(mail):
+        typer.echo(f"  Files:      {_files(mail)}")
     typer.echo("  | " + "\n  | ".join(_body(mail).rstrip().splitlines()))
     typer.echo("")
 
@@ -131,42 +141,55 @@ def run_demo(directory: Path | None) -> int:
             outcome = pipeline.process_pending(engine, config, [row_id])[0]
             mark = len(sink.received)
             outbox.send_due(engine, config)
-            typer.echo(f"<- {label}: {outcome.status}, ticket #{outcome.ticket_number}"
+            typer.echo(f"<- {label}: {outcome.status}"
+                       + (f", ticket #{outcome.ticket_number}" if outcome.ticket_number else "")
                        + (f" ({outcome.reason})" if outcome.reason else ""))
             for mail in sink.received[mark:]:
-                typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}")
+                files = f"   [files: {_files(mail)}]" if _files(mail) else ""
+                typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}{files}")
             typer.echo("")
 
-        def answer(to: ReceivedMail, sender: str, subject_suffix: str, text: str) -> bytes:
+        def answer(to: ReceivedMail, sender: str, subject_suffix: str, text: str,
+                   attach: tuple[str, bytes] | None = None) -> bytes:
             msg = to.message
-            quoted = "\r\n".join("> " + line for line in _body(to).splitlines())
-            return (f"From: {sender}\r\nTo: {parseaddr(str(msg['Reply-To']))[1]}\r\n"
-                    f"Subject: Re: {msg['Subject']} {subject_suffix}\r\nMessage-ID: <{secrets.token_hex(6)}@demo>\r\n"
-                    f"In-Reply-To: {msg['Message-ID']}\r\nMIME-Version: 1.0\r\n"
-                    f"Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\r\n"
-                    f"On Mon, 23 Nov 2026 at 10:05, Acme Support wrote:\r\n{quoted}\r\n").encode()
+            quoted = "\n".join("> " + line for line in _body(to).splitlines())
+            reply = EmailMessage()
+            reply["From"], reply["To"] = sender, parseaddr(str(msg["Reply-To"]))[1]
+            reply["Subject"] = f"Re: {msg['Subject']} {subject_suffix}".rstrip()
+            reply["Message-ID"], reply["In-Reply-To"] = f"<{secrets.token_hex(6)}@demo>", msg["Message-ID"]
+            reply.set_content(f"{text}\n\nOn Mon, 23 Nov 2026 at 10:05, Acme Support wrote:\n{quoted}\n")
+            if attach is not None:
+                reply.add_attachment(attach[1], "application", "pdf", filename=attach[0])
+            return reply.as_bytes()
 
         def last_to(address: str, tag: str = "[ACME #1]") -> ReceivedMail:
             return next(m for m in reversed(sink.received)
                         if address in m.envelope_to and tag in str(m.message["Subject"]))
 
         typer.echo("== the rules made ticket #1 a high-priority modem request; round-robin gave it to Ali, "
-                   "who answers from his mail client ==\n")
+                   "whose notification carries the customer's screenshot ==\n")
+        notification = last_to("ali@acme.example")
+        typer.echo(f"   Ali's notification: {notification.message['Subject']}   [files: {_files(notification)}]\n")
+        typer.echo("== Ali answers from his mail client, the setup guide attached ==\n")
         ali = "Ali Veli <ali@acme.example>"
-        deliver(answer(last_to("ali@acme.example"), ali, "",
-                       "Merhaba Çiğdem Hanım,\r\nModemi 30 saniye kapatıp açar mısınız?\r\n\r\nAli"),
-                "Ali's reply")
+        guide = b"%PDF-1.4\n% Modem kurulum kilavuzu\n%%EOF\n"
+        deliver(answer(notification, ali, "", "Merhaba Çiğdem Hanım,\nModemi 30 saniye kapatıp açar mısınız? "
+                       "Kılavuz ekte.\n\nAli", attach=("kılavuz.pdf", guide)), "Ali's reply")
         relay = next(m for m in reversed(sink.received) if " via " in str(m.message["From"]))
         typer.echo("   what the customer got (the quoted notification stripped):")
         _show(relay)
         deliver(answer(relay, "cigdem.yilmaz@musteri.com.tr", "", "Denedim, şimdi çalışıyor. Teşekkürler!"),
                 "the customer's answer")
         deliver(answer(last_to("ali@acme.example"), ali, "[status=resolved]",
-                       "Root-Cause: modem firmware hung\r\nResolution: power cycle"), "Ali resolves it")
+                       "Root-Cause: modem firmware hung\nResolution: power cycle"), "Ali resolves it")
         resolved = last_to("cigdem.yilmaz@musteri.com.tr")
         typer.echo("   the resolved mail asks the customer (one-click answers):")
         _show(resolved)
+        deliver(answer(resolved, "cigdem.yilmaz@musteri.com.tr", "", "Çok teşekkürler, artık çalışıyor!"),
+                "the customer says thank you (read as thanks: the ticket stays resolved, Ali sees it)")
         deliver(click(resolved, "cigdem.yilmaz@musteri.com.tr", "satisfied"), "the customer clicks 'satisfied'")
+        deliver(answer(last_to("ali@acme.example", "[ACME #2]"), ali, "[priority=urgent]", "Raising this.")
+                .replace(b"[ACME #2]", b"[ACME #3]"), "Ali's command on #2's reply address, with #3's tag")
         deliver(answer(last_to("ali@acme.example"), "Ali Veli <ali@acme.example>", "[priority=hgh]", "x")
                 .replace(b"To: support+", b"To: nobody+"), "a forged command (not the signed address)")
 

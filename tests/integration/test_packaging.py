@@ -55,3 +55,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert "Talebiniz Ali Veli adlı çalışanımıza atandı" in demo.stdout  # the rules and round-robin assigned it
     assert "Memnunum: mailto:support+1." in demo.stdout  # the satisfaction question
     assert "#1  closed   high   ali@acme.example" in demo.stdout  # the customer clicked "satisfied"
+    assert "Ali's notification: [ACME #1] New request: Modem bağlantısı sürekli kopuyor   [files: ekran.png (inline)]" \
+        in demo.stdout  # the customer's screenshot reached the agent, inline
+    assert "Files:      kılavuz.pdf (attachment)" in demo.stdout  # and the agent's guide reached the customer
+    assert "(thanks; the ticket stays resolved)" in demo.stdout
+    assert "ticket #2 and #3 both named; nothing applied" in demo.stdout
+    assert "[ACME #3] Talebiniz alındı: Kablo değişimi talebi" in demo.stdout  # an ISO-8859-9 stranger, in Turkish
