@@ -226,6 +226,8 @@ def tell_effects(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, ef
                  new: bool, spoke: bool) -> None:
     """``spoke``: the agent's own words went to the customer in this mail, and say what a notice would."""
     session, config = inc.session, inc.config
+    if ticket.state not in OPEN_STATES:  # an "assigned to" still waiting is moot once the ticket is finished
+        notify.withdraw_assigned(session, ticket, f"the ticket is {ticket.state}")
     if effects.state == "closed" and effects.merged_into is None and not effects.spam:  # a spammer hears nothing
         closing.send_closed(session, config, ticket, "satisfied" if effects.satisfaction else "agent", cause="agent")
     if effects.satisfaction == "not-satisfied":

@@ -38,6 +38,7 @@ def send_resolved(session: Session, config: Config, ticket: Ticket, text: str, *
                   files: Sequence[File] = ()) -> Outbox:
     """The outcome and the question: the agent's words (and files), the resolution, and the two answers."""
     customer = notify.requester_of(session, ticket)
+    notify.withdraw_assigned(session, ticket, "the ticket was resolved first")
     satisfied, not_satisfied = satisfaction_links(config, ticket, customer)
     days = max(1, round(config.closing.auto_close_after.total_seconds() / 86400))
     return notify.to_requester(session, config, ticket, "resolved", {
@@ -47,12 +48,14 @@ def send_resolved(session: Session, config: Config, ticket: Ticket, text: str, *
 
 def send_rejected(session: Session, config: Config, ticket: Ticket, explanation: str, *,
                   files: Sequence[File] = ()) -> Outbox:
+    notify.withdraw_assigned(session, ticket, "the ticket was rejected first")
     return notify.to_requester(session, config, ticket, "rejected", {"explanation": explanation}, cause="agent",
                                files=files)
 
 
 def send_closed(session: Session, config: Config, ticket: Ticket, reason: str, *, cause: str) -> Outbox:
     days = max(1, round(config.closing.reopen_within.total_seconds() / 86400))
+    notify.withdraw_assigned(session, ticket, "the ticket was closed first")
     return notify.to_requester(session, config, ticket, "closed", {"reason": reason, "reopen_days": days},
                                cause=cause)
 

@@ -254,6 +254,16 @@ def alert_admin(session: Session, config: Config, topic: str, detail: str) -> li
                   context={"topic": topic, "detail": detail}) for person in people]
 
 
+def withdraw_assigned(session: Session, ticket: Ticket, why: str) -> None:
+    """An "assigned to" mail still waiting for its quiet period is dropped: a later one replaces it, or the
+    ticket's outcome (resolved, rejected, closed) makes it moot. Only rows still waiting are touched."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    session.flush()
+    session.connection().execute(
+        sa.update(table).where(table.c.ticket_id == ticket.id, table.c.kind == "assigned",
+                               table.c.status.in_(("queued", "failed"))).values(status="superseded", last_error=why))
+
+
 def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetime, *, cause: str,
                   conversation: Ticket | None = None) -> Outbox | None:
     """The customer hears "assigned to X" once per real change, never several within a few minutes.
@@ -266,9 +276,7 @@ def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetim
     assignee = session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
     table = Outbox.__table__  # type: ignore[attr-defined]
     mine = sa.and_(table.c.ticket_id == conversation.id, table.c.kind == "assigned")
-    session.flush()
-    session.connection().execute(sa.update(table).where(mine, table.c.status.in_(("queued", "failed")))
-                                 .values(status="superseded", last_error="superseded by a later assignment"))
+    withdraw_assigned(session, conversation, "superseded by a later assignment")
     last = session.connection().execute(sa.select(table.c.announces, table.c.sent_at).where(
         mine, table.c.status == "sent").order_by(table.c.id.desc()).limit(1)).first()
     if assignee is None or (last is not None and last.announces == assignee.email):

@@ -251,3 +251,17 @@ def test_a_reply_address_and_a_subject_tag_naming_two_tickets_change_neither(tea
     for number, old in zip((1, 2), before, strict=True):
         now = team.ticket(number)
         assert (now["priority"], len(now["messages"])) == (old["priority"], len(old["messages"]))
+
+
+def test_a_waiting_assigned_notice_is_dropped_when_the_ticket_is_finished_first(team: Desk) -> None:
+    """Reassigned, then resolved before the quiet period ends: the customer reads "resolved", never a late
+    "assigned to" after it."""
+    team.deliver(new_mail(f"Jane <{JANE}>", "Modem", "My modem is down.", 1))
+    notification = notice(team.new_mail(), ALI)
+    team.deliver(reply_to(notification, ALI, "Can, please.", subject_suffix="[note; assign=can]"))
+    team.deliver(reply_to(notice(team.new_mail(), CAN), CAN, "Fixed the line.", subject_suffix="[resolve]"))
+    assert kinds(team.new_mail()) == [(JANE, "resolved")]
+    with db.session_scope(team.site.engine) as session:
+        rows = list(session.exec(select(Outbox).where(Outbox.kind == "assigned").order_by(Outbox.id)))
+        assert [(r.status, r.announces) for r in rows] == [("sent", ALI), ("superseded", CAN)]
+        assert rows[1].last_error == "the ticket was resolved first"
