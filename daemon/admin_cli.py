@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import typer
 from sqlmodel import Session, select
 
-from ticketd.daemon.cli_common import JsonOption, fail, get_config, get_engine, print_json
+from ticketd.daemon.cli_common import EXIT_CONFIG, JsonOption, fail, get_config, get_engine, print_json
 from ticketd.daemon.config import Config
 from ticketd.daemon.progress import progress
 from ticketd.daemon.views import inbound_dict, outbox_dict, ticket_detail, ticket_dict
@@ -93,7 +93,7 @@ def _set_agent(email: str, **values: bool) -> None:
     with _session() as session, session.begin():
         agent = session.exec(select(Agent).where(Agent.email == email.strip().lower())).first()
         if agent is None:
-            fail(f"no agent {email} (see `ticketd agents list`)", 1)
+            fail(f"no agent {email} (see `ticketd agents list`)", EXIT_CONFIG)
         for key, value in values.items():
             setattr(agent, key, value)
     typer.echo(f"agent {email}: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in values.items()))
@@ -128,7 +128,7 @@ def agents_deactivate(
     with Session(get_engine(config), expire_on_commit=False) as session, session.begin():
         agent = session.exec(select(Agent).where(Agent.email == email.strip().lower())).first()
         if agent is None:
-            fail(f"no agent {email} (see `ticketd agents list`)", 2)
+            fail(f"no agent {email} (see `ticketd agents list`)", EXIT_CONFIG)
         agent.active = False
         session.flush()
         handed = hand_on(session, config, agent, utcnow()) if reassign else []
@@ -200,7 +200,7 @@ def tickets_show(number: int, as_json: JsonOption = False) -> None:
     with _session() as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == number)).first()
         if ticket is None:
-            fail(f"no ticket #{number}", 1)
+            fail(f"no ticket #{number} (see `ticketd tickets list`)", EXIT_CONFIG)
         data = ticket_detail(session, ticket)
     if as_json:
         print_json(data)
@@ -257,7 +257,7 @@ def _requeue(model: type[Inbound] | type[Outbox], row_id: int | None, all_failed
         stmt = select(model).where(model.status.in_(failed_states) if all_failed else model.id == row_id)
         rows = list(session.exec(stmt))
         if not rows and row_id is not None:
-            fail(f"no {model.__tablename__} row {row_id}", 1)
+            fail(f"no {model.__tablename__} row {row_id}", EXIT_CONFIG)
         for row in rows:
             reset(row)
         ids = [r.id for r in rows if r.id is not None]

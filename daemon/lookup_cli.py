@@ -9,7 +9,7 @@ import typer
 from sqlmodel import Session, select
 
 from ticketd.daemon.admin_cli import _local, _session, _table, customers, tickets
-from ticketd.daemon.cli_common import JsonOption, fail, print_json
+from ticketd.daemon.cli_common import EXIT_CONFIG, JsonOption, fail, print_json
 from ticketd.daemon.views import iso, ticket_dict
 from ticketd.storage.db import fold
 from ticketd.storage.models import Company, Customer, Event, Message, Ticket, utcnow
@@ -52,7 +52,7 @@ def customers_show(email: str, as_json: JsonOption = False) -> None:
     with _session() as session:
         customer = session.exec(select(Customer).where(Customer.email == email.strip().lower())).first()
         if customer is None:
-            fail(f"no customer {email} (see `ticketd customers list`)", 1)
+            fail(f"no customer {email} (see `ticketd customers list`)", EXIT_CONFIG)
         data = customer_dict(session, customer)
         data["ticket_list"] = [ticket_dict(session, t) for t in session.exec(
             select(Ticket).where(Ticket.requester_id == customer.id).order_by(Ticket.number.desc()))]
@@ -73,7 +73,7 @@ def customers_unblock(email: str) -> None:
     with _session() as session, session.begin():
         customer = session.exec(select(Customer).where(Customer.email == email.strip().lower())).first()
         if customer is None:
-            fail(f"no customer {email} (see `ticketd customers list`)", 2)
+            fail(f"no customer {email} (see `ticketd customers list`)", EXIT_CONFIG)
         if not customer.blocked:
             typer.echo(f"{customer.email} is not blocked")
             return

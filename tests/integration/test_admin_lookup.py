@@ -43,7 +43,7 @@ def test_customers_list_and_show(filled: Desk) -> None:
     shown = cli_json(filled, "customers", "show", "jane@example.org")
     assert [t["subject"] for t in shown["ticket_list"]] == ["Question about my invoice"]
     missing = filled.site.cli("customers", "show", "nobody@example.org")
-    assert missing.returncode == 1 and "no customer nobody@example.org" in decode(missing)[1]
+    assert missing.returncode == 2 and "no customer nobody@example.org" in decode(missing)[1]
     text, _ = decode(filled.site.cli("customers", "show", "cigdem.yilmaz@musteri.com.tr"))
     assert "Çiğdem Yılmaz <cigdem.yilmaz@musteri.com.tr>" in text and "#1" in text
 
@@ -77,7 +77,7 @@ def test_agents_list_away_back_deactivate(desk: Desk) -> None:
     assert desk.site.cli("agents", "deactivate", ALI).returncode == 0
     assert status()[ALI] == (False, False)
     unknown = desk.site.cli("agents", "away", "nobody@acme.example")
-    assert unknown.returncode == 1 and "no agent nobody@acme.example" in decode(unknown)[1]
+    assert unknown.returncode == 2 and "no agent nobody@acme.example" in decode(unknown)[1]
 
 
 @pytest.mark.parametrize(("args", "message"), [

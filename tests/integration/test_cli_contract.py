@@ -104,7 +104,9 @@ def test_directory_commands(site: Site) -> None:
 
 def test_show_unknown_ticket_and_retry_usage(site: Site) -> None:
     site.upgrade()
-    assert site.cli("tickets", "show", "999").returncode == 1
+    unknown = site.cli("tickets", "show", "999")  # a number the operator typed that names nothing: their input
+    assert unknown.returncode == 2 and unknown.stderr == b"ticketd: no ticket #999 (see `ticketd tickets list`)\n"
+    assert site.cli("inbound", "retry", "999").returncode == 2
     assert site.cli("inbound", "retry").returncode == 2
     assert site.cli("outbox", "retry").returncode == 2
 
