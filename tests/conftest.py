@@ -106,7 +106,7 @@ class Site:
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run the installed console script, as an operator would."""
         self.write()
-        full_env = {**os.environ, "TICKETD_CONFIG": str(self.config_path), **(env or {})}
+        full_env = {**(env or os.environ), "TICKETD_CONFIG": str(self.config_path)}
         return subprocess.run([str(TICKETD), *args], input=input, capture_output=True, timeout=timeout,
                               env=full_env, cwd=self.dir, check=False, text=False)  # type: ignore[return-value]
 
@@ -463,7 +463,8 @@ def stop_daemon(daemon: subprocess.Popen[bytes], timeout: float = 15) -> int | N
 
 
 def start_daemon(site: Site, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """`ticketd run` as a service manager starts it; its JSON log is readable from ``stderr``."""
+    """`ticketd run` as a service manager starts it; its JSON log is readable from ``stderr``. ``env`` is the
+    daemon's whole environment (a fake clock's), else this process's."""
     site.write()
     return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"],
-                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env or dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

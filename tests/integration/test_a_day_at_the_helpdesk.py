@@ -10,7 +10,6 @@ received, in order, as one transcript (run with ``-s`` to read it).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -228,7 +227,7 @@ def acme(live_site: Site, mailbox: Mailbox, smtp_sink: SmtpSink, tmp_path: Path)
     log = tmp_path / "daemon.log"
     with log.open("wb") as err:
         daemon = subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"],
-                                  env={**os.environ, **clock.env()}, stdout=subprocess.DEVNULL, stderr=err)
+                                  env=clock.env(), stdout=subprocess.DEVNULL, stderr=err)
     day = Day(site, mailbox, smtp_sink, clock, daemon, log)
     day.wait("the daemon to start", lambda: '"imap.connected"' in log.read_text() or "imap.idle" in log.read_text())
     try:

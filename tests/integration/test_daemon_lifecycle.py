@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 def start(site: Site, notify_path: Path) -> subprocess.Popen[bytes]:
-    return start_daemon(site, {"NOTIFY_SOCKET": str(notify_path)})
+    return start_daemon(site, {**os.environ, "NOTIFY_SOCKET": str(notify_path)})
 
 
 def messages(sock: socket.socket, until: str, timeout: float = 10) -> list[str]:

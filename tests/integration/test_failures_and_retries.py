@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 
 import pytest
+from fakeclock import ahead
 
 from conftest import DATA, TICKETD, Mailbox, Site, decode
 from ticketd.daemon.smtp_sink import SmtpSink
@@ -127,7 +128,7 @@ def run_at(site: Site, seconds: int) -> None:
     if shutil.which("faketime") is None:
         pytest.fail("faketime is not installed; `make test` installs it (apt-get install faketime)")
     env = {**os.environ, "TICKETD_CONFIG": str(site.write())}
-    proc = subprocess.run(["faketime", "-m", "-f", f"+{seconds}", str(TICKETD), "run", "--once"], capture_output=True,
+    proc = subprocess.run([*ahead(seconds), str(TICKETD), "run", "--once"], capture_output=True,
                           env=env, timeout=120, check=False)
     assert proc.returncode == 0, decode(proc)
 

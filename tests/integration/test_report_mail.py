@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
 import time
@@ -146,7 +145,7 @@ def test_reports_go_out_on_their_schedules_with_their_own_tickets(report_site: S
 
     with log.open("wb") as err:
         daemon = subprocess.Popen([str(TICKETD), "--config", str(report_site.config_path), "run"],
-                                  env={**os.environ, **clock.env()}, stdout=subprocess.DEVNULL,
+                                  env=clock.env(), stdout=subprocess.DEVNULL,
                                   stderr=err)
     try:
         # the timers run by the time IMAP is connected

@@ -32,6 +32,7 @@ from PIL import Image
 from sqlmodel import Session
 
 from conftest import Site, fresh_database
+from servers import real_clock_env
 from ticketd.daemon.report_data import ReportData, Scope, collect
 from ticketd.daemon.report_xlsx import write_csv, write_workbook
 
@@ -368,7 +369,7 @@ def soffice() -> str:
 def convert(binary: str, files: Iterable[Path], out: Path, profile: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([binary, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--convert-to", "pdf",
                            "--outdir", str(out), *map(str, files)], capture_output=True, text=True, timeout=300,
-                          check=False)
+                          check=False, env=real_clock_env())
 
 
 def test_libreoffice_converts_the_workbook(everything: Path, tmp_path: Path) -> None:

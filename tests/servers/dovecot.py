@@ -20,6 +20,8 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from servers import real_clock_env
+
 DOVECOT = "/usr/sbin/dovecot"
 _DH_PEM = Path("/usr/share/dovecot/dh.pem")
 _TIMEOUT = 10.0
@@ -125,7 +127,7 @@ class DovecotServer:
         # Dovecot daemonizes with our stdio inherited, so capturing into pipes would wait forever.
         with open(self.base_dir / "dovecot.stderr", "w+b") as err:
             rc = subprocess.run([DOVECOT, "-c", str(self.conf)], stdin=subprocess.DEVNULL,
-                                stdout=err, stderr=err).returncode
+                                stdout=err, stderr=err, env=real_clock_env()).returncode
             err.seek(0)
             if rc:
                 raise RuntimeError(f"dovecot exited {rc}: {err.read().decode(errors='replace')}")

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servers import real_clock_env
+
 _TIMEOUT = 30.0
 _SUPERUSER = "postgres"
 TEMPLATE = "ticketd_template"
@@ -102,7 +104,7 @@ class PostgresServer:
         if self.run_as:
             command = ["runuser", "-u", self.run_as, "--", *command]
         return subprocess.run(command, capture_output=True, text=True, cwd=self.base_dir, check=False,
-                              stdin=subprocess.DEVNULL, timeout=_TIMEOUT * 2)
+                              stdin=subprocess.DEVNULL, timeout=_TIMEOUT * 2, env=real_clock_env())
 
     def _log_tail(self) -> str:
         return self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
@@ -233,7 +235,8 @@ def start_postgres() -> PostgresServer:
     srv = PostgresServer("127.0.0.1", _free_port(), base, binaries, run_as)
     srv._watchdog = subprocess.Popen(
         [sys.executable, "-c", _WATCHDOG, str(binaries / "pg_ctl"), str(srv.data_dir), str(base), run_as or ""],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=real_clock_env())
     init = srv._run("initdb", "-D", str(srv.data_dir), "--username", _SUPERUSER, "--auth", "trust",
                     "--encoding", "UTF8", "--locale", "C.UTF-8", "--no-sync", "--no-instructions")
     if init.returncode:
