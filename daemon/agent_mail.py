@@ -64,11 +64,13 @@ def handle_agent_mail(inc: Incoming) -> Outcome:
     text = strip_reply(inc.mail.text, keep_all_if_empty=False).replace("\r\n", "\n")
     parsed = parse_commands(inc.subject.title, text)
     ticket = inc.match.ticket
+    # Help and the list go to the agent's own address whoever wrote, so they need no proof; being answers to
+    # unauthenticated mail they count towards the circuit breaker, or forged requests could flood an agent.
     if ticket is None and is_help_request(inc, parsed):
-        send_help(inc, agent)
+        send_help(inc, agent, cause="inbound")
         return Outcome("done", reason="help sent")
     if ticket is None and inc.subject.title.strip().casefold() in LIST_SUBJECTS:
-        digest.send_list(inc.session, inc.config, agent, inc.now, "list")
+        digest.send_list(inc.session, inc.config, agent, inc.now, "list", cause="inbound")
         return Outcome("done", reason="ticket list sent")
     auth = authenticate_agent(inc.mail, inc.config, agent.email)
     if not auth.ok:
@@ -94,7 +96,7 @@ def is_help_request(inc: Incoming, parsed: ParsedCommands) -> bool:
     return inc.subject.title.strip().lower() == "help" or any(c.name == "help" for c in parsed.commands)
 
 
-def send_help(inc: Incoming, agent: Agent) -> None:
+def send_help(inc: Incoming, agent: Agent, cause: str) -> None:
     """The command table, and the values this helpdesk accepts (so an agent never has to guess a name)."""
     commands = [{"syntax": spec.syntax, "help": spec.help} for spec in COMMANDS.values()]
     agents = sorted({a.email for a in inc.session.exec(select(Agent).where(Agent.active))})
@@ -105,7 +107,7 @@ def send_help(inc: Incoming, agent: Agent) -> None:
         "new_ticket_address": notify.signed_address(inc.config, 0, agent.email),
         "categories": inc.config.categories.all(), "groups": groups, "agents": agents,
         "replies": canned_replies(inc.config),
-    }, cause="agent")
+    }, cause=cause)
 
 
 def refuse_unauthenticated(inc: Incoming, agent: Agent, parsed: ParsedCommands, reason: str) -> Outcome:
@@ -240,7 +242,7 @@ def tell_effects(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, ef
     if effects.quote:
         notify.to_requester(session, config, ticket, "quote", cause="agent")
     if effects.help:
-        send_help(inc, agent)
+        send_help(inc, agent, cause="agent")
 
 
 def tell_assignment(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, effects: Effects,

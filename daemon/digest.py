@@ -75,14 +75,14 @@ def _lines(session: Session, config: Config, rows: list[Row]) -> list[dict[str, 
     return out
 
 
-def send_list(session: Session, config: Config, agent: Agent, now: datetime, why: str) -> None:
+def send_list(session: Session, config: Config, agent: Agent, now: datetime, why: str, cause: str) -> None:
     """``why``: "list" (the agent asked) or "digest" (the morning mail)."""
     mine, free = desk(session, agent, now)
     notify.to_agent(session, config, agent, "agent_list", {
         "why": why, "mine": _lines(session, config, mine), "free": _lines(session, config, free),
         "overdue": sum(1 for r in mine + free if r.overdue), "groups": list(agent.groups or []),
         "at": notify.local_time(config, now), "helpdesk_tag": config.helpdesk.tag,
-    }, cause="agent" if why == "list" else "timer")
+    }, cause=cause)
 
 
 def send_digests(engine: sa.Engine, config: Config, now: datetime) -> int:
@@ -94,7 +94,7 @@ def send_digests(engine: sa.Engine, config: Config, now: datetime) -> int:
             session.flush()
             agents = [a for a in session.exec(select(Agent).order_by(Agent.email)) if a.active and not a.away]
             for agent in agents:
-                send_list(session, config, agent, now, "digest")
+                send_list(session, config, agent, now, "digest", cause="timer")
     except IntegrityError:
         log.info("digest.sent_elsewhere", detail="another instance queued it")
         return 0

@@ -233,3 +233,15 @@ def test_typos_get_valid_suggestions_only(team: Desk, suffix: str, message: str)
     text = refusal(team)
     assert message in text
     assert "prioritys" not in text and "categorys" not in text
+
+
+def test_list_and_help_answer_unauthenticated_mail_so_the_breaker_counts_them(team: Desk) -> None:
+    """Anyone can send "list" in an agent's name (the answer goes to the agent, not to them); a flood of forged
+    requests must not become a flood of mail, so these answers count towards the circuit breaker."""
+    team.site.sections["limits"] = {"auto_replies_per_hour": 2}
+    for n in range(3):
+        team.deliver((f"From: Ali Veli <{ALI}>\r\nTo: support@acme.example\r\nSubject: list\r\n"
+                      f"Message-ID: <flood-{n}@x>\r\n\r\n\r\n").encode())
+    mails = team.new_mail()
+    assert [m.message["X-Ticketd-Kind"] for m in mails if m.envelope_to == [ALI]] == ["agent_list", "agent_list"]
+    assert any(m.message["X-Ticketd-Kind"] == "admin-alert" and AYSE in m.envelope_to for m in mails)
