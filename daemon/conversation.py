@@ -23,6 +23,7 @@ from ticketd.storage.db import shared
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
     Attachment,
+    Awaited,
     Customer,
     Event,
     Inbound,
@@ -117,6 +118,8 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
         outbox_id=outbox_id, created_at=inc.now,
     )
     inc.session.add(message)
+    if direction == "in" and inc.match.via != "references":  # found by what it answers: nothing is missing
+        await_answered(inc.session, mail, ticket)
     inc.session.flush()
     stored: set[str] = set()  # the same bytes twice in one mail: one blob (pending rows are not in get())
     old_images = quoted_only_cids(mail.html) if is_reply else set()
@@ -136,6 +139,19 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
     ticket.updated_at = inc.now
     return message, [File(row.id, row.filename, row.content_type, data, row.content_id, row.inline)
                      for row, data in rows]
+
+
+AWAIT_AT_MOST = 20  # a References header can be long; the nearest ancestors are the ones still on their way
+
+
+def await_answered(session: Session, mail: ParsedMail, ticket: Ticket) -> None:
+    """A mail that answers mail not stored yet (it overtook it, from another mailbox or instance) records those
+    Message-IDs on its ticket: when they come, however far up the thread, they join it (``rules.match``)."""
+    refs = list(dict.fromkeys(r[:998] for r in (mail.in_reply_to, *reversed(mail.references)) if r))[:AWAIT_AT_MOST]
+    if not refs:
+        return
+    stored = set(session.exec(select(Message.message_id).where(Message.message_id.in_(refs))))  # type: ignore[attr-defined]
+    session.add_all(Awaited(message_id=ref, ticket_id=ticket.id) for ref in refs if ref not in stored)
 
 
 def message_context(inc: Incoming, text: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.subject import SubjectInfo
 from ticketd.rules.auth import signed_recipient
 from ticketd.rules.identify import Sender
-from ticketd.storage.models import Customer, Message, Outbox, Participant, Ticket
+from ticketd.storage.models import Awaited, Customer, Message, Outbox, Participant, Ticket
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,16 @@ def _by_references(session: Session, mail: ParsedMail) -> Ticket | None:
 
 
 def answered_by(session: Session, mail: ParsedMail) -> Ticket | None:
-    """The ticket of a stored mail whose In-Reply-To is this one (a reply that overtook its original) or one this
-    one answers too (a sibling reply that overtook it: both answer an original not stored yet)."""
+    """The ticket of a stored mail that answers this one and overtook it: its In-Reply-To is this one, or it
+    named this one further up its References (``Awaited``); or one that answers what this one answers too (a
+    sibling reply that overtook it: both answer an original not stored yet)."""
     ids = [i[:998] for i in (mail.message_id, mail.in_reply_to, *mail.references) if i]
     if not ids:
         return None
     found = session.exec(select(Message.ticket_id).where(Message.in_reply_to.in_(ids),  # type: ignore[union-attr]
                                                          Message.direction == "in").limit(1)).first()
+    if found is None:
+        found = session.exec(select(Awaited.ticket_id).where(Awaited.message_id.in_(ids)).limit(1)).first()  # type: ignore[attr-defined]
     return session.get(Ticket, found) if found is not None else None
 
 

@@ -149,6 +149,16 @@ class Message(SQLModel, table=True):
     created_at: datetime = created()
 
 
+class Awaited(SQLModel, table=True):
+    """A Message-ID a ticket's mail answers that was not stored when it came: the reply overtook the mail it
+    answers (another mailbox, another instance). When that mail comes, it joins this ticket instead of opening
+    one, however far up the thread it sits (``Message.in_reply_to`` only finds the direct parent)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=998, index=True)
+    ticket_id: int = Field(foreign_key="ticket.id")
+
+
 class Blob(SQLModel, table=True):
     """Attachment bytes keyed by content hash: the same logo in a hundred signatures is stored once."""
 

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.integration
 CUSTOMER = "cigdem.yilmaz@musteri.com.tr"
 
 
-def request(n: int, parent: int | None = None, customer: str = CUSTOMER) -> bytes:
-    threading_headers = f"In-Reply-To: <req-{parent}@musteri.com.tr>\r\nReferences: <req-{parent}@musteri.com.tr>\r\n" \
+def request(n: int, parent: int | None = None, customer: str = CUSTOMER, ancestors: tuple[int, ...] = ()) -> bytes:
+    references = " ".join(f"<req-{a}@musteri.com.tr>" for a in (*ancestors, parent))
+    threading_headers = f"In-Reply-To: <req-{parent}@musteri.com.tr>\r\nReferences: {references}\r\n" \
         if parent is not None else ""
     subject = f"Re: Modem {parent}" if parent is not None else f"Modem {n}"
     return (f"From: Çiğdem Yılmaz <{customer}>\r\nTo: support@acme.example\r\nSubject: {subject}\r\n"
@@ -73,6 +74,15 @@ def test_two_replies_that_overtook_their_original_keep_one_ticket(desk: Desk) ->
     desk.deliver(request(2, parent=1))
     assert not desk.deliver(request(3, parent=1)).new_ticket
     assert not desk.deliver(request(1)).new_ticket
+    assert len({ticket_of(desk, f"<req-{n}@musteri.com.tr>") for n in (1, 2, 3)}) == 1
+
+
+def test_a_reply_to_a_reply_that_overtook_both_keeps_one_ticket(desk: Desk) -> None:
+    """A conversation's third mail came by another mailbox before the first two were stored: the first, which it
+    names only in References, joins its ticket, and so does the second."""
+    desk.deliver(request(3, parent=2, ancestors=(1,)))
+    assert not desk.deliver(request(1)).new_ticket
+    assert not desk.deliver(request(2, parent=1)).new_ticket
     assert len({ticket_of(desk, f"<req-{n}@musteri.com.tr>") for n in (1, 2, 3)}) == 1
 
 
