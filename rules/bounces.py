@@ -175,7 +175,9 @@ def _dsn_blocks(part: Message) -> list[dict[str, str]]:
 
 
 def _recipient(block: dict[str, str]) -> str | None:
-    for key in ("final-recipient", "original-recipient", "x-actual-recipient"):
+    """Original-Recipient first: it is the address as our mail gave it (RFC 3464 §2.3.1), the one an Outbox row
+    holds; Final-Recipient is what a forward or alias turned it into, which we never wrote to."""
+    for key in ("original-recipient", "final-recipient", "x-actual-recipient"):
         value = block.get(key, "")
         addr = value.split(";", 1)[-1].strip().strip("<>").strip().lower()
         if "@" in addr:
@@ -282,8 +284,10 @@ def _is_automatic(msg: Message) -> bool:
     for sender in senders:
         if sender and _DAEMON_LOCAL.match(sender.split("@")[0].strip("<>")):
             return True
-    name, addr = parseaddr(_header(msg, "From"))
-    if not addr.strip("<>") or _DAEMON_NAME.search(name):
+    # A missing From is no evidence: a person's broken client sends mail without one too, and dropping that as
+    # a bounce loses a customer's mail. MTAs' reports carry a daemon sender or a null path, checked here.
+    name, _ = parseaddr(_header(msg, "From"))
+    if _DAEMON_NAME.search(name):
         return True
     return_paths = [str(v).strip().lower() for v in (msg.get_all("Return-Path") or [])]
     if any(rp in _NULL_PATHS for rp in return_paths[:1]):

@@ -195,3 +195,43 @@ def test_malformed_input_never_raises(raw: bytes) -> None:
     result = detect_bounce(raw)
     assert result is None or isinstance(result, Bounce)
     assert is_feedback_report(raw) in (True, False)
+
+
+# Reports whose Original-Recipient (the address our mail went to) differs from Final-Recipient (what an alias or
+# forward made of it): the failure must be matched against the former, the one an Outbox row holds.
+ORIGINAL_RECIPIENT = {
+    "lhost-exchange2007-04.eml": "neko-nyaan@cat.example.jp",
+    "lhost-messagingserver-02.eml": "kijitora@example.net",
+    "lhost-postfix-01.eml": "kijitora@example.org",
+    "lhost-postfix-32.eml": "neko....nyaan....@libsisimai.org",
+    "lhost-postfix-77.eml": "neko@example.co.jp",
+    "lhost-postfix-78.eml": "neko@example.co.jp",
+    "lhost-postfix-79.eml": "nekko@c.example.co.jp",
+    "rfc3464-09.eml": "kijitora-nyaaaaaan@example.co.jp",
+    "rhost-google-03.eml": "neko@example.co.jp",
+    "rhost-google-04.eml": "contact@example.co.jp",
+    "rhost-google-06.eml": "michitsuna@example.org",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL_RECIPIENT))
+def test_original_recipient_before_final_recipient(name: str) -> None:
+    result = detect_bounce((SISIMAI_BSD / name).read_bytes())
+    assert result is not None
+    assert result.recipients[0] == ORIGINAL_RECIPIENT[name]
+
+
+def test_built_dsn_original_recipient_wins() -> None:
+    raw = _dsn("failed", "5.1.1").replace(
+        b"Final-Recipient: rfc822; Customer@Example.ORG\r\n",
+        b"Original-Recipient: rfc822; Customer@Example.ORG\r\nFinal-Recipient: rfc822; c.smith@mbox3.example.org\r\n")
+    result = detect_bounce(raw)
+    assert result is not None and result.recipients == ("customer@example.org",)
+
+
+def test_customer_mail_without_from_is_not_a_bounce() -> None:
+    """redmine's fixture: a person's mail with no From: header that says "unknown user"."""
+    assert detect_bounce((CORPUS / "redmine" / "ticket_by_empty_user.eml").read_bytes()) is None
+    raw = (b"To: support@acme.example\r\nSubject: Undeliverable invoice?\r\nMessage-ID: <a1@pc.example>\r\n\r\n"
+           b"Hello, your portal says unknown user when I log in, and my mail could not be delivered to billing.\r\n")
+    assert detect_bounce(raw) is None
