@@ -75,6 +75,8 @@ _GUESSES = ("utf-8", "cp1254", "cp1252")
 # Codecs whose ASCII-only bytes still need decoding (escape sequences, base64-like shifts, wide units).
 _ASCII_OPAQUE = ("utf_7", "iso2022", "utf_16", "utf_32", "hz")
 _C1 = re.compile(rb"[\x80-\x9f]")
+# ISO-2022-JP designations: JIS X 0208 (1978, 1983), JIS X 0212, JIS X 0213, JIS X 0201 Roman and Katakana.
+_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?:\$[@B]|\$\([DOPQ]|\([IJ])")
 _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 # Codecs tried when the labelled one fails: the wider sets senders really used under that label.
 _RELATIVES: dict[str, tuple[str, ...]] = {
@@ -118,14 +120,25 @@ def decode_bytes(data: bytes, label: str | None, *, where: str = "text") -> tupl
     codec = codec_name(label)
     if label and codec is None:
         notes.append(f"{where}: unknown charset {shown!r}")
-    if not data or (data.isascii() and not (codec or "").startswith(_ASCII_OPAQUE)):
-        return data.decode("ascii"), notes
-    if b"\x1b$B" in data and not (codec or "").startswith(_ASCII_OPAQUE):
-        for alt in ("iso2022_jp_ext", "cp50220"):
+    if data.startswith(codecs.BOM_UTF8) and not (codec or "").startswith(("utf_16", "utf_32")):
+        # The mark says UTF-8 whatever the label says, and it is not text: kept, it breaks the first word
+        # ("\ufeffMerhaba") for every search, quote and command parser downstream.
+        data = data[len(codecs.BOM_UTF8):]
+        text = _try(data, "utf-8")
+        if text is not None:
+            if codec not in (None, "utf_8", "ascii"):
+                notes.append(f"{where}: utf-8 byte-order mark under {shown!r}, decoded as utf-8")
+            return text, notes
+    # Before the 7-bit shortcut: ISO-2022-JP is all 7-bit bytes, and unlabelled or labelled us-ascii/latin-1/utf-8
+    # (old Japanese mailers and gateways) it would otherwise be stored with its escape sequences as the text.
+    if _ISO2022JP_ESCAPE.search(data) and not (codec or "").startswith(_ASCII_OPAQUE):
+        for alt in ("iso2022_jp_ext", "cp50220", "iso2022_jp_2", "iso2022_jp_3"):
             text = _try(data, alt)
             if text is not None:
                 notes.append(f"{where}: ISO-2022-JP escapes under {shown or 'no charset'!r}, decoded as {alt}")
                 return text, notes
+    if not data or (data.isascii() and not (codec or "").startswith(_ASCII_OPAQUE)):
+        return data.decode("ascii"), notes
     if codec is None or codec == "ascii":
         return _guess(data, notes, where, f"8-bit bytes under {shown or 'no charset'!r}")
     if codec in _C1_SUPERSET and _C1.search(data):

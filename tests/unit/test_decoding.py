@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,43 @@ def test_encoded_words_split_inside_a_character_are_joined() -> None:
     assert decode_header_text(value) == ("Çağrı", [])
     assert decode_header_text("Re: =?utf-8?B?w6c=?= ok") == ("Re: ç ok", [])
     assert decode_header_text("=?bogus?Q?a?= b")[0] == "a b"
+
+
+# Old Japanese mailers and gateways send ISO-2022-JP without a label or under a wrong one; the bytes are all
+# 7-bit, so only the escape sequences tell. The text is a real request, as such mail is written.
+_JIS_TEXT = "お世話になっております。請求書が届いておりません。\nご確認をお願いいたします。"
+
+
+@pytest.mark.parametrize("label", [None, "us-ascii", "iso-8859-1", "utf-8"])
+def test_unlabelled_or_mislabelled_iso_2022_jp_is_decoded_with_a_note(label: str | None) -> None:
+    text, notes = decode_bytes(_JIS_TEXT.encode("iso2022_jp"), label)
+    assert text == _JIS_TEXT
+    assert "\x1b" not in text
+    assert len(notes) == 1 and "ISO-2022-JP escapes" in notes[0]
+
+
+@pytest.mark.parametrize("label", ["us-ascii", "utf-8", None])
+def test_real_iso_2022_jp_mail_under_another_label(label: str | None) -> None:
+    """mikel/mail's ISO-2022-JP fixture with its body's label changed or removed, through the parser."""
+    raw = (CORPUS / "mikel-mail/multi_charset/japanese_iso_2022.eml").read_bytes()
+    raw = raw.replace(b"charset=iso-2022-jp", b"charset=" + label.encode() if label else b"format=flowed")
+    mail = parse_message(raw)
+    assert "すみません。" in mail.text and "\x1b" not in mail.text
+    assert any("ISO-2022-JP escapes" in note for note in mail.decode_notes)
+
+
+@pytest.mark.parametrize(("label", "note"), [("utf-8", False), (None, False), ("us-ascii", False),
+                                             ("iso-8859-1", True), ("windows-1254", True)])
+def test_leading_utf8_bom_is_removed(label: str | None, note: bool) -> None:
+    """Notepad and some web forms write the mark; under a Latin label it came out as "ï»¿" before the text."""
+    text, notes = decode_bytes(b"\xef\xbb\xbf" + "Merhaba, şifremi sıfırlayamıyorum.".encode(), label)
+    assert text == "Merhaba, şifremi sıfırlayamıyorum."
+    assert bool(notes) is note
+
+
+def test_bom_in_a_real_mail_body() -> None:
+    raw = (b"From: Ay\xc5\x9fe <ayse@customer.example>\r\nTo: support@acme.example\r\nSubject: Yard\xc4\xb1m\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.encodebytes(b"\xef\xbb\xbf/close\r\nTe\xc5\x9fekk\xc3\xbcrler.\r\n"))
+    mail = parse_message(raw)
+    assert mail.text.startswith("/close")
