@@ -54,3 +54,22 @@ def test_robots_get_no_answer_and_people_get_theirs(desk: Desk, capsys: pytest.C
     assert unanswered == {}
     assert len(robots) == 52 and len(humans) == 33
     assert all(o.startswith("dropped") for o in outcomes.values()), outcomes  # no robot opened a ticket
+
+
+def test_person_without_from_is_kept_with_a_reason_not_taken_for_a_bounce(desk: Desk) -> None:
+    """redmine's mail with no From: and the words "unknown user": it used to end as a bounce. Now it is kept as
+    received (the row and its raw bytes), nothing is sent (there is no address to send to), and the reason an
+    operator reads in `ticketd inbound list` says why."""
+    from sqlmodel import Session, select
+
+    from ticketd.storage.models import Inbound
+
+    raw = (DATA / "corpus/redmine/ticket_by_empty_user.eml").read_bytes()
+    outcome = desk.deliver(raw)
+    assert outcome.status == "dropped"
+    assert outcome.reason is not None and outcome.reason.startswith("no_sender: no usable From address")
+    assert "bounce" not in outcome.reason
+    assert desk.new_mail() == []
+    with Session(desk.site.engine) as session:
+        row = session.exec(select(Inbound)).one()
+        assert (row.status, row.raw) == ("dropped", raw)
