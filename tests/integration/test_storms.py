@@ -42,7 +42,7 @@ class Responder:
         for mail in self.sink.received[self.answered:]:
             if ROBOT in mail.envelope_to:
                 msg = mail.message
-                subject = f"Auto: {msg['Subject']}" if self.rfc3834 else "Out of office"
+                subject = f"Auto: {msg['Subject']}" if self.rfc3834 else "Thank you for your message"
                 self.mailbox.append(robot_mail(subject, self.rfc3834, msg["Message-ID"]))
         self.answered = len(self.sink.received)
 
