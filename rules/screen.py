@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from ticketd.parsers.message import ParsedMail
+from ticketd.parsers.message import ParsedMail, is_one_of
 
 
 class Verdict(Enum):
@@ -41,7 +41,8 @@ _ROBOT_LOCALPARTS = ("mailer-daemon", "postmaster", "no-reply", "noreply", "do-n
 
 
 def from_ourselves(mail: ParsedMail, ctx: ScreenContext) -> str | None:
-    if mail.sender and mail.sender.email in ctx.our_addresses:
+    """Any ``+`` form of our addresses too (``support+7.<mac>@``): answering one is mail to our own mailbox."""
+    if mail.sender and is_one_of(mail.sender.email, ctx.our_addresses):
         return f"sent by our own address {mail.sender.email}"
     return None
 
