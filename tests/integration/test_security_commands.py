@@ -125,7 +125,7 @@ def test_the_new_ticket_address_cannot_command_an_existing_ticket(desk: Desk) ->
 def test_a_signed_address_expires_and_the_refusal_gives_a_fresh_one(desk: Desk) -> None:
     notification = customer_ticket(desk)
     issued = utcnow()
-    days = desk.site.config().security.signed_address_days
+    days = 90  # [security] signed_address_days by default
     answer = reply_to(notification, f"Ali Veli <{ALI}>", "", subject_suffix="[priority=high]")
     late = issued + timedelta(days=days + 1)
     body = refused(desk, desk.deliver(answer, clock=lambda: late))
@@ -138,7 +138,7 @@ def test_a_signed_address_expires_and_the_refusal_gives_a_fresh_one(desk: Desk) 
 
 def test_a_signed_address_is_valid_to_its_last_day(desk: Desk) -> None:
     notification = customer_ticket(desk)
-    days = desk.site.config().security.signed_address_days
+    days = 90  # [security] signed_address_days by default
     last = utcnow() + timedelta(days=days)
     outcome = desk.deliver(reply_to(notification, f"Ali Veli <{ALI}>", "", subject_suffix="[priority=high]"),
                            clock=lambda: last)
@@ -178,3 +178,16 @@ def test_mail_from_a_plus_address_of_ours_is_never_answered(desk: Desk, sender: 
     outcome = desk.deliver(raw)
     assert outcome.status == "dropped" and "our own address" in outcome.reason, outcome
     assert desk.new_mail() == []
+
+
+def test_each_ticket_of_the_list_mail_carries_its_own_address(desk: Desk) -> None:
+    """The list mail's Reply-To is the agent's +0 address, which may not act on tickets; each listed ticket
+    has an address signed for the agent and that ticket instead."""
+    notification = customer_ticket(desk)
+    assert desk.deliver(reply_to(notification, f"Ali Veli <{ALI}>", "", subject_suffix="[take]")).status == "done"
+    desk.new_mail()
+    desk.deliver(command_mail("support@acme.example", "list", n=2))
+    [listing] = desk.new_mail()
+    [address] = re.findall(r"support\+1\.\d+\.[0-9a-f]{12}@acme\.example", body_of(listing))
+    outcome = desk.deliver(command_mail(address, "[ACME #1] [priority=high]", n=3))
+    assert outcome.status == "done" and desk.ticket(1)["priority"] == "high"
