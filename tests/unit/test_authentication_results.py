@@ -155,3 +155,14 @@ def test_headers_reach_the_rule_in_order_from_raw_mail() -> None:
     assert "none" in mail.authentication_results[0]
     assert authentication_results_pass(mail.authentication_results, OURS, "acme.example") is False
     assert authentication_results_pass(mail.authentication_results[1:], OURS, "acme.example") is True
+
+
+def test_only_the_topmost_headers_are_read() -> None:
+    """A forged agent mail may carry thousands of headers (each parse costs about a millisecond): our MTA's
+    header is near the top, so below the first 50 nothing is read, whatever it says."""
+    relay = "relay{}.internal.acme.example; spf=pass (mx.acme.example: helo) smtp.helo=relay.example"
+    ours = "mx.acme.example; dkim=pass header.d=acme.example"
+    near = (*(relay.format(i) for i in range(10)), ours)
+    assert authentication_results_pass(near, OURS, "acme.example") is True
+    far = (*(relay.format(i) for i in range(10_000)), ours)
+    assert authentication_results_pass(far, OURS, "acme.example") is False
