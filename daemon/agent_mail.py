@@ -72,9 +72,9 @@ def handle_agent_mail(inc: Incoming) -> Outcome:
     if ticket is None and inc.subject.title.strip().casefold() in LIST_SUBJECTS:
         digest.send_list(inc.session, inc.config, agent, inc.now, "list", cause="inbound")
         return Outcome("done", reason="ticket list sent")
-    auth = authenticate_agent(inc.mail, inc.config, agent.email)
+    auth = authenticate_agent(inc.mail, inc.config, agent.email, ticket is not None, inc.now)
     if not auth.ok:
-        return refuse_unauthenticated(inc, agent, parsed, auth.how)
+        return refuse_unauthenticated(inc, agent, parsed, auth.how, auth.expired)
     if inc.match.conflict is not None:
         addressed, tagged = inc.match.conflict
         tag = inc.config.helpdesk.tag
@@ -110,7 +110,10 @@ def send_help(inc: Incoming, agent: Agent, cause: str) -> None:
     }, cause=cause)
 
 
-def refuse_unauthenticated(inc: Incoming, agent: Agent, parsed: ParsedCommands, reason: str) -> Outcome:
+def refuse_unauthenticated(inc: Incoming, agent: Agent, parsed: ParsedCommands, reason: str,
+                           expired: bool = False) -> Outcome:
+    """The alert goes to the agent's own address, never the sender's: so it may carry a fresh signed address
+    (for this ticket, or for opening one), which an agent whose old address expired simply answers instead."""
     ticket = inc.match.ticket
     inc.session.add(Event(ticket_id=ticket.id if ticket else None, actor=inc.sender.address.email,
                           what="security:unauthenticated-agent-mail", new=reason, via_message_id=inc.mail.message_id,
@@ -120,7 +123,8 @@ def refuse_unauthenticated(inc: Incoming, agent: Agent, parsed: ParsedCommands, 
                 commands=[c.raw for c in parsed.commands])
     notify.to_agent(inc.session, inc.config, agent, "security_alert", {
         "claimed_from": inc.sender.address.email, "reason": reason, "subject": inc.mail.subject,
-        "message_id": inc.mail.message_id or "(none)",
+        "message_id": inc.mail.message_id or "(none)", "expired": expired,
+        "fresh_address": notify.signed_address(inc.config, ticket.number if ticket else 0, agent.email, inc.now),
     }, ticket=ticket, cause="inbound")
     return Outcome("dropped", ticket.number if ticket else None,
                    reason=f"unauthenticated mail in the name of agent {agent.email}: {reason}")

@@ -88,6 +88,24 @@ def check_oauth2(config: Config) -> CheckResult | None:
     return "oauth2", True, f"got an access token from {source.describe}{life}; used by {' and '.join(users)}"
 
 
+def check_authentication(config: Config) -> CheckResult | None:
+    """Agent mail authenticated by Authentication-Results is only as safe as the MTA that writes them: say what
+    is trusted and what the MTA must do, and warn when the mode cannot work at all (no authserv-id set).
+    A warning, not a failure: signed reply addresses still authenticate agents meanwhile."""
+    if config.security.agent_auth != "authentication-results":
+        return None
+    rule = ("only the topmost Authentication-Results header with that authserv-id counts (DKIM pass with "
+            "header.d, or DMARC pass with header.from, equal to the agent's domain); the MTA that writes it must "
+            "remove such headers arriving from outside, or a sender can forge one")
+    trusted = config.security.trusted_authserv_id
+    if not trusted:
+        return ("authentication", True, 'warning: agent_auth = "authentication-results" but '
+                "security.trusted_authserv_id is not set, so no Authentication-Results header is trusted and "
+                "agents are authenticated by signed reply addresses only. Set it to the authserv-id your "
+                f"receiving MTA writes; {rule}")
+    return "authentication", True, f"agent mail trusted from authserv-id {trusted!r}: {rule}"
+
+
 def _credential(cfg: ServerConfig) -> str:
     if cfg.auth == "xoauth2":
         return "the OAuth2 token's account and scopes ([oauth2])"
@@ -100,5 +118,7 @@ def _text(exc: Exception) -> str:
 
 def run_checks(config: Config) -> list[CheckResult]:
     results: list[CheckResult] = [("config", True, f"{config.source} is valid"), check_database(config)]
+    authentication = check_authentication(config)
+    results += [authentication] if authentication else []
     token = check_oauth2(config)
     return [*results, *([token] if token else []), check_imap(config), check_smtp(config)]

@@ -46,6 +46,7 @@ from ticketd.daemon.config_reports import ReportList, cron_schedule
 from ticketd.daemon.config_sla import SlaConfig
 from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
 from ticketd.parsers.language import LanguageGuesser
+from ticketd.parsers.message import is_one_of
 from ticketd.rules.sla import BusinessCalendar
 
 __all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig", "SmtpConfig", "load_config"]
@@ -169,6 +170,8 @@ class SecurityConfig(Section):
     agent_auth: Literal["signed-reply", "authentication-results", "from-header"] = "signed-reply"
     secret_file: Path | None = None
     trusted_authserv_id: str | None = None
+    # How long a signed reply address authenticates its holder; an older one is refused and a fresh one sent.
+    signed_address_days: int = Field(default=90, ge=1, le=3650)
     secret: SecretStr | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -321,14 +324,10 @@ class Config(Section):
         return frozenset({self.helpdesk.address, *(box.address for box in self.mailboxes if box.address)})
 
     def is_our_address(self, address: str) -> bool:
-        """The support address, any of its +tagged reply addresses, or a mailbox's address: mail to these is
-        ours, and none of them is ever a customer or a participant."""
-        address = address.strip().lower()
-        if address in self.our_addresses():
-            return True
-        local, domain = self.helpdesk.address.split("@")
-        user, _, host = address.partition("@")
-        return host == domain and user.startswith(local + "+")
+        """The support address, a mailbox's address, or any +tagged form of them (our signed reply addresses,
+        valid, expired or forged): mail to these is ours, and none of them is ever a customer, a participant or
+        someone to answer. ``rules.screen.from_ourselves`` judges with the same ``is_one_of``."""
+        return is_one_of(address, self.our_addresses())
 
     def group_policy(self, group: str) -> str:
         return next((g.policy for g in self.groups if g.name == group), "manual")

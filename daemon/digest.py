@@ -64,14 +64,17 @@ def desk(session: Session, agent: Agent, now: datetime) -> tuple[list[Row], list
     return rows(mine), rows(free)
 
 
-def _lines(session: Session, config: Config, rows: list[Row]) -> list[dict[str, object]]:
+def _lines(session: Session, config: Config, rows: list[Row], agent: Agent, now: datetime) -> list[dict[str, object]]:
+    """Each ticket with a reply address signed for this agent and this ticket: the list's own address is the
+    agent's ``+0`` one, which opens tickets but may not act on an existing one (rules/auth.py)."""
     out = []
     for row in rows:
         t = row.ticket
         requester = session.get(Customer, t.requester_id)
         out.append({"tag": ticket_tag(config.helpdesk.tag, t.number), "subject": t.subject, "state": t.state,
                     "priority": t.priority, "overdue": row.overdue, "due": notify.local_time(config, row.due),
-                    "requester": (requester.name or requester.email) if requester else "", "group": t.group or ""})
+                    "requester": (requester.name or requester.email) if requester else "", "group": t.group or "",
+                    "reply": notify.signed_address(config, t.number, agent.email, now)})
     return out
 
 
@@ -79,7 +82,8 @@ def send_list(session: Session, config: Config, agent: Agent, now: datetime, why
     """``why``: "list" (the agent asked) or "digest" (the morning mail)."""
     mine, free = desk(session, agent, now)
     notify.to_agent(session, config, agent, "agent_list", {
-        "why": why, "mine": _lines(session, config, mine), "free": _lines(session, config, free),
+        "why": why, "mine": _lines(session, config, mine, agent, now),
+        "free": _lines(session, config, free, agent, now),
         "overdue": sum(1 for r in mine + free if r.overdue), "groups": list(agent.groups or []),
         "at": notify.local_time(config, now), "helpdesk_tag": config.helpdesk.tag,
     }, cause=cause)

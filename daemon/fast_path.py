@@ -46,13 +46,13 @@ CUSTOMERS, DOMAINS, TICKETS, MESSAGES, EVENTS, PARTICIPANTS, OUTBOX = (
 
 
 def is_plain_new_mail(session: Session, config: Config, mail: ParsedMail, screening: Screening,
-                      subject: SubjectInfo) -> bool:
+                      subject: SubjectInfo, now: datetime) -> bool:
     """A customer's mail that can only open a ticket: nothing to thread it into, nothing to steer."""
     sender = mail.sender
     return (sender is not None and screening.verdict is Verdict.CONTINUE and not mail.in_reply_to
             and not mail.references and subject.ticket_number is None and not mail.attachments
             and not mail.header(TRUNCATED) and active_agent(session, sender.email) is None
-            and signed_recipient(mail, config, sender.email) is None and answered_by(session, mail) is None)
+            and signed_recipient(mail, config, sender.email, now) is None and answered_by(session, mail) is None)
 
 
 def open_ticket(session: Session, config: Config, inbound: Inbound, mail: ParsedMail,

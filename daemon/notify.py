@@ -33,7 +33,18 @@ from ticketd.daemon.storm import ALERT_KIND, alert_recently_sent
 from ticketd.mailtemplates.render import make_environment, render
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules import identify
-from ticketd.storage.models import SYSTEM_ACTOR, Agent, Company, Customer, Event, Message, Outbox, Participant, Ticket
+from ticketd.storage.models import (
+    SYSTEM_ACTOR,
+    Agent,
+    Company,
+    Customer,
+    Event,
+    Message,
+    Outbox,
+    Participant,
+    Ticket,
+    utcnow,
+)
 
 # A change of assignee is told this long after it happens, and a newer change replaces it meanwhile: a ticket
 # handed back and forth in a few minutes tells its customer once, with the final name, or not at all when it
@@ -51,8 +62,9 @@ def _secret(config: Config) -> str:
     return config.security.secret.get_secret_value() if config.security.secret else ""
 
 
-def signed_address(config: Config, ticket_number: int, party: str) -> str:
-    return reply_address(config.helpdesk.address, ticket_number, party, _secret(config))
+def signed_address(config: Config, ticket_number: int, party: str, now: datetime | None = None) -> str:
+    """Signed on today's date (the wall clock unless given): it stays valid ``signed_address_days`` from now."""
+    return reply_address(config.helpdesk.address, ticket_number, party, _secret(config), now or utcnow())
 
 
 def ticket_context(session: Session, config: Config, ticket: Ticket,

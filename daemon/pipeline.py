@@ -62,12 +62,12 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, now: dat
     if screening.verdict is Verdict.DROP or mail.sender is None:
         return finish(inbound, Outcome("dropped", reason=f"{screening.rule}: {screening.reason}"), now)
     subject = parse_subject(mail.subject, config.helpdesk.tag)
-    if fast_path.is_plain_new_mail(session, config, mail, screening, subject):
+    if fast_path.is_plain_new_mail(session, config, mail, screening, subject, now):
         outcome = fast_path.open_ticket(session, config, inbound, mail, subject, now, source)
         if outcome is not None:
             return finish(inbound, outcome, now)
     sender = identify_sender(session, mail.sender)
-    match = match_ticket(session, config, mail, subject, sender)
+    match = match_ticket(session, config, mail, subject, sender, now)
     if match.ticket is None and defer and answers_mail_in_flight(session, inbound, mail, now):
         return Outcome("deferred", reason="the mail it answers is not processed yet")
     incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, now, source)

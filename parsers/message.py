@@ -12,6 +12,7 @@ import hashlib
 import mimetypes
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -75,9 +76,20 @@ class ParsedMail:
     headers: dict[str, str] = field(default_factory=dict)
     defects: tuple[str, ...] = ()
     decode_notes: tuple[str, ...] = ()  # what was guessed, replaced or kept undecoded, for support and triage
+    # Every Authentication-Results header, topmost first: which one counts depends on who wrote it (rules/auth.py).
+    authentication_results: tuple[str, ...] = ()
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
+
+
+def is_one_of(address: str, ours: Collection[str]) -> bool:
+    """``address`` is one of ``ours`` or a ``+``-tagged subaddress of one (RFC 5233): ``support+7.x@d`` is
+    still the mailbox ``support@d``, however the tag was made, so it is ours too."""
+    user, at, host = address.strip().lower().partition("@")
+    if not at:
+        return False
+    return f"{user}@{host}" in ours or f"{user.split('+', 1)[0]}@{host}" in ours
 
 
 def message_id_hash(message_id: str | None, raw: bytes) -> str:
@@ -256,6 +268,7 @@ def _parse(raw: bytes) -> ParsedMail:
         headers=headers,
         defects=tuple(body.defects) + defects,
         decode_notes=tuple(dict.fromkeys(notes)),
+        authentication_results=tuple(every.get("authentication-results", [])),
     )
 
 

@@ -3,12 +3,18 @@
 The From header proves nothing. Two things do: the mail went to a reply address we signed for this agent
 (only someone who received our mail knows it), or the receiving server — identified by its configured
 authserv-id — recorded a DKIM or DMARC pass for the agent's domain in ``Authentication-Results``.
+
+Signed addresses are read from To and Cc only. ``Delivered-To``, ``X-Original-To`` and ``Envelope-To`` are
+headers like any other: the sender can write them, and ``ticketd deliver`` and IMAP do not tell us which of them
+our own MTA added. An agent answering our mail has the signed Reply-To in To, so nothing legitimate is lost.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from datetime import datetime
+
+import authres
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.signing import verify_reply_address
@@ -21,42 +27,70 @@ class SignedAddress:
     party: str
 
 
-def signed_recipient(mail: ParsedMail, config: Config, party: str) -> SignedAddress | None:
-    """The first of our reply addresses among the recipients that verifies for ``party``."""
+def _signed(mail: ParsedMail, config: Config, party: str, now: datetime, expired: bool) -> SignedAddress | None:
     secret = config.security.secret.get_secret_value() if config.security.secret else ""
-    candidates = [a.email for a in (*mail.to, *mail.cc)]
-    for header in ("delivered-to", "x-original-to", "envelope-to"):
-        if mail.header(header):
-            candidates.append(mail.header(header).strip("<> ").lower())
-    for address in candidates:
-        number = verify_reply_address(address, config.helpdesk.address, party, secret)
-        if number is not None:
-            return SignedAddress(number, party)
+    for address in (a.email for a in (*mail.to, *mail.cc)):
+        verified = verify_reply_address(address, config.helpdesk.address, party, secret, now,
+                                        config.security.signed_address_days)
+        if verified is not None and verified.expired == expired:
+            return SignedAddress(verified.ticket_number, party)
     return None
 
 
-_RESULT = re.compile(r"\b(dkim|dmarc)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
+def signed_recipient(mail: ParsedMail, config: Config, party: str, now: datetime) -> SignedAddress | None:
+    """The first of our reply addresses in To/Cc that was signed for ``party`` and has not expired."""
+    return _signed(mail, config, party, now, expired=False)
 
 
-def authentication_results_pass(mail: ParsedMail, authserv_id: str, domain: str) -> bool:
-    """DKIM (header.d) or DMARC (header.from) pass for ``domain`` in the trusted server's topmost header.
+def expired_recipient(mail: ParsedMail, config: Config, party: str, now: datetime) -> SignedAddress | None:
+    """A reply address in To/Cc really signed for ``party`` but too old (or of the old shape without a day)."""
+    return _signed(mail, config, party, now, expired=True)
 
-    Only the first header carrying the trusted authserv-id counts: the receiving server adds it on top, and
-    anything further down could have been written by the sender.
+
+def _domain(value: str) -> str:
+    """``header.d`` / ``header.from`` as a bare domain: ``@d`` and a local part dropped, case and root dot too."""
+    return value.rsplit("@", 1)[-1].strip().rstrip(".").lower()
+
+
+# Our MTA's header sits at the top, under at most a few of internal relays; past this many, it is not there.
+# Each parse costs about 1.4 ms, and anyone may send an agent-looking mail with thousands of these headers.
+_MAX_HEADERS = 50
+
+
+def authentication_results_pass(headers: tuple[str, ...], authserv_id: str, domain: str) -> bool:
+    """DKIM pass with ``header.d`` = ``domain``, or DMARC pass with ``header.from`` = ``domain``, in the topmost
+    Authentication-Results header whose authserv-id is the trusted one (RFC 8601 §5).
+
+    Headers with other ids are skipped: an internal relay may add its own above ours. Below the topmost trusted
+    one nothing counts, because our MTA prepends its header and removes incoming ones with its id, so anything
+    further down came with the mail. A header that does not mention the trusted id at all is another server's
+    (Microsoft 365 writes none of RFC 8601's authserv-id) and is skipped unread; one that mentions it but does not
+    parse ends the search unauthenticated (it may be our MTA's own). Only the topmost ``_MAX_HEADERS`` are read.
+
+    The domain must be equal, not a subdomain: subdomains are often delegated (a newsletter vendor signs for
+    ``news.acme.example``), and DMARC pass already is the relaxed, organisational-domain alignment.
     """
-    header = mail.header("authentication-results")
-    if not header:
-        return False
-    if header.split(";", 1)[0].strip().split()[0].lower() != authserv_id.lower():
-        return False
-    domain = domain.lower()
-    for method, result, props in _RESULT.findall(header):
-        if result.lower() != "pass":
+    wanted = authserv_id.strip().lower()
+    domain = _domain(domain)
+    for header in headers[:_MAX_HEADERS]:
+        if wanted not in header.lower():
+            continue  # cannot carry our authserv-id; skipping it unparsed keeps a flood of headers cheap
+        try:
+            parsed = authres.AuthenticationResultsHeader.parse_value(header)
+        except Exception:  # authres raises its own SyntaxError and, on odd input, others: all mean "unreadable"
+            return False  # it names our id: perhaps our MTA's own, perhaps not; nothing in it can be trusted
+        if (parsed.authserv_id or "").lower() != wanted:
             continue
-        key = "header.d" if method.lower() == "dkim" else "header.from"
-        match = re.search(re.escape(key) + r"\s*=\s*([^\s;]+)", props, re.IGNORECASE)
-        if match and match.group(1).lower().lstrip("@") == domain:
-            return True
+        for result in parsed.results:
+            if (result.result or "").lower() != "pass":
+                continue
+            key = {"dkim": ("header", "d"), "dmarc": ("header", "from")}.get((result.method or "").lower())
+            if key is None:
+                continue
+            if any((p.type or "").lower() == key[0] and (p.name or "").lower() == key[1]
+                   and _domain(p.value or "") == domain for p in result.properties):
+                return True
+        return False
     return False
 
 
@@ -64,18 +98,29 @@ def authentication_results_pass(mail: ParsedMail, authserv_id: str, domain: str)
 class AuthResult:
     ok: bool
     how: str
+    expired: bool = False  # it went to this agent's signed address, but an expired one: they get a fresh one
 
 
-def authenticate_agent(mail: ParsedMail, config: Config, agent_email: str) -> AuthResult:
+def authenticate_agent(mail: ParsedMail, config: Config, agent_email: str, on_ticket: bool,
+                       now: datetime) -> AuthResult:
+    """``on_ticket``: the mail acts on an existing ticket. The agent's ``+0`` address (for opening tickets,
+    printed in the help mail) is meant to be shared with callers' forms and colleagues; it must not steer
+    tickets it was never signed for."""
     mode = config.security.agent_auth
-    signed = signed_recipient(mail, config, agent_email)
-    if signed is not None:
+    signed = signed_recipient(mail, config, agent_email, now)
+    if signed is not None and (signed.ticket_number > 0 or not on_ticket):
         return AuthResult(True, "signed reply address")
     if mode == "authentication-results" and config.security.trusted_authserv_id:
         domain = agent_email.rsplit("@", 1)[1]
-        if authentication_results_pass(mail, config.security.trusted_authserv_id, domain):
+        if authentication_results_pass(mail.authentication_results, config.security.trusted_authserv_id, domain):
             return AuthResult(True, f"Authentication-Results from {config.security.trusted_authserv_id}")
     if mode == "from-header":
         return AuthResult(True, "From header (agent_auth = from-header)")
-    return AuthResult(False, "not sent to a reply address signed for this agent"
-                      + (" and no trusted DKIM/DMARC pass" if mode == "authentication-results" else ""))
+    extra = " and no trusted DKIM/DMARC pass" if mode == "authentication-results" else ""
+    if signed is not None:
+        return AuthResult(False, "sent to the address for opening new tickets, which cannot act on an existing "
+                          "ticket" + extra)
+    if expired_recipient(mail, config, agent_email, now) is not None:
+        return AuthResult(False, f"sent to a reply address that has expired (valid "
+                          f"{config.security.signed_address_days} days){extra}", expired=True)
+    return AuthResult(False, "not sent to a reply address signed for this agent" + extra)

@@ -16,6 +16,7 @@ guessing: a command must reach the ticket the agent meant.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import Session, select
 
@@ -107,8 +108,9 @@ def _conflict(session: Session, addressed: Ticket, subject: SubjectInfo) -> tupl
     return addressed.number, subject.ticket_number
 
 
-def match_ticket(session: Session, config: Config, mail: ParsedMail, subject: SubjectInfo, sender: Sender) -> Match:
-    signed = signed_recipient(mail, config, sender.address.email)
+def match_ticket(session: Session, config: Config, mail: ParsedMail, subject: SubjectInfo, sender: Sender,
+                 now: datetime) -> Match:
+    signed = signed_recipient(mail, config, sender.address.email, now)
     if signed is not None and signed.ticket_number > 0:
         ticket = _by_number(session, signed.ticket_number)
         if ticket is not None:

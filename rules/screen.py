@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from ticketd.parsers.message import ParsedMail
+from ticketd.parsers.message import ParsedMail, is_one_of
 
 
 class Verdict(Enum):
@@ -85,7 +85,8 @@ _OUT_OF_OFFICE = re.compile(
 
 
 def from_ourselves(mail: ParsedMail, ctx: ScreenContext) -> str | None:
-    if mail.sender and mail.sender.email in ctx.our_addresses:
+    """Any ``+`` form of our addresses too (``support+7.<mac>@``): answering one is mail to our own mailbox."""
+    if mail.sender and is_one_of(mail.sender.email, ctx.our_addresses):
         return f"sent by our own address {mail.sender.email}"
     return None
 

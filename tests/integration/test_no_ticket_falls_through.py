@@ -4,6 +4,7 @@ mail enters as through `ticketd deliver`."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -155,7 +156,8 @@ def test_deactivate_with_reassign_hands_open_tickets_on(team: Desk) -> None:
 
 
 def test_taking_a_colleagues_ticket_tells_the_colleague(team: Desk) -> None:
-    """Can finds Ali's ticket on his desk list, answers the list mail with the ticket's tag and [take]."""
+    """Can answers his list mail with the tag of Ali's ticket and [take]; the list's address opens tickets only,
+    so Can is told, with the address to use, which works."""
     team.deliver(new_mail(f"Jane <{JANE}>", "Modem", "My modem is down.", 1))
     team.new_mail()
     assert team.ticket(1)["assignee"] == ALI
@@ -166,7 +168,14 @@ def test_taking_a_colleagues_ticket_tells_the_colleague(team: Desk) -> None:
     team.deliver(forged)  # not sent to Can's signed address: refused, Can is warned
     assert team.ticket(1)["assignee"] == ALI
     assert kinds(team.new_mail()) == [(CAN, "security_alert")]
+    # The list's own reply address is Can's +0 one, for opening tickets: it may not act on ticket 1. Can's
+    # warning (to Can's own mailbox) carries an address signed for Can and ticket 1, which does.
     team.deliver(reply_to(listing, CAN, "").replace(b"Subject: Re:", b"Subject: [ACME #1] [take] Re:"))
+    assert team.ticket(1)["assignee"] == ALI
+    [alert] = team.new_mail()
+    assert alert.message["X-Ticketd-Kind"] == "security_alert"
+    [address] = re.findall(r"support\+1\.\d+\.[0-9a-f]+@acme\.example", body_of(alert))
+    team.deliver(reply_to(listing, CAN, "", to=address).replace(b"Subject: Re:", b"Subject: [ACME #1] [take] Re:"))
     mails = team.new_mail()
     assert team.ticket(1)["assignee"] == CAN
     assert kinds(mails) == [(ALI, "agent_unassigned")]  # Jane's "assigned to Can" waits out the quiet period

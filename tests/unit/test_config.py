@@ -42,6 +42,8 @@ def test_valid_minimal_config_has_defaults(tmp_path: Path) -> None:
     ("helpdesk", "tag", "AC ME", "helpdesk.tag: must be letters, digits"),
     ("database", "url", "mysql://x", "database.url: must start with sqlite:/// or postgresql"),
     ("imap", "colour", "blue", "imap.colour: unknown key"),
+    ("security", "signed_address_days", 0, "security.signed_address_days: Input should be greater than or equal to 1"),
+    ("security", "signed_address_days", 4000, "security.signed_address_days: Input should be less than or equal"),
 ])
 def test_bad_value_names_the_key(tmp_path: Path, section: str, key: str, value: Any, expected: str) -> None:
     data = base(tmp_path)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
 
 from ticketd.daemon.outbox import build_message, clean_header, format_address
-from ticketd.daemon.signing import reply_address, verify_reply_address
+from ticketd.daemon.signing import Verified, day_number, reply_address, verify_reply_address
 from ticketd.mailtemplates.render import TemplateError, make_environment, render
 from ticketd.parsers.message import parse_message
 from ticketd.rules.screen import ScreenContext, Verdict, screen
@@ -19,13 +20,38 @@ SECRET = "k" * 32
 
 
 def test_reply_address_round_trip_and_binding() -> None:
-    addr = reply_address("support@acme.example", 42, "Ali@Acme.example", SECRET)
-    assert addr.startswith("support+42.") and addr.endswith("@acme.example")
-    assert verify_reply_address(addr, "support@acme.example", "ali@acme.example", SECRET) == 42
-    assert verify_reply_address(addr, "support@acme.example", "eve@evil.example", SECRET) is None
-    assert verify_reply_address(addr, "support@acme.example", "ali@acme.example", "x" * 32) is None
-    forged = addr.replace("+42.", "+43.")
-    assert verify_reply_address(forged, "support@acme.example", "ali@acme.example", SECRET) is None
+    now = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+
+    def verify(address: str, party: str = "ali@acme.example", secret: str = SECRET, at: datetime = now,
+               days: int = 90) -> Verified | None:
+        return verify_reply_address(address, "support@acme.example", party, secret, at, days)
+
+    addr = reply_address("support@acme.example", 42, "Ali@Acme.example", SECRET, now)
+    assert addr.startswith(f"support+42.{day_number(now)}.") and addr.endswith("@acme.example")
+    assert len(addr.split("@")[0]) <= 64  # RFC 5321's limit for a local part
+    assert verify(addr) == Verified(42, False, now.date())
+    assert verify(addr, party="eve@evil.example") is None
+    assert verify(addr, secret="x" * 32) is None
+    assert verify(addr.replace("+42.", "+43.")) is None
+    # The day is signed: moving it forward to extend the address breaks the MAC.
+    assert verify(addr.replace(f".{day_number(now)}.", f".{day_number(now) + 30}.")) is None
+    assert verify(addr, at=now + timedelta(days=90)) == Verified(42, False, now.date())
+    assert verify(addr, at=now + timedelta(days=91)) == Verified(42, True, now.date())
+    assert verify(addr, at=now + timedelta(days=11), days=10) == Verified(42, True, now.date())
+
+
+def test_old_shape_reply_address_is_recognised_but_never_valid() -> None:
+    """``support+<n>.<mac>`` (before addresses carried a day) still names its ticket and party, so the refusal
+    can say it expired; it never authenticates again."""
+    import hashlib
+    import hmac
+
+    mac = hmac.new(SECRET.encode(), b"42:ali@acme.example", hashlib.sha256).hexdigest()[:12]
+    old = f"support+42.{mac}@acme.example"
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    assert verify_reply_address(old, "support@acme.example", "ali@acme.example", SECRET, now, 90) == \
+        Verified(42, True, None)
+    assert verify_reply_address(old, "support@acme.example", "eve@evil.example", SECRET, now, 90) is None
 
 
 def _ctx() -> ScreenContext:
@@ -105,7 +131,8 @@ def _full_context(with_ticket: bool = True) -> dict[str, object]:
         "results": [{"raw": "priority=hgh", "ok": False, "message": "unknown priority 'hgh'"}],
         "commands": [{"syntax": "[take]", "help": "assign to yourself"}], "new_ticket_address": "support+0.x@a",
         "text": "Modemi yeniden başlatın.", "claimed_from": "a@x", "reason": "unsigned", "subject": "S",
-        "message_id": "<m@x>", "limit_mb": 25, "note": "original size 1 bytes", "topic": "t", "detail": "d",
+        "message_id": "<m@x>", "fresh_address": "support+7.20424.0123456789ab@a", "expired": True,
+        "limit_mb": 25, "note": "original size 1 bytes", "topic": "t", "detail": "d",
         "bounce": {"summary": "bounce: a@b (5.1.1)", "diagnostic": "user unknown", "subject": "S"},
         "thanks": False, "how": "agent", "by": {"name": "Ayşe", "email": "ayse@x"}, "new_assignee": "Ayşe",
         "new_assignee_email": "ayse@x",
