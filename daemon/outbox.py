@@ -99,11 +99,11 @@ def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[
     """The row's columns: headers fixed (Message-ID included) and the storm caps applied."""
     now = utcnow()
     headers = {"Date": format_datetime(max(now, mail.not_before) if mail.not_before else now)}
-    if mail.in_reply_to:
+    if mail.in_reply_to and len(mail.in_reply_to) <= wire.MAX_ID_LENGTH:
         headers["In-Reply-To"] = mail.in_reply_to
-    refs = list(dict.fromkeys([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])]))
+    refs = wire.thread_ids([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])])
     if refs:
-        headers["References"] = " ".join(refs[-20:])
+        headers["References"] = " ".join(refs)
     if mail.reply_to:
         headers["Reply-To"] = format_address(config.helpdesk.name, mail.reply_to)
     headers["From"] = format_address(mail.from_name or config.helpdesk.name, config.helpdesk.address)
@@ -153,7 +153,9 @@ def build_message(row: Outbox, attachments: Sequence[MailAttachment] = ()) -> Em
     msg = EmailMessage(policy=SMTP)
     headers = row_headers(row)
     for name, value in headers:
-        if not name.lower().startswith("content-"):
+        if name.lower() in wire.ID_HEADERS:
+            msg[clean_header(name)] = wire.FoldedIds(clean_header(name), clean_header(value))
+        elif not name.lower().startswith("content-"):
             msg[clean_header(name)] = clean_header(value)
     msg.set_content(row.body, charset="utf-8", cte="quoted-printable")
     if attachments or row.html is not None:
