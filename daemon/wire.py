@@ -24,6 +24,8 @@ from email.utils import formataddr, getaddresses, parseaddr
 from io import BytesIO
 from typing import Any
 
+from ticketd.parsers.message import strip_bidi
+
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP
 _WIRE = compat32.clone(linesep="\r\n", max_line_length=78)
@@ -144,8 +146,9 @@ def compose(headers: list[tuple[str, str]], body: str, full: Callable[[], bytes]
 
 def safe_filename(name: str, fallback: str = "attachment") -> str:
     """A file name is only a label for the recipient: no directories (a client saving it must not climb out of
-    its folder), no control characters (CR/LF would break the header it travels in)."""
-    name = "".join(" " if unicodedata.category(c).startswith("C") else c for c in name)
+    its folder), no control characters (CR/LF would break the header it travels in), no bidirectional controls
+    (the name must show what it is: "invoice\u202efdp.exe" shows as "invoiceexe.pdf")."""
+    name = "".join(" " if unicodedata.category(c).startswith("C") else c for c in strip_bidi(name))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = " ".join(name.split()).strip(". ")
     return name[:200].strip() or fallback

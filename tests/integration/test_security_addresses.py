@@ -141,3 +141,26 @@ def test_an_outlook_message_id_is_not_encoded_when_files_go_along(desk: Desk) ->
     assert notification.message.get_content_type() == "multipart/mixed"
     assert str(notification.message["In-Reply-To"]).strip() == outlook
     assert b"=?utf-8?" not in b"\r\n".join(_head_lines(notification.raw))
+
+
+def test_a_file_name_stored_before_the_fix_reaches_the_cli_without_bidi_controls(desk: Desk) -> None:
+    import json
+
+    from ticketd.storage.models import Attachment
+
+    raw = (b"From: jane@example.org\r\nTo: support@acme.example\r\nSubject: Invoice\r\nMessage-ID: <i-1@example.org>"
+           b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain"
+           b"\r\n\r\nSee attached.\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+           b" filename*=UTF-8''invoice%E2%80%AEfdp.exe\r\n\r\nMZ\r\n--b--\r\n")
+    desk.deliver(raw)
+    notification = mail_to(desk.new_mail(), ALI)
+    assert [p.get_filename() for p in notification.message.iter_attachments()] == ["invoicefdp.exe"]
+    with Session(desk.site.engine) as session:  # as an older version stored it
+        attachment = session.exec(select(Attachment)).one()
+        attachment.filename = "invoice\u202efdp.exe"
+        session.add(attachment)
+        session.commit()
+    listed = json.loads(desk.site.cli("attachments", "list", "1", "--json").stdout)
+    shown = json.loads(desk.site.cli("tickets", "show", "1", "--json").stdout)
+    assert [a["filename"] for a in listed] == ["invoicefdp.exe"]
+    assert [a["filename"] for m in shown["messages"] for a in m["attachments"]] == ["invoicefdp.exe"]
