@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr, getaddresses
+from email.utils import format_datetime, formataddr
 from functools import cache
 from typing import Any
 
@@ -34,6 +34,7 @@ from ticketd.daemon.outbox_parts import load_attachments, store_attachments
 from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, is_capped, note_queued
 from ticketd.daemon.wire import MailAttachment
 from ticketd.daemon.wire import clean as clean_header
+from ticketd.parsers.message import parse_addresses
 from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Outbox, utcnow
 
@@ -167,7 +168,9 @@ def build_message(row: Outbox, attachments: Sequence[MailAttachment] = ()) -> Em
 
 
 def recipients(row: Outbox) -> list[str]:
-    return [addr for _, addr in getaddresses([row.to_addrs, row.cc_addrs]) if addr]
+    """The envelope: the valid mailboxes of the row's To and Cc, read strictly. The lenient ``getaddresses``
+    took an address out of a display name ("a@x" <b@y> reached a as well), so a name could add a recipient."""
+    return list(dict.fromkeys(a.email for value in (row.to_addrs, row.cc_addrs) for a in parse_addresses(value)))
 
 
 def _tls_context(cfg: SmtpConfig) -> ssl.SSLContext:

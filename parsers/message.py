@@ -250,6 +250,11 @@ def _addresses(values: list[str], notes: list[str], where: str = "header") -> tu
     return _address_list(values, notes, where).addresses
 
 
+def parse_addresses(value: str) -> tuple[Address, ...]:
+    """The valid mailboxes of one address header, read as strictly as an incoming mail's."""
+    return _addresses([value], [])
+
+
 def _sender(values: list[str], notes: list[str]) -> Address | None:
     """The author, or None: a From that is not exactly one valid mailbox (two From headers, a list, a group, a
     display name dressed as an address, anything unparsable) names nobody we may answer or file mail under."""
