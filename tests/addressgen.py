@@ -89,3 +89,17 @@ def raw_mail(sender: Header, to: Header, cc: Header, message_id: str) -> bytes:
              "Subject: hello", f"Message-ID: {message_id}", "MIME-Version: 1.0",
              "Content-Type: text/plain; charset=utf-8"]
     return ("\r\n".join(lines) + "\r\n\r\nHello.\r\n").encode("utf-8")
+
+
+REAL_KINDS = ["bare", "named", "quoted", "comment", "encoded-name", "quoted-address-name", "comment-address"]
+
+
+@st.composite
+def author(draw: st.DrawFn) -> Header:
+    """A From that is mostly one real mailbox (so the mail goes on to a ticket), sometimes a hostile list."""
+    if draw(st.integers(0, 3)) == 0:
+        return draw(address_header(max_elements=2))
+    while True:
+        one = draw(element(draw(st.integers(500, 999))))
+        if one.carried:
+            return one

@@ -5,6 +5,9 @@ the fix (see the report of branch i14-addresses)."""
 from __future__ import annotations
 
 import pytest
+from addressgen import address_header, author, raw_mail
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from conftest import Desk, mail_to, reply_to
@@ -164,3 +167,28 @@ def test_a_file_name_stored_before_the_fix_reaches_the_cli_without_bidi_controls
     shown = json.loads(desk.site.cli("tickets", "show", "1", "--json").stdout)
     assert [a["filename"] for a in listed] == ["invoicefdp.exe"]
     assert [a["filename"] for m in shown["messages"] for a in m["attachments"]] == ["invoicefdp.exe"]
+
+
+AGENTS = {ALI, "ayse@acme.example"}
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_hostile_headers_through_the_pipeline_reach_only_carried_addresses(desk: Desk,
+                                                                                   data: st.DataObject) -> None:
+    """The hypothesis property of tests/unit/test_address_properties.py, through the real pipeline and SMTP: the
+    acknowledgment, the agents' notifications and an agent's answer. The desk lives across examples, so the
+    addresses carried by every example so far are the allowed ones; decoys have domains of their own."""
+    sender = data.draw(author())
+    to, cc = data.draw(address_header(max_elements=8)), data.draw(address_header(max_elements=30))
+    carried = desk.__dict__.setdefault("carried", set())
+    carried |= sender.carried | to.carried | cc.carried
+    decoys = (sender.decoys | to.decoys | cc.decoys) - carried
+    desk.deliver(raw_mail(sender, to, cc, f"<h{len(desk.sink.received)}.{len(carried)}@hyp.example>"))
+    mails = desk.new_mail()
+    for mail in mails:
+        assert set(mail.envelope_to) <= carried | AGENTS and not set(mail.envelope_to) & decoys, mail.envelope_to
+    if any(ALI in m.envelope_to for m in mails):
+        relay = agent_answers(desk, [m for m in mails if ALI in m.envelope_to][:1])
+        assert set(relay) <= carried and len(relay) <= 21, relay
