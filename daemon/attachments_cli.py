@@ -26,6 +26,7 @@ from ticketd.daemon.cli_common import (
 )
 from ticketd.daemon.files import size_text
 from ticketd.daemon.views import iso
+from ticketd.parsers.message import sanitize_filename
 from ticketd.storage.models import Attachment, Blob, Message, Ticket
 
 attachments = typer.Typer(help="Files that came with a ticket's mail: list them, save one.", no_args_is_help=True)
@@ -78,7 +79,7 @@ def attachment_rows(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
         "direction": m.direction,
         "from": m.from_addr,
         "date": iso(m.date or m.created_at),
-        "filename": a.filename,
+        "filename": sanitize_filename(a.filename),  # rows stored before bidi controls were removed
         "content_type": a.content_type,
         "size": a.size,
         "sha256": a.sha256,
@@ -181,4 +182,4 @@ def attachments_get(
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_RUNTIME)
     size = f"{len(data)} bytes" if len(data) < 1024 else f"{size_text(len(data))}, {len(data)} bytes"
-    typer.echo(f"wrote {attachment.filename} ({size}) to {path}", err=True)
+    typer.echo(f"wrote {sanitize_filename(attachment.filename)} ({size}) to {path}", err=True)

@@ -193,6 +193,8 @@ class LimitsConfig(Section):
     auto_replies_per_hour: PositiveInt = 500  # all customers together: past this the circuit breaker opens
     # Files that ride along with a notification or a relay, per mail; past it the mail lists what was left out.
     forward_attachments_bytes: PositiveInt = 10 * 1024 * 1024
+    # People on one ticket besides the requester (rules/participants.py): every answer goes to all of them.
+    max_participants: PositiveInt = 20
 
 
 class AgentConfig(Section):

@@ -16,7 +16,8 @@ from ticketd.daemon.outbox_parts import keep_blob
 from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.quotes import quoted_only_cids
 from ticketd.parsers.subject import SubjectInfo
-from ticketd.rules.identify import Sender
+from ticketd.rules import participants
+from ticketd.rules.identify import Sender, find_company_by_domain
 from ticketd.rules.match import Match
 from ticketd.rules.screen import Screening
 from ticketd.storage.db import shared
@@ -28,6 +29,7 @@ from ticketd.storage.models import (
     Event,
     Inbound,
     Message,
+    Outbox,
     Participant,
     Ticket,
 )
@@ -159,25 +161,51 @@ def message_context(inc: Incoming, text: str) -> dict[str, Any]:
 
 
 def add_participants(inc: Incoming, ticket: Ticket, new_ticket: bool = False) -> list[str]:
-    """People on To/CC of a ticket's mail (not us, not the requester) may write to the ticket from now on."""
+    """People on To/CC of a ticket's mail (not us, not the requester) may write to the ticket from now on and
+    receive its answers; who may bring them is ``rules.participants``. The sender, when not the requester, has
+    already been let in by ``rules.match`` and joins too."""
     requester = inc.session.get(Customer, ticket.requester_id)
     known = set() if new_ticket else {
         p.email for p in inc.session.exec(select(Participant).where(Participant.ticket_id == ticket.id))}
-    added = []
-    people = [*inc.mail.to, *inc.mail.cc]
-    if inc.sender.customer is not None and inc.sender.customer.id != ticket.requester_id:
-        people.append(inc.sender.address)
-    for person in people:
-        email = person.email
-        if inc.is_ours(email) or (requester and email == requester.email) or email in known:
-            continue
-        inc.session.add(Participant(ticket_id=ticket.id, email=email, name=person.name or None, added_at=inc.now))
-        known.add(email)
-        added.append(email)
+    trusted = [inc.sender.address] if inc.sender.customer is not None and \
+        inc.sender.customer.id != ticket.requester_id else []
+    reason = participants.vouched(participants.Circumstances(
+        new_ticket=new_ticket, new_contact=inc.sender.is_new, via=inc.match.via,
+        answers_our_mail=not new_ticket and answers_our_mail(inc.session, inc.mail, ticket)))
+    limit = inc.config.limits.max_participants
+    choice = participants.choose(
+        [*inc.mail.to, *inc.mail.cc], trusted=trusted, known=known, reason=reason, room=max(0, limit - len(known)),
+        skip=lambda email: inc.is_ours(email) or bool(requester and email == requester.email),
+        colleague=lambda email: company_colleague(inc.session, requester, email))
+    for person in choice.added:
+        inc.session.add(Participant(ticket_id=ticket.id, email=person.email, name=person.name or None,
+                                    added_at=inc.now))
+    added = [p.email for p in choice.added]
     if added:
         inc.session.add(Event(ticket_id=ticket.id, actor=inc.sender.address.email, what="participants",
                               new=", ".join(added), via_message_id=inc.mail.message_id, at=inc.now))
+    note = participants.refusal_note(choice, limit)
+    if note:
+        inc.session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="participants-not-added", new=note,
+                              via_message_id=inc.mail.message_id, at=inc.now))
     return added
+
+
+def answers_our_mail(session: Session, mail: ParsedMail, ticket: Ticket) -> bool:
+    """The mail's threading headers name a mail we sent on this ticket: only its people received that id."""
+    refs = list(dict.fromkeys(r[:998] for r in (mail.in_reply_to, *mail.references) if r))[-100:]
+    if not refs:
+        return False
+    return session.exec(select(Outbox.id).where(Outbox.ticket_id == ticket.id,
+                                                Outbox.message_id.in_(refs)).limit(1)).first() is not None  # type: ignore[attr-defined]
+
+
+def company_colleague(session: Session, requester: Customer | None, email: str) -> bool:
+    """An address of the requester's company (by its registered domains): they may write to the ticket anyway."""
+    if requester is None or requester.company_id is None:
+        return False
+    company = find_company_by_domain(session, email)
+    return company is not None and company.id == requester.company_id
 
 
 def event(inc: Incoming, ticket: Ticket, what: str, old: str | None = None, new: str | None = None,

@@ -23,6 +23,7 @@ from ticketd.daemon.outbox import after_queued, outbox_values
 from ticketd.daemon.poller import TRUNCATED_HEADER
 from ticketd.parsers.message import Address, ParsedMail
 from ticketd.parsers.subject import SubjectInfo
+from ticketd.rules import participants as rules_participants
 from ticketd.rules.auth import signed_recipient
 from ticketd.rules.identify import active_agent
 from ticketd.rules.match import answered_by
@@ -64,6 +65,7 @@ def open_ticket(session: Session, config: Config, inbound: Inbound, mail: Parsed
         return None  # blocked, or a name to learn: the full path knows what to do
     learned = None if customer and customer.language else \
         config.language_guesser.guess(f"{subject.title}\n{mail.text}")  # as customer_mail.learn_language
+    new_contact = customer is None
     if customer is None:
         customer = new_customer(conn, mail.sender, learned)
     elif learned is not None:
@@ -80,10 +82,13 @@ def open_ticket(session: Session, config: Config, inbound: Inbound, mail: Parsed
         events.append(event(ticket, mail, "language", now, new=f"{learned} (learnt from the customer's first mail)"))
     events += [columns(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=what, old=old, new=new,
                              via_message_id=mail.message_id, at=now)) for what, old, new in setup.events]
-    added = participants(config, mail, ticket, customer, now)
+    added, refused = participants(conn, config, mail, ticket, customer, now, new_contact)
     if added:
         insert_many(conn, PARTICIPANTS, added)
         events.append(event(ticket, mail, "participants", now, new=", ".join(p["email"] for p in added)))
+    if refused:
+        events.append(columns(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="participants-not-added",
+                                    new=refused, via_message_id=mail.message_id, at=now)))
     insert_many(conn, EVENTS, events)
     thread = (message_id, (message_id,))
     facts = notify.ticket_context(session, config, ticket, requester=customer)
@@ -135,15 +140,25 @@ def message_row(mail: ParsedMail, ticket: Ticket, inbound: Inbound, message_id: 
     }
 
 
-def participants(config: Config, mail: ParsedMail, ticket: Ticket, requester: Customer,
-                 now: datetime) -> list[dict[str, Any]]:
-    """As ``conversation.add_participants`` for a new ticket: To/CC people other than us and the requester."""
-    rows: dict[str, dict[str, Any]] = {}
-    for person in (*mail.to, *mail.cc):
-        if not is_our_address(config, person.email) and person.email != requester.email and person.email not in rows:
-            rows[person.email] = columns(Participant(ticket_id=ticket.id, email=person.email,
-                                                     name=person.name or None, added_at=now))
-    return list(rows.values())
+def participants(conn: sa.Connection, config: Config, mail: ParsedMail, ticket: Ticket, requester: Customer,
+                 now: datetime, new_contact: bool) -> tuple[list[dict[str, Any]], str | None]:
+    """As ``conversation.add_participants`` for a new ticket (``rules.participants`` decides): the rows to
+    insert and the note on who was left out."""
+    reason = rules_participants.vouched(rules_participants.Circumstances(
+        new_ticket=True, new_contact=new_contact, via=None, answers_our_mail=False))
+
+    def colleague(email: str) -> bool:
+        domain = email.rsplit("@", 1)[-1]
+        company = conn.execute(sa.select(DOMAINS.c.company_id).where(DOMAINS.c.domain == domain)).scalar()
+        return requester.company_id is not None and company == requester.company_id
+
+    limit = config.limits.max_participants
+    choice = rules_participants.choose(
+        [*mail.to, *mail.cc], known=set(), reason=reason, room=limit, colleague=colleague,
+        skip=lambda email: is_our_address(config, email) or email == requester.email)
+    rows = [columns(Participant(ticket_id=ticket.id, email=p.email, name=p.name or None, added_at=now))
+            for p in choice.added]
+    return rows, rules_participants.refusal_note(choice, limit)
 
 
 def event(ticket: Ticket, mail: ParsedMail, what: str, now: datetime, new: str | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr, getaddresses
+from email.utils import format_datetime, formataddr
 from functools import cache
 from typing import Any
 
@@ -34,6 +34,7 @@ from ticketd.daemon.outbox_parts import load_attachments, store_attachments
 from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, is_capped, note_queued
 from ticketd.daemon.wire import MailAttachment
 from ticketd.daemon.wire import clean as clean_header
+from ticketd.parsers.message import parse_addresses
 from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Outbox, utcnow
 
@@ -99,11 +100,11 @@ def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[
     """The row's columns: headers fixed (Message-ID included) and the storm caps applied."""
     now = utcnow()
     headers = {"Date": format_datetime(max(now, mail.not_before) if mail.not_before else now)}
-    if mail.in_reply_to:
+    if mail.in_reply_to and len(mail.in_reply_to) <= wire.MAX_ID_LENGTH:
         headers["In-Reply-To"] = mail.in_reply_to
-    refs = list(dict.fromkeys([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])]))
+    refs = wire.thread_ids([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])])
     if refs:
-        headers["References"] = " ".join(refs[-20:])
+        headers["References"] = " ".join(refs)
     if mail.reply_to:
         headers["Reply-To"] = format_address(config.helpdesk.name, mail.reply_to)
     headers["From"] = format_address(mail.from_name or config.helpdesk.name, config.helpdesk.address)
@@ -153,7 +154,9 @@ def build_message(row: Outbox, attachments: Sequence[MailAttachment] = ()) -> Em
     msg = EmailMessage(policy=SMTP)
     headers = row_headers(row)
     for name, value in headers:
-        if not name.lower().startswith("content-"):
+        if name.lower() in wire.ID_HEADERS:
+            msg[clean_header(name)] = wire.FoldedIds(clean_header(name), clean_header(value))
+        elif not name.lower().startswith("content-"):
             msg[clean_header(name)] = clean_header(value)
     msg.set_content(row.body, charset="utf-8", cte="quoted-printable")
     if attachments or row.html is not None:
@@ -165,7 +168,9 @@ def build_message(row: Outbox, attachments: Sequence[MailAttachment] = ()) -> Em
 
 
 def recipients(row: Outbox) -> list[str]:
-    return [addr for _, addr in getaddresses([row.to_addrs, row.cc_addrs]) if addr]
+    """The envelope: the valid mailboxes of the row's To and Cc, read strictly. The lenient ``getaddresses``
+    took an address out of a display name ("a@x" <b@y> reached a as well), so a name could add a recipient."""
+    return list(dict.fromkeys(a.email for value in (row.to_addrs, row.cc_addrs) for a in parse_addresses(value)))
 
 
 def _tls_context(cfg: SmtpConfig) -> ssl.SSLContext:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from ticketd.parsers.message import sanitize_filename
 from ticketd.storage.models import (
     Agent,
     Attachment,
@@ -73,7 +74,7 @@ def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
             "message_id": m.message_id,
             "date": iso(m.date or m.created_at),
             "attachments": [
-                {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size,
+                {"id": a.id, "filename": sanitize_filename(a.filename), "content_type": a.content_type, "size": a.size,
                  "sha256": a.sha256, "inline": a.inline}
                 for a in session.exec(select(Attachment).where(Attachment.message_pk == m.id)).all()
             ],

@@ -22,11 +22,19 @@ from email.message import EmailMessage, Message
 from email.policy import compat32
 from email.utils import formataddr, getaddresses, parseaddr
 from io import BytesIO
+from typing import Any
+
+from ticketd.parsers.message import strip_bidi
 
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP
 _WIRE = compat32.clone(linesep="\r\n", max_line_length=78)
 ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to"})
+ID_HEADERS = frozenset({"in-reply-to", "references"})
+# A msg-id cannot be folded inside (RFC 5322 3.6.4), so a longer one cannot be written under the 998-character
+# line limit after "In-Reply-To: ": it is left out of what we write (the thread then rests on the others).
+MAX_ID_LENGTH = 998 - len("In-Reply-To: ")
+MAX_REFERENCES = 20
 _MIME_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 _CID_UNSAFE = re.compile(r"[^A-Za-z0-9.@_-]")
 
@@ -48,6 +56,40 @@ class NeedsFullComposer(ValueError):
 def clean(value: str) -> str:
     """Header values never carry CR/LF: folding them away defeats header injection from mail content."""
     return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+
+
+def thread_ids(ids: Sequence[str]) -> list[str]:
+    """The ids a References header carries: writable ones only, each once; of a long thread the first (the
+    conversation's root, which threads it in every client) and the last ones (RFC 5322 3.6.4's advice)."""
+    kept = [i for i in dict.fromkeys(ids) if i and len(i) <= MAX_ID_LENGTH]
+    return kept if len(kept) <= MAX_REFERENCES else [kept[0], *kept[-(MAX_REFERENCES - 1):]]
+
+
+def fold_ids(name: str, value: str, linesep: str = "\r\n", width: int = 78) -> str:
+    """``Name: <a> <b>`` folded between ids, lines of at most ``width`` unless one id is longer by itself."""
+    lines = [f"{name}:"]
+    for msgid in value.split():
+        if len(lines[-1]) + 1 + len(msgid) > width and lines[-1] != f"{name}:":
+            lines.append("")
+        lines[-1] += " " + msgid
+    return linesep.join(lines) + linesep
+
+
+class FoldedIds(str):
+    """An In-Reply-To/References value the ``email`` package folds between ids. Left to itself its policy
+    treats the value as text and RFC 2047-encodes any id longer than a line (an Outlook Message-ID is ~90
+    characters), which breaks the thread in the customer's client. A value with a ``name`` and a ``fold``
+    is a header object to ``email.policy.EmailPolicy``: stored as is, folded by this ``fold``."""
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> FoldedIds:
+        obj = super().__new__(cls, " ".join(value.split()))
+        obj.name = name
+        return obj
+
+    def fold(self, *, policy: Any) -> str:
+        return fold_ids(self.name, str(self), policy.linesep, policy.max_line_length or 78)
 
 
 def _addresses(value: str) -> str:
@@ -104,8 +146,9 @@ def compose(headers: list[tuple[str, str]], body: str, full: Callable[[], bytes]
 
 def safe_filename(name: str, fallback: str = "attachment") -> str:
     """A file name is only a label for the recipient: no directories (a client saving it must not climb out of
-    its folder), no control characters (CR/LF would break the header it travels in)."""
-    name = "".join(" " if unicodedata.category(c).startswith("C") else c for c in name)
+    its folder), no control characters (CR/LF would break the header it travels in), no bidirectional controls
+    (the name must show what it is: "invoice\u202efdp.exe" shows as "invoiceexe.pdf")."""
+    name = "".join(" " if unicodedata.category(c).startswith("C") else c for c in strip_bidi(name))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = " ".join(name.split()).strip(". ")
     return name[:200].strip() or fallback

@@ -15,11 +15,13 @@ import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from email import _header_value_parser as rfc5322  # the parser behind email.policy.default's address headers
 from email import message_from_bytes
+from email.errors import NonASCIILocalPartDefect
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime, unquote
+from email.utils import parsedate_to_datetime, unquote
 from functools import lru_cache
 
 import mailparser
@@ -29,6 +31,9 @@ from ticketd.parsers.html import html_to_text
 
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+# Unicode's bidirectional controls (embeddings, overrides, isolates, marks): "invoice\u202efdp.exe" shows as
+# "invoiceexe.pdf". Nothing a customer legitimately names or signs with needs them in a file name or a header.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CID_REF = re.compile(r"cid:([^\s\"'<>)]+)", re.IGNORECASE)
 _MAX_DEPTH = 50
 _MAX_PARTS = 2000
@@ -119,9 +124,15 @@ def answered_hashes(raw: bytes) -> list[str]:
     return [message_id_hash(ref[:_MAX_MESSAGE_ID], b"") for ref in _MSGID_RE.findall(_no_nul(value))]
 
 
+def strip_bidi(text: str) -> str:
+    """The text without bidirectional controls, which make what is shown differ from what is stored."""
+    return _BIDI_CONTROLS.sub("", text)
+
+
 def sanitize_filename(name: str | None, fallback: str = "attachment") -> str:
-    """A name safe on any file system: no path parts, control characters or leading dots; at most 200 chars."""
-    name = unicodedata.normalize("NFC", name or "")
+    """A name safe on any file system and shown as it is: no path parts, control characters, bidirectional
+    overrides or leading dots; at most 200 chars."""
+    name = strip_bidi(unicodedata.normalize("NFC", name or ""))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = _UNSAFE_FILENAME.sub("_", name).strip(" .")
     if len(name) > 200:
@@ -154,19 +165,121 @@ def strict_address(value: str) -> str | None:
     return value
 
 
-def _addresses(values: list[str], notes: list[str]) -> tuple[Address, ...]:
-    """Addresses split before their names are decoded, so an encoded "Smith, John" stays one person."""
-    out = []
+# The stdlib parser copies the rest of the header at every token: quadratic. 32 KB is ~1,000 addresses, far more
+# than anyone is answered with ([limits] max_participants); the rest of a longer list is not read.
+_MAX_ADDRESS_LIST = 32 * 1024
+
+
+@dataclass(frozen=True)
+class _AddressList:
+    addresses: tuple[Address, ...]
+    clean: bool  # every mailbox valid, no group, no unparsable rest: what a From must be
+
+
+def _defects_outside_names(token: rfc5322.TokenList) -> list[Exception]:
+    """Defects of the addresses' structure; a display name's (an odd charset, a dot in "John Q. Public") never
+    makes an address wrong, so they do not count, nor does a UTF-8 local part (RFC 6532 allows it)."""
+    if token.token_type == "display-name":
+        return []
+    own = [d for d in token.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    for child in token:
+        if isinstance(child, rfc5322.TokenList):
+            own.extend(_defects_outside_names(child))
+    return own
+
+
+def _display_name(mailbox: rfc5322.TokenList) -> str:
     try:
-        pairs = getaddresses(values)
+        name = (mailbox[0].display_name if mailbox[0].token_type == "name-addr" else "") or ""
     except Exception:
-        notes.append("header: unparsable address list dropped")
-        return ()
-    for name, addr in pairs:
-        addr = addr.strip().lower()
-        if len(addr) <= _MAX_ADDRESS and _USABLE_ADDRESS.fullmatch(addr):
-            out.append(Address(email=addr, name=" ".join(_decode(name, notes, "address").split())))
-    return tuple(out)
+        return ""
+    name = "".join(c for c in _no_nul(_clean(name)) if unicodedata.category(c) != "Cc")  # CR/LF, NUL-marked first
+    return " ".join(strip_bidi(name).split())
+
+
+def _address_list(values: list[str], notes: list[str], where: str) -> _AddressList:
+    """Strict RFC 5322 reading (what CVE-2023-27043 made ``getaddresses`` grow a ``strict`` flag for, which this
+    Python lacks): a mailbox counts only when its addr-spec parses without defect and is usable
+    (``strict_address``). A display name is never read as an address: "a@x <b@y>" is neither a nor b."""
+    value = ", ".join(values)
+    cut = len(value) > _MAX_ADDRESS_LIST
+    if cut:
+        notes.append(f"{where}: address list over {_MAX_ADDRESS_LIST} characters; the rest was not read")
+        value = value[:_MAX_ADDRESS_LIST]
+    try:
+        parsed, rest = rfc5322.get_address_list(value)
+        tokens = list(parsed.addresses)
+    except Exception:
+        notes.append(f"{where}: unparsable address list dropped")
+        return _AddressList((), False)
+    if cut and tokens:
+        tokens.pop()  # the cut may have shortened it into another address
+    clean = not rest and not cut and not _defects_outside_names(parsed)
+    out: list[Address] = []
+    for token in tokens:
+        if token[0].token_type == "group":
+            clean = False  # a group: valid in To/Cc, not as the author
+        for mailbox in token.all_mailboxes:
+            email = _mailbox_address(mailbox)
+            if email is None:
+                clean = False
+                continue
+            out.append(Address(email=email, name=_display_name(mailbox)))
+    if not out and value.strip() and not clean:
+        notes.append(f"{where}: no valid address")
+    return _AddressList(tuple(out), clean)
+
+
+def _mailbox_address(mailbox: rfc5322.TokenList) -> str | None:
+    """The parser calls a mailbox whose display name alone is faulty "invalid" too: its parts are read here."""
+    if not len(mailbox) or mailbox[0].token_type not in ("name-addr", "addr-spec") or _defects_outside_names(mailbox):
+        return None
+    try:
+        local, domain = mailbox[0].local_part, mailbox[0].domain
+    except Exception:
+        return None
+    if not local or not domain:
+        return None
+    return received_address(f"{local}@{domain}")
+
+
+def received_address(value: str) -> str | None:
+    """An addr-spec a mail carried, lower-cased, if it is one we could answer over SMTP; None otherwise. Unlike
+    ``strict_address`` (what an agent types), a one-label domain (``root@localhost``) is kept: it is a valid
+    address on the mail's own network, and mail from there is real mail."""
+    value = value.strip().lower()
+    if len(value) > _MAX_ADDRESS or not _USABLE_ADDRESS.fullmatch(value):
+        return None
+    local, domain = value.rsplit("@", 1)
+    if any(not label or label.startswith("-") or label.endswith("-") for label in domain.split(".")):
+        return None
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None
+    return value
+
+
+def _addresses(values: list[str], notes: list[str], where: str = "header") -> tuple[Address, ...]:
+    return _address_list(values, notes, where).addresses
+
+
+def parse_addresses(value: str) -> tuple[Address, ...]:
+    """The valid mailboxes of one address header, read as strictly as an incoming mail's."""
+    return _addresses([value], [])
+
+
+def _sender(values: list[str], notes: list[str]) -> Address | None:
+    """The author, or None: a From that is not exactly one valid mailbox (two From headers, a list, a group, a
+    display name dressed as an address, anything unparsable) names nobody we may answer or file mail under."""
+    if len(values) != 1:
+        if values:
+            notes.append(f"from: {len(values)} From headers; no sender taken")
+        return None
+    found = _address_list(values, notes, "from")
+    if not found.clean or len(found.addresses) != 1:
+        if found.addresses:
+            notes.append("from: not exactly one valid address; no sender taken")
+        return None
+    return found.addresses[0]
 
 
 def _decode(value: str, notes: list[str], where: str = "header") -> str:
@@ -238,7 +351,7 @@ def _parse(raw: bytes) -> ParsedMail:
     notes: list[str] = []
     headers, every = _raw_headers(raw)
     message_ids = _msgids(headers.get("message-id", ""))
-    senders = _addresses(every.get("from", []), notes)
+    sender = _sender(every.get("from", []), notes)
     subject = " ".join(_decode(headers.get("subject", ""), notes, "subject").split())
 
     body = walk_body(raw, notes)
@@ -255,10 +368,10 @@ def _parse(raw: bytes) -> ParsedMail:
     return ParsedMail(
         message_id=message_ids[0][:_MAX_MESSAGE_ID] if message_ids else None,  # as header_message_id has it
         subject=subject,
-        sender=senders[0] if senders else None,
-        to=_addresses(every.get("to", []), notes),
-        cc=_addresses(every.get("cc", []), notes),
-        reply_to=_addresses(every.get("reply-to", []), notes),
+        sender=sender,
+        to=_addresses(every.get("to", []), notes, "to"),
+        cc=_addresses(every.get("cc", []), notes, "cc"),
+        reply_to=_addresses(every.get("reply-to", []), notes, "reply-to"),
         date=_date(headers.get("date", "")),
         in_reply_to=next(iter(_msgids(headers.get("in-reply-to", ""))), None),
         references=_msgids(" ".join(every.get("references", []))),
