@@ -37,7 +37,7 @@ from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
 from ticketd.rules.identify import agents
-from ticketd.storage.models import Outbox, utcnow
+from ticketd.storage.models import Outbox, Participant, utcnow
 
 log = structlog.get_logger("ticketd.storm")
 
@@ -77,9 +77,12 @@ def automatic_mail_answered(session: Session, refs: Sequence[str]) -> Outbox | N
 
 
 def ever_wrote_to(session: Session, address: str) -> bool:
-    """Whether any mail of ours was addressed to this address (the recipient column is indexed)."""
-    return session.exec(select(Outbox.id).where(Outbox.recipient == address.strip().lower()).limit(1)).first() \
-        is not None
+    """Whether mail of ours went to this address: as its addressee (the indexed recipient column), or as a
+    participant of a ticket (they are copied on its agents' replies)."""
+    address = address.strip().lower()
+    if session.exec(select(Outbox.id).where(Outbox.recipient == address).limit(1)).first() is not None:
+        return True
+    return session.exec(select(Participant.id).where(Participant.email == address).limit(1)).first() is not None
 
 
 # --- the caps ------------------------------------------------------------------------------------------------
