@@ -1,5 +1,7 @@
 """The loop rule: a mail that answers one of our automatic mails, from an address we never wrote to, is
-recorded on the ticket of the mail it answers and is not answered automatically.
+recorded on the ticket of the mail it answers and is not answered automatically. It answers it when its
+In-Reply-To/References name that mail's Message-ID, or, from a sender who takes no part in the ticket, when its
+subject is that mail's exact subject behind reply prefixes (a robot that drops the threading headers).
 
 That is the loop the per-address caps cannot see: another ticket system (FreeScout #2445, osTicket #6380)
 answering each of our receipts from a new ``reply+<n>@`` address and without RFC 3834 headers, so every answer
@@ -23,8 +25,10 @@ from ticketd.storage.models import Outbox, Ticket
 RULE = "answers_our_automatic_mail"
 
 
-def loop_screening(answered: Outbox, sender: str) -> Screening:
-    return Screening(Verdict.NO_AUTOREPLY, RULE, f"answers our automatic {answered.kind!r} mail "
+def loop_screening(answered: Outbox, sender: str, quoted: bool = False) -> Screening:
+    """``quoted``: named by its exact subject and tag rather than by the threading headers."""
+    how = "quotes the subject of" if quoted else "answers"
+    return Screening(Verdict.NO_AUTOREPLY, RULE, f"{how} our automatic {answered.kind!r} mail "
                      f"{answered.message_id} from {sender}, an address we never wrote to")
 
 

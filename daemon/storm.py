@@ -36,8 +36,9 @@ import structlog
 from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
+from ticketd.parsers.subject import strip_prefixes
 from ticketd.rules.identify import agents
-from ticketd.storage.models import Outbox, Participant, utcnow
+from ticketd.storage.models import Outbox, Participant, Ticket, utcnow
 
 log = structlog.get_logger("ticketd.storm")
 
@@ -73,6 +74,18 @@ def automatic_mail_answered(session: Session, refs: Sequence[str]) -> Outbox | N
     if not ids:
         return None
     stmt = select(Outbox).where(Outbox.message_id.in_(ids), Outbox.automatic)  # type: ignore[attr-defined]
+    return session.exec(stmt.order_by(Outbox.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+
+
+def automatic_mail_quoted(session: Session, subject: str, ticket_number: int | None) -> Outbox | None:
+    """The automatic mail of ours whose exact subject a mail repeats behind its reply prefixes, on the ticket its
+    tag names: a robot that drops the threading headers still quotes the subject of what it answers. The subject
+    carries the customer's own words, so a stranger cannot guess it from a ticket number alone."""
+    if ticket_number is None:
+        return None
+    quoted = strip_prefixes(subject).strip()
+    ticket_id = select(Ticket.id).where(Ticket.number == ticket_number).scalar_subquery()
+    stmt = select(Outbox).where(Outbox.ticket_id == ticket_id, Outbox.automatic, Outbox.subject == quoted)
     return session.exec(stmt.order_by(Outbox.id.desc()).limit(1)).first()  # type: ignore[union-attr]
 
 

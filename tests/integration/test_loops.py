@@ -53,6 +53,21 @@ def test_a_stranger_answering_our_receipt_is_recorded_not_answered(admin_desk: D
         assert not session.exec(select(Participant).where(Participant.email == "reply+1@otherdesk.example")).all()
 
 
+def test_a_stranger_quoting_our_receipts_subject_without_threading_headers_is_not_answered(admin_desk: Desk) -> None:
+    desk = admin_desk
+    desk.deliver(new_request(1, "Jane <jane@example.org>"))
+    receipt = mail_to(desk.new_mail(), "jane@example.org")
+    robot = (f"From: reply+2@otherdesk.example\r\nTo: support@acme.example\r\nSubject: RE: {receipt.message['Subject']}"
+             "\r\nMessage-ID: <case-2@otherdesk.example>\r\n\r\nWe opened case #2 for your request.\r\n").encode()
+    outcome = desk.deliver(robot)
+    assert (outcome.status, outcome.ticket_number, outcome.new_ticket) == ("done", 1, False)
+    assert "quotes the subject of our automatic 'received' mail" in outcome.reason
+    mails = desk.new_mail()
+    assert sorted(kind(m) for m in mails) == ["admin-alert", "agent_update", "agent_update"]
+    same_tag_new_words = robot.replace(b"Subject: RE: ", b"Subject: RE: [ACME #1] about ").replace(b"case-2", b"x-3")
+    assert desk.deliver(same_tag_new_words).new_ticket  # a tag alone proves nothing: a ticket of its own, as before
+
+
 def test_the_customer_answering_our_receipt_is_handled_as_before(admin_desk: Desk) -> None:
     desk = admin_desk
     desk.deliver(new_request(1, "Jane <jane@example.org>"))
