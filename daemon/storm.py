@@ -124,6 +124,12 @@ def _agent_alerts_last_hour(session: Session, recipient: str) -> int:
     return int(session.exec(stmt).one())
 
 
+def last_alert_before_cap(session: Session, config: Config, recipient: str) -> bool:
+    """Whether the next alert to this agent is the last one the cap lets through this hour: it says so, and the
+    rest of the hour is summed up to the admin (the once-an-hour "mail held back" alert)."""
+    return _agent_alerts_last_hour(session, recipient) == config.limits.alerts_per_recipient_hour - 1
+
+
 _BREAKER = "ticketd.storm.last_hour"
 
 

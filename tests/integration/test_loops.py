@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from conftest import Desk, mail_to, reply_to
+from conftest import Desk, body_of, mail_to, reply_to
 from ticketd.storage.models import Outbox, Participant
 
 pytestmark = pytest.mark.integration
@@ -113,7 +113,9 @@ def test_forged_agent_mail_makes_a_few_alerts_then_one_admin_note(admin_desk: De
         desk.deliver((f"From: Ali Veli <{ALI}>\r\nTo: support@acme.example\r\nSubject: [ACME #7] [resolve]\r\n"
                       f"Message-ID: <forged-{n}@evil.example>\r\n\r\nDone.\r\n").encode())
     mails = desk.new_mail()
-    assert [kind(m) for m in mails if m.envelope_to == [ALI]] == ["security_alert"] * 3
+    alerts = [m for m in mails if m.envelope_to == [ALI]]
+    assert [kind(m) for m in alerts] == ["security_alert"] * 3
+    assert ["last such alert this hour" in body_of(m) for m in alerts] == [False, False, True]
     [note] = [m for m in mails if m.envelope_to == [ADMIN]]
     assert f"mail held back for {ALI}" in note.message["Subject"]
     desk.deliver(new_request(1))
