@@ -32,6 +32,7 @@ from ticketd.daemon.conversation import (
     record_setup,
 )
 from ticketd.daemon.files import File, pack
+from ticketd.daemon.storm import last_alert_before_cap
 from ticketd.parsers.commands import ParsedCommands, parse_commands, suggest
 from ticketd.parsers.message import Address, strict_address
 from ticketd.parsers.quotes import quoted_only_cids, strip_reply
@@ -125,6 +126,7 @@ def refuse_unauthenticated(inc: Incoming, agent: Agent, parsed: ParsedCommands, 
         "claimed_from": inc.sender.address.email, "reason": reason, "subject": inc.mail.subject,
         "message_id": inc.mail.message_id or "(none)", "expired": expired,
         "fresh_address": notify.signed_address(inc.config, ticket.number if ticket else 0, agent.email, inc.now),
+        "last_before_cap": last_alert_before_cap(inc.session, inc.config, agent.email),
     }, ticket=ticket, cause="inbound")
     return Outcome("dropped", ticket.number if ticket else None,
                    reason=f"unauthenticated mail in the name of agent {agent.email}: {reason}")

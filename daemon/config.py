@@ -190,7 +190,12 @@ class LimitsConfig(Section):
     max_message_bytes: PositiveInt = 25 * 1024 * 1024
     auto_replies_per_recipient_hour: PositiveInt = 5
     auto_replies_per_recipient_day: PositiveInt = 20
-    auto_replies_per_hour: PositiveInt = 500  # all customers together: past this the circuit breaker opens
+    # The circuit breaker: automatic answers in the last hour to mail that itself answered an automatic mail of
+    # ours (robots answering each other), to customers together. Fresh requests never count: a burst is answered.
+    auto_replies_per_hour: PositiveInt = 100
+    # Mail a stranger can make us send to one agent (a security alert for a forged mail in their name, help, the
+    # list), per agent per hour; past it the admin hears once an hour instead.
+    alerts_per_recipient_hour: PositiveInt = 3
     # Files that ride along with a notification or a relay, per mail; past it the mail lists what was left out.
     forward_attachments_bytes: PositiveInt = 10 * 1024 * 1024
     # People on one ticket besides the requester (rules/participants.py): every answer goes to all of them.

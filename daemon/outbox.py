@@ -31,7 +31,7 @@ from sqlmodel import Session, select
 from ticketd.daemon import metrics, oauth2, wire
 from ticketd.daemon.config import Config, SmtpConfig
 from ticketd.daemon.outbox_parts import load_attachments, store_attachments
-from ticketd.daemon.storm import ALERT_KIND, hold_back_reason, is_capped, note_queued
+from ticketd.daemon.storm import ALERT_KIND, answers_automatic, hold_back_reason, is_capped, note_queued
 from ticketd.daemon.wire import MailAttachment
 from ticketd.daemon.wire import clean as clean_header
 from ticketd.parsers.message import parse_addresses
@@ -116,10 +116,12 @@ def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[
     headers["X-Ticketd-Kind"] = mail.kind  # agents filter on it (escalations, satisfaction answers); so do tests
     headers = {k: clean_header(v) for k, v in headers.items()}
     recipient = mail.to[0][1].strip().lower() if mail.to else ""
-    held = hold_back_reason(session, config, recipient) if is_capped(mail.cause, mail.kind) else None
+    capped = is_capped(mail.cause, mail.kind)
+    held = hold_back_reason(session, config, recipient, mail.kind) if capped else None
     return {
         "kind": mail.kind, "recipient": recipient, "automatic": mail.automatic, "cause": mail.cause,
         "announces": mail.announces, "status": "suppressed" if held else "queued", "last_error": held,
+        "answers_automatic": capped and answers_automatic(session),
         "to_addrs": ", ".join(format_address(n, a) for n, a in mail.to),
         "cc_addrs": ", ".join(format_address(n, a) for n, a in mail.cc),
         "subject": clean_header(mail.subject), "body": mail.body, "html": mail.html, "headers": headers,
@@ -132,7 +134,7 @@ def after_queued(session: Session, config: Config, cause: str, status: str, kind
                  recipient: str, ticket_id: int | None, message_id: str) -> None:
     """Count the mail for the breaker; a mail held back is never silent: the admin (else the managers) hears of
     it, once an hour per reason, with the command that sends it after all."""
-    note_queued(session, cause, status, kind)
+    note_queued(session, cause, status, kind, recipient)
     if held:
         log.warning("outbox.suppressed", to=recipient, kind=kind, reason=held, ticket_id=ticket_id)
         from ticketd.daemon.notify import alert_admin  # here to avoid an import cycle

@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from ticketd.daemon import fast_path, metrics
+from ticketd.daemon import fast_path, loops, metrics, storm
 from ticketd.daemon.agent_mail import handle_agent_mail
 from ticketd.daemon.bounce_mail import handle_bounce
 from ticketd.daemon.config import Config
@@ -47,6 +47,7 @@ log = structlog.get_logger("ticketd.pipeline")
 
 def process_inbound(session: Session, config: Config, inbound: Inbound, now: datetime,
                     defer: bool = False) -> Outcome:
+    storm.answering(session, False)
     mail = parse_message(inbound.raw)
     duplicate_of = find_duplicate(session, inbound)
     if duplicate_of is not None:
@@ -57,6 +58,8 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, now: dat
     if bounce is not None:
         return finish(inbound, handle_bounce(session, config, inbound, mail, bounce), now)
     mail, source = attribute_channel(config, mail)
+    answered = storm.automatic_mail_answered(session, [r for r in (mail.in_reply_to, *mail.references) if r])
+    storm.answering(session, answered is not None)  # marks the mail this one causes, for the circuit breaker
     screening = screen(mail, ScreenContext(our_addresses=config.our_addresses(),
                                            web_form=source == "web"))
     if screening.verdict is Verdict.DROP or mail.sender is None:
@@ -70,6 +73,13 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, now: dat
     match = match_ticket(session, config, mail, subject, sender, now)
     if match.ticket is None and defer and answers_mail_in_flight(session, inbound, mail, now):
         return Outcome("deferred", reason="the mail it answers is not processed yet")
+    if sender.agent is None and screening.verdict is Verdict.CONTINUE:
+        looped = answered or (storm.automatic_mail_quoted(session, mail.subject, subject.ticket_number)
+                              if match.ticket is None else None)
+        if looped is not None and not storm.ever_wrote_to(session, sender.address.email):
+            screening = loops.loop_screening(looped, sender.address.email, quoted=answered is None)
+            incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, now, source)
+            return finish(inbound, loops.record_unanswered(incoming, looped), now)
     incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, now, source)
     if sender.agent is not None and screening.verdict is Verdict.CONTINUE:
         outcome = handle_agent_mail(incoming)

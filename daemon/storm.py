@@ -1,18 +1,34 @@
-"""Storm protection: caps on mail that answers inbound mail automatically, so a robot that answers every mail
-cannot make us answer forever.
+"""Storm protection: a robot that answers every mail cannot make us answer forever, and a burst of real
+customers is answered in full.
 
-Per customer address, per hour and per day; and a circuit breaker over all such mail in the last hour. Only
-mail *caused by inbound mail* (``cause = "inbound"``: the acknowledgment, "assigned to", the agents'
+Only mail *caused by inbound mail* (``cause = "inbound"``: the acknowledgment, "assigned to", the agents'
 notifications of it) counts and can be held back: a loop is two robots answering each other, and an agent's
 action (a reply, [take], [resolve]) or a timer is never one. Holding an agent's "resolved" mail back because
 the same customer had five tickets reassigned that hour would punish the customer for the helpdesk's work.
-Agents are exempt from the per-address caps (a busy agent legitimately gets many notifications) but count
-towards the breaker. A mail held back is still written to the outbox, as ``suppressed`` with the reason, and
-someone is always told (the admin, else the managers): `ticketd outbox retry ID` sends it if it was wanted.
+
+Three limits, each aimed at one abuse and none at volume:
+
+- **Per customer address**, per hour and per day: a robot at one address that answers everything.
+- **The loop rule** (``answers_our_automatic_mail``, applied in ``loops``): a mail that answers one of our
+  automatic mails from an address we never wrote to is recorded, not answered. That is the loop that slips
+  under the per-address caps: another ticket system answering each receipt from a new ``reply+<n>@`` address.
+- **The circuit breaker**, a safety net: it counts only automatic answers to customers caused by a mail that
+  itself answered an automatic mail of ours (``Outbox.answers_automatic``), and when it is open it holds back
+  only such answers. Fresh requests never count and are never held: 2,000 customers after an outage all get
+  their receipt. (Until 0.9 it counted every automatic mail, so 500 receipts in an hour silenced everyone.)
+
+Agents are exempt from the per-address caps and the breaker (a busy agent legitimately gets many
+notifications), except for mail a stranger can make us send them: the security alert about a forged mail in
+their name, help and the ticket list asked for without proof. Those are capped per agent per hour
+(``alerts_per_recipient_hour``), so 500 forged mails make a few alerts and one note to the admin, not 500 mails.
+
+A mail held back is still written to the outbox, as ``suppressed`` with the reason, and someone is always told
+(the admin, else the managers, once an hour per topic): `ticketd outbox retry ID` sends it if it was wanted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -20,13 +36,16 @@ import structlog
 from sqlmodel import Session, func, select
 
 from ticketd.daemon.config import Config
+from ticketd.parsers.subject import strip_prefixes
 from ticketd.rules.identify import agents
-from ticketd.storage.models import Outbox, utcnow
+from ticketd.storage.models import Outbox, Participant, Ticket, utcnow
 
 log = structlog.get_logger("ticketd.storm")
 
 ALERT_KIND = "admin-alert"
 CAPPED_CAUSE = "inbound"
+# What a stranger can make us mail to an agent by writing in the agent's name (see agent_mail).
+AGENT_ALERT_KINDS = ("security_alert", "agent_list", "help")
 
 
 def is_capped(cause: str, kind: str) -> bool:
@@ -34,10 +53,52 @@ def is_capped(cause: str, kind: str) -> bool:
     return cause == CAPPED_CAUSE and kind != ALERT_KIND
 
 
-def _counted(since_hours: int) -> list[sa.ColumnElement[bool]]:
-    return [Outbox.cause == CAPPED_CAUSE, Outbox.status != "suppressed", Outbox.kind != ALERT_KIND,
-            Outbox.created_at >= utcnow() - timedelta(hours=since_hours)]
+# --- what the mail being handled answers ---------------------------------------------------------------------
 
+_ANSWERING = "ticketd.storm.answers_automatic"
+
+
+def answering(session: Session, answers_automatic: bool) -> None:
+    """Say whether the inbound mail now being handled answers an automatic mail of ours; the mail it causes is
+    marked so (``Outbox.answers_automatic``). Set by the pipeline for each inbound mail of a batch."""
+    session.info[_ANSWERING] = answers_automatic
+
+
+def answers_automatic(session: Session) -> bool:
+    return bool(session.info.get(_ANSWERING, False))
+
+
+def automatic_mail_answered(session: Session, refs: Sequence[str]) -> Outbox | None:
+    """The automatic mail of ours that a mail's In-Reply-To/References name, if any (newest first)."""
+    ids = [r[:998] for r in refs if r]
+    if not ids:
+        return None
+    stmt = select(Outbox).where(Outbox.message_id.in_(ids), Outbox.automatic)  # type: ignore[attr-defined]
+    return session.exec(stmt.order_by(Outbox.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+
+
+def automatic_mail_quoted(session: Session, subject: str, ticket_number: int | None) -> Outbox | None:
+    """The automatic mail of ours whose exact subject a mail repeats behind its reply prefixes, on the ticket its
+    tag names: a robot that drops the threading headers still quotes the subject of what it answers. The subject
+    carries the customer's own words, so a stranger cannot guess it from a ticket number alone."""
+    if ticket_number is None:
+        return None
+    quoted = strip_prefixes(subject).strip()
+    ticket_id = select(Ticket.id).where(Ticket.number == ticket_number).scalar_subquery()
+    stmt = select(Outbox).where(Outbox.ticket_id == ticket_id, Outbox.automatic, Outbox.subject == quoted)
+    return session.exec(stmt.order_by(Outbox.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+
+
+def ever_wrote_to(session: Session, address: str) -> bool:
+    """Whether mail of ours went to this address: as its addressee (the indexed recipient column), or as a
+    participant of a ticket (they are copied on its agents' replies)."""
+    address = address.strip().lower()
+    if session.exec(select(Outbox.id).where(Outbox.recipient == address).limit(1)).first() is not None:
+        return True
+    return session.exec(select(Participant.id).where(Participant.email == address).limit(1)).first() is not None
+
+
+# --- the caps ------------------------------------------------------------------------------------------------
 
 _HOUR_AGO, _DAY_AGO = sa.bindparam("hour_ago"), sa.bindparam("day_ago")
 _RECIPIENT_COUNTS = (
@@ -56,33 +117,62 @@ def _recipient_counts(session: Session, recipient: str) -> tuple[int, int]:
     return int(hour), int(day)
 
 
+def _agent_alerts_last_hour(session: Session, recipient: str) -> int:
+    stmt = select(func.count()).select_from(Outbox).where(
+        Outbox.recipient == recipient, Outbox.cause == CAPPED_CAUSE, Outbox.status != "suppressed",
+        Outbox.kind.in_(AGENT_ALERT_KINDS), Outbox.created_at >= utcnow() - timedelta(hours=1))  # type: ignore[attr-defined]
+    return int(session.exec(stmt).one())
+
+
+def last_alert_before_cap(session: Session, config: Config, recipient: str) -> bool:
+    """Whether the next alert to this agent is the last one the cap lets through this hour: it says so, and the
+    rest of the hour is summed up to the admin (the once-an-hour "mail held back" alert)."""
+    return _agent_alerts_last_hour(session, recipient) == config.limits.alerts_per_recipient_hour - 1
+
+
 _BREAKER = "ticketd.storm.last_hour"
 
 
-def _last_hour_total(session: Session) -> int:
-    """All capped mail of the last hour: counted once per transaction, then kept up by ``note_queued``."""
+def _agent_emails(session: Session) -> set[str]:
+    return {a.email for a in agents(session)}
+
+
+def _last_hour_echoes(session: Session) -> int:
+    """Automatic answers to customers, in the last hour, caused by mail answering our automatic mail: counted
+    once per transaction, then kept up by ``note_queued``."""
     if _BREAKER not in session.info:
-        session.info[_BREAKER] = int(session.exec(select(func.count()).select_from(Outbox)
-                                                  .where(*_counted(1))).one())
+        stmt = select(func.count()).select_from(Outbox).where(
+            Outbox.answers_automatic, Outbox.cause == CAPPED_CAUSE, Outbox.status != "suppressed",
+            Outbox.kind != ALERT_KIND, Outbox.created_at >= utcnow() - timedelta(hours=1))
+        mine = _agent_emails(session)
+        if mine:
+            stmt = stmt.where(Outbox.recipient.not_in(mine))  # type: ignore[attr-defined]
+        session.info[_BREAKER] = int(session.exec(stmt).one())
     return int(session.info[_BREAKER])
 
 
-def note_queued(session: Session, cause: str, status: str, kind: str) -> None:
-    if _BREAKER in session.info and is_capped(cause, kind) and status != "suppressed":
+def note_queued(session: Session, cause: str, status: str, kind: str, recipient: str = "") -> None:
+    if (_BREAKER in session.info and is_capped(cause, kind) and status != "suppressed"
+            and answers_automatic(session) and recipient not in _agent_emails(session)):
         session.info[_BREAKER] += 1
 
 
-def hold_back_reason(session: Session, config: Config, recipient: str) -> str | None:
+def hold_back_reason(session: Session, config: Config, recipient: str, kind: str = "") -> str | None:
     """Why this automatic answer must not go out now, or None when it may."""
     limits = config.limits
-    if not any(a.email == recipient for a in agents(session)):
-        hour, day = _recipient_counts(session, recipient)
-        if hour >= limits.auto_replies_per_recipient_hour:
-            return f"storm cap: {limits.auto_replies_per_recipient_hour} automatic mails to {recipient} in an hour"
-        if day >= limits.auto_replies_per_recipient_day:
-            return f"storm cap: {limits.auto_replies_per_recipient_day} automatic mails to {recipient} in a day"
-    if _last_hour_total(session) >= limits.auto_replies_per_hour:
-        return f"circuit breaker open: {limits.auto_replies_per_hour} automatic mails in the last hour"
+    if recipient in _agent_emails(session):
+        cap = limits.alerts_per_recipient_hour
+        if kind in AGENT_ALERT_KINDS and _agent_alerts_last_hour(session, recipient) >= cap:
+            return f"alert cap: {cap} alerts to {recipient} in an hour"
+        return None
+    hour, day = _recipient_counts(session, recipient)
+    if hour >= limits.auto_replies_per_recipient_hour:
+        return f"storm cap: {limits.auto_replies_per_recipient_hour} automatic mails to {recipient} in an hour"
+    if day >= limits.auto_replies_per_recipient_day:
+        return f"storm cap: {limits.auto_replies_per_recipient_day} automatic mails to {recipient} in a day"
+    if answers_automatic(session) and _last_hour_echoes(session) >= limits.auto_replies_per_hour:
+        return (f"circuit breaker open: {limits.auto_replies_per_hour} automatic answers in the last hour to mail "
+                "that answered our automatic mail")
     return None
 
 

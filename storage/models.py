@@ -237,6 +237,10 @@ class Outbox(SQLModel, table=True):
     # back), "agent" (an agent's or manager's action), "timer" (SLA, auto-close, digest, report), "system".
     cause: str = Field(default="inbound", sa_column=Column(sa.String(8), nullable=False, server_default="inbound"))
     announces: str | None = Field(default=None, max_length=320)  # an "assigned" mail: the agent it names
+    # Caused by a mail that answers an automatic mail of ours (a robot answering us, or a customer answering a
+    # receipt): the only mail the circuit breaker counts, so it measures loops, not the volume of new requests.
+    answers_automatic: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False,
+                                                                   server_default=sa.false()))
     # queued|sent|failed|dead|suppressed (held back by the storm caps)|superseded (a later mail says it better)
     status: str = Field(default="queued", max_length=10, index=True)
     attempts: int = 0

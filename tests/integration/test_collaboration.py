@@ -235,10 +235,10 @@ def test_typos_get_valid_suggestions_only(team: Desk, suffix: str, message: str)
     assert "prioritys" not in text and "categorys" not in text
 
 
-def test_list_and_help_answer_unauthenticated_mail_so_the_breaker_counts_them(team: Desk) -> None:
+def test_list_and_help_answer_unauthenticated_mail_so_the_alert_cap_counts_them(team: Desk) -> None:
     """Anyone can send "list" in an agent's name (the answer goes to the agent, not to them); a flood of forged
-    requests must not become a flood of mail, so these answers count towards the circuit breaker."""
-    team.site.sections["limits"] = {"auto_replies_per_hour": 2}
+    requests must not become a flood of mail, so these answers count towards the agent's alert cap."""
+    team.site.sections["limits"] = {"alerts_per_recipient_hour": 2}
     for n in range(3):
         team.deliver((f"From: Ali Veli <{ALI}>\r\nTo: support@acme.example\r\nSubject: list\r\n"
                       f"Message-ID: <flood-{n}@x>\r\n\r\n\r\n").encode())
