@@ -250,9 +250,14 @@ def _erasing_session(engine: sa.Engine) -> Iterator[Session]:
                 conn.commit()
 
 
-def compact(engine: sa.Engine) -> str:
+def compact(engine: sa.Engine, full: bool = False) -> str:
     """After an erase: SQLite's WAL copied into the file and emptied, and the file rebuilt; PostgreSQL's touched
-    tables vacuumed. Returns what happened, for the operator."""
+    tables vacuumed. Returns what happened, for the operator.
+
+    A plain PostgreSQL ``VACUUM`` marks the old row versions' space free but does not overwrite it (measured: the
+    erased words were still in the table files afterwards); ``full`` rewrites the tables into new files
+    (``VACUUM FULL``), which locks each table while it runs, so it is the operator's choice.
+    """
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         if conn.dialect.name == "sqlite":
             busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0]
@@ -266,10 +271,13 @@ def compact(engine: sa.Engine) -> str:
                 return "database rebuilt (VACUUM); the WAL is still in use by a reader, checkpointed later"
             return "database rebuilt (VACUUM) and its WAL emptied"
         try:
-            conn.exec_driver_sql("VACUUM " + ", ".join(f'"{t}"' for t in TOUCHED_TABLES))
+            conn.exec_driver_sql(("VACUUM FULL " if full else "VACUUM ") + ", ".join(f'"{t}"' for t in TOUCHED_TABLES))
         except sa.exc.DBAPIError as exc:  # not the tables' owner: the rows are rewritten, autovacuum comes later
             return f"rows rewritten; VACUUM not allowed here ({exc.orig}), autovacuum will reclaim them"
-        return "rows rewritten and the tables vacuumed"
+        if full:
+            return "rows rewritten and the tables rebuilt into new files (VACUUM FULL)"
+        return ("rows rewritten and the tables vacuumed; the old versions' bytes stay in the table files until "
+                "reused (--vacuum-full rewrites them) and in the WAL and backups until those age out")
 
 
 def _drop_orphan_blobs(session: Session, hashes: set[str]) -> int:

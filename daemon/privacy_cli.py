@@ -69,6 +69,9 @@ def customers_export(
 def customers_erase(
     email: str,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask; required when not run on a terminal.")] = False,
+    vacuum_full: Annotated[bool, typer.Option(
+        "--vacuum-full", help="PostgreSQL: rewrite the touched tables (VACUUM FULL) so the old rows leave the "
+        "table files too; locks each table while it runs.")] = False,
 ) -> None:
     """Forget a person for good (right to erasure); cannot be undone.
 
@@ -87,4 +90,4 @@ def customers_erase(
     except UnknownPerson:
         fail(f"no customer or participant {address} (nothing erased)", EXIT_CONFIG)
     typer.echo(f"erased {address}: {counts.summary()}")
-    typer.echo(compact(engine))
+    typer.echo(compact(engine, full=vacuum_full))
