@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from conftest import Desk, Site, decode, reply_to, start_daemon, stop_daemon, wait_for
+from conftest import TICKETD, Desk, Site, decode, reply_to, start_daemon, stop_daemon, wait_for
 from ticketd.daemon.smtp_sink import SmtpSink
 from ticketd.storage import db
 from ticketd.storage.models import Customer, Event, Inbound, Ticket
@@ -319,3 +320,36 @@ def her_request_again(row: Inbound) -> bytes:
     msg["Message-ID"] = row.message_id or ""
     msg.set_content("same mail")
     return msg.as_bytes()
+
+
+def test_erase_asks_on_a_terminal_and_a_no_keeps_everything(desk: Desk) -> None:
+    """On a terminal, without --yes, the operator is asked; anything but yes erases nothing."""
+    import pty
+
+    history(desk)
+    primary, secondary = pty.openpty()
+    try:
+        desk.site.write()
+        proc = subprocess.Popen([str(TICKETD), "--config", str(desk.site.config_path), "customers", "erase", CIGDEM],
+                                stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=desk.site.dir)
+        os.write(primary, b"n\n")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 2, (out, err)
+    assert b"cannot be undone" in out + err and b"nothing erased" in err
+    with Session(desk.site.engine) as session:
+        assert session.exec(select(Customer).where(Customer.email == CIGDEM)).one().erased_at is None
+
+
+def test_exported_file_names_cannot_escape_or_disguise_themselves() -> None:
+    from ticketd.daemon.privacy import safe_filename
+
+    assert safe_filename("../../etc/passwd") == "_.._etc_passwd"
+    assert safe_filename("invoice\u202efdp.exe") == "invoicefdp.exe"  # no right-to-left override
+    assert safe_filename(".bashrc") == "bashrc"
+    assert safe_filename("a\x00b\r\nc.txt") == "abc.txt"
+    assert safe_filename("\u200b\u202e") == "file"
+    assert safe_filename("Fatura şubat.pdf") == "Fatura şubat.pdf"
+    assert len(safe_filename("x" * 1000)) == 120
