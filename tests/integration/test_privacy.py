@@ -378,3 +378,19 @@ def test_exported_file_names_cannot_escape_or_disguise_themselves() -> None:
     assert safe_filename("\u200b\u202e") == "file"
     assert safe_filename("Fatura şubat.pdf") == "Fatura şubat.pdf"
     assert len(safe_filename("x" * 1000)) == 120
+
+
+def test_the_retention_job_follows_a_reloaded_config(site: Site) -> None:
+    """SIGHUP reloads the config: setting, changing or removing `raw_mail_days` adds or removes the job."""
+    from ticketd.daemon.sweep import Timers
+
+    site.upgrade()
+    timers = Timers(site.engine, site.config(), lambda: None)  # not started: jobs are only registered
+    timers._add_retention(timers.config)
+    assert timers.scheduler.get_job(Timers.RETENTION_JOB) is None  # absent: raw mail is kept forever
+    site.sections["retention"] = {"raw_mail_days": 30}
+    timers.reconfigure(site.config())
+    assert timers.scheduler.get_job(Timers.RETENTION_JOB) is not None
+    site.sections["retention"] = {"raw_mail_days": 0}
+    timers.reconfigure(site.config())
+    assert timers.scheduler.get_job(Timers.RETENTION_JOB) is None
