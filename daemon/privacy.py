@@ -207,9 +207,13 @@ class Erasure:
 class _Scrubber:
     """Replaces the person's address and name wherever they occur in someone else's text (case-insensitive)."""
 
-    def __init__(self, email: str, name: str | None) -> None:
+    def __init__(self, email: str, name: str | None, subjects: list[str] | None = None) -> None:
+        # Their tickets' subjects are their words too, and mail about several tickets (an agent's digest, a
+        # notification listing tickets) repeats them outside their tickets. Short ones ("Help") would blank
+        # other people's text: only subjects of 8 characters and more.
         words = [email] + ([name] if name and len(name.strip()) >= 3 else [])
-        self.words = [w.strip() for w in words]
+        words += [s for s in (subjects or []) if len(s.strip()) >= 8]
+        self.words = sorted({w.strip() for w in words}, key=len, reverse=True)
         self.pattern = re.compile("|".join(re.escape(w) for w in self.words), re.IGNORECASE)
 
     def __call__(self, value: str | None) -> str | None:
@@ -308,9 +312,9 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
     copied = _participant_ticket_ids(session, email)
     if customer is None and not copied:
         raise UnknownPerson(email)
-    scrub = _Scrubber(email, customer.name if customer else None)
-    anon = anonymous_address(customer.id if customer else None)
     requested = _requester_tickets(session, customer)
+    scrub = _Scrubber(email, customer.name if customer else None, [t.subject for t in requested])
+    anon = anonymous_address(customer.id if customer else None)
     own = {t.id for t in requested if t.id is not None}
 
     # Messages: on their own tickets every message carries their words (agents' replies quote them), elsewhere

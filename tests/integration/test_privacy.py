@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 from conftest import TICKETD, Desk, Site, decode, reply_to, stop_daemon, wait_for
 from ticketd.daemon.smtp_sink import SmtpSink
 from ticketd.storage import db
-from ticketd.storage.models import Customer, Event, Inbound, Ticket
+from ticketd.storage.models import Customer, Event, Inbound, Outbox, Ticket
 
 pytestmark = pytest.mark.integration
 
@@ -169,6 +169,11 @@ def test_erase_leaves_no_trace_in_the_files_and_reports_still_count(desk: Desk,
                                                                     request: pytest.FixtureRequest) -> None:
     numbers = history(desk)
     site = desk.site
+    with db.session_scope(site.engine) as session:  # mail about several tickets repeats her subject elsewhere
+        subject = session.exec(select(Ticket.subject).where(Ticket.number == numbers[CIGDEM])).one()
+        session.add(Outbox(kind="digest", to_addrs="ali@acme.example", recipient="ali@acme.example",
+                           subject="Your open tickets", body=f"#{numbers[CIGDEM]} {subject}\n#{numbers[BORA]} VPN",
+                           message_id=make_msgid(domain="acme.example"), cause="timer", status="sent"))
     postgres = postgres_of(request, site)
     before = occurrences(stored_bytes(site, postgres))
     assert before["address"] and before["name"] and before["phrase"], before  # the check can see them
@@ -193,6 +198,9 @@ def test_erase_leaves_no_trace_in_the_files_and_reports_still_count(desk: Desk,
         in_files = occurrences(table_files(site, postgres))
         assert in_files == dict.fromkeys(in_files, 0), in_files
     assert BORA_PHRASE.encode() in stored_bytes(site, postgres)  # Bora's words are his: kept
+    with Session(site.engine) as session:
+        digest = session.exec(select(Outbox).where(Outbox.kind == "digest")).one()
+        assert digest.body == f"#{numbers[CIGDEM]} [erased]\n#{numbers[BORA]} VPN"
     assert report_counts(site) == counted  # her ticket still counts, by month, type and company
 
     her = desk.ticket(numbers[CIGDEM])
