@@ -246,8 +246,17 @@ def inbound_list(
             for r in rows], ["ID", "STATUS", "TICKET", "MESSAGE-ID", "REASON"])
 
 
+def _has_raw(row: Inbound) -> None:
+    """A row whose raw mail was purged (``[retention]``) or erased cannot be processed again: refused, not
+    turned into an empty mail."""
+    if row.raw_purged_at is not None:
+        fail(f"inbound {row.id}: its raw mail was deleted on {row.raw_purged_at:%Y-%m-%d} (retention or erasure); "
+             "it cannot be processed again", EXIT_CONFIG)
+
+
 def _requeue(model: type[Inbound] | type[Outbox], row_id: int | None, all_failed: bool,
-             failed_states: list[str], reset: Callable[[Any], None]) -> tuple[Config, sa.Engine, list[int]]:
+             failed_states: list[str], reset: Callable[[Any], None],
+             check: Callable[[Any], None] = lambda _row: None) -> tuple[Config, sa.Engine, list[int]]:
     """Select one row or every failed one, reset it for another attempt, commit; shared by both retry commands."""
     if (row_id is None) == (not all_failed):
         fail("give an ID or --all-failed", 2)
@@ -259,6 +268,7 @@ def _requeue(model: type[Inbound] | type[Outbox], row_id: int | None, all_failed
         if not rows and row_id is not None:
             fail(f"no {model.__tablename__} row {row_id}", EXIT_CONFIG)
         for row in rows:
+            check(row)
             reset(row)
         ids = [r.id for r in rows if r.id is not None]
     return config, engine, ids
@@ -281,7 +291,7 @@ def inbound_retry(
     from ticketd.daemon import outbox as sender
     from ticketd.daemon import pipeline
 
-    config, engine, ids = _requeue(Inbound, row_id, all_failed, ["failed"], _reset_inbound)
+    config, engine, ids = _requeue(Inbound, row_id, all_failed, ["failed"], _reset_inbound, _has_raw)
     outcomes = pipeline.process_pending(engine, config, ids)
     sender.send_due(engine, config)
     for inbound_id, outcome in zip(ids, outcomes, strict=True):

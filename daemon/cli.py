@@ -13,7 +13,7 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
-from ticketd.daemon import admin_cli, attachments_cli, lookup_cli, report_cli, status_cli  # noqa: F401  (their commands join the app)
+from ticketd.daemon import admin_cli, attachments_cli, lookup_cli, privacy_cli, report_cli, status_cli  # noqa: F401  (their commands join the app)
 from ticketd.daemon.cli_common import (
     EXIT_CONFIG,
     EXIT_RUNTIME,

@@ -234,6 +234,12 @@ class MetricsConfig(Section):
         return value
 
 
+class RetentionConfig(Section):
+    """How long personal data stays (README "Privacy"): raw mail is only needed to process or retry it."""
+
+    raw_mail_days: int = Field(default=0, ge=0, le=36500, strict=True)  # 0: keep raw mail forever
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -259,6 +265,7 @@ class Config(Section):
     closing: ClosingConfig = ClosingConfig()
     reports: ReportList = Field(default_factory=list)
     digest: DigestConfig = DigestConfig()
+    retention: RetentionConfig = RetentionConfig()
     source: Path | None = Field(default=None, exclude=True)
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
     _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)

@@ -107,6 +107,8 @@ class Timers:
     JOB = "sla-sweep"
     REPORT_JOB = "report:"
     DIGEST_JOB = "digest"
+    RETENTION_JOB = "retention"
+    RETENTION_EVERY_SECONDS = 3600  # raw mail older than N days: an hour late is on time
 
     def __init__(self, engine: sa.Engine, config: Config, wake: Callable[[], None]) -> None:
         self.engine, self.config, self.wake = engine, config, wake
@@ -118,8 +120,22 @@ class Timers:
                                next_run_time=datetime.now(UTC))
         self._add_reports(self.config)
         self._add_digest(self.config)
+        self._add_retention(self.config)
         self.scheduler.start()
         return self
+
+    def _add_retention(self, config: Config) -> None:
+        if config.retention.raw_mail_days:
+            self.scheduler.add_job(self.retention, "interval", seconds=self.RETENTION_EVERY_SECONDS,
+                                   id=self.RETENTION_JOB, name="raw mail retention", next_run_time=datetime.now(UTC))
+
+    def retention(self) -> None:
+        from ticketd.daemon.privacy import purge_raw_mail
+
+        try:
+            purge_raw_mail(self.engine, self.config.retention.raw_mail_days, utcnow())
+        except Exception as exc:  # the next hour tries again; raw mail kept an hour longer harms nobody
+            log.exception("retention.failed", error=str(exc))
 
     def _add_digest(self, config: Config) -> None:
         if config.digest.schedule:
@@ -169,6 +185,10 @@ class Timers:
             if self.scheduler.get_job(self.DIGEST_JOB) is not None:
                 self.scheduler.remove_job(self.DIGEST_JOB)
             self._add_digest(config)
+        if old.retention != config.retention:
+            if self.scheduler.get_job(self.RETENTION_JOB) is not None:
+                self.scheduler.remove_job(self.RETENTION_JOB)
+            self._add_retention(config)
 
     def stop(self) -> None:
         self.scheduler.shutdown(wait=True)

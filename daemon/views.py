@@ -109,6 +109,7 @@ def inbound_dict(session: Session, row: Inbound) -> dict[str, Any]:
         "size": row.size,
         "attempts": row.attempts,
         "received_at": iso(row.received_at),
+        "raw_purged_at": iso(row.raw_purged_at),  # set: only the parsed text and files remain (README "Privacy")
     }
 
 

@@ -68,6 +68,8 @@ class Customer(SQLModel, table=True):
     phone: str | None = None
     blocked: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
     created_at: datetime = created()
+    # Set by `ticketd customers erase`: the row is kept (tickets point at it) with an invalid address and no name.
+    erased_at: datetime | None = ts()
 
 
 class Agent(SQLModel, table=True):
@@ -114,6 +116,8 @@ class Ticket(SQLModel, table=True):
     linked_to_id: int | None = Field(default=None, foreign_key="ticket.id")
     created_at: datetime = created()
     updated_at: datetime = created()
+    # The requester was erased: the conversation's words are gone, the row stays so reports still count it.
+    erased_at: datetime | None = ts()
 
 
 class Participant(SQLModel, table=True):
@@ -218,6 +222,8 @@ class Inbound(SQLModel, table=True):
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
     received_at: datetime = created()
     processed_at: datetime | None = ts()
+    # The raw bytes were deleted (retention or erasure; ``raw`` is then empty): the row stays for deduplication.
+    raw_purged_at: datetime | None = ts()
 
 
 class Outbox(SQLModel, table=True):
