@@ -1,6 +1,6 @@
 """Outgoing mail records whether it answers mail that itself answered an automatic mail of ours
 
-Revision ID: 0009_loops
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-02
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0009_loops"
+revision: str = "0009"
 down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
