@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from conftest import Desk, decode
+from conftest import Desk, Site, decode
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +60,45 @@ def test_csv_field_quotes_every_formula_start(text: str) -> None:
 
     assert csv_field(text) == "'" + text
     assert csv_field(-1.5) == "-1.5" and csv_field("plain") == "plain"
+
+
+# --- customers import -----------------------------------------------------------------------------------------
+
+def customer_emails(site: Site) -> list[str]:
+    from sqlmodel import Session, select
+
+    from ticketd.storage.models import Customer
+
+    with Session(site.engine) as session:
+        return sorted(session.exec(select(Customer.email)))
+
+
+def test_import_names_the_line_of_a_byte_that_is_not_utf8(site: Site) -> None:
+    site.upgrade()
+    latin1 = site.dir / "latin1.csv"
+    latin1.write_bytes("email,name,company\nok@x.example,Ok,\nfrancois@x.example,Fran\u00e7ois,\n".encode("latin-1"))
+    proc = site.cli("customers", "import", str(latin1))
+    _, err = decode(proc)
+    assert proc.returncode == 2, err
+    assert err.startswith("ticketd: latin1.csv:3: not UTF-8") and "Traceback" not in err, err
+    assert customer_emails(site) == []
+
+
+def test_import_refuses_an_address_on_two_lines(site: Site) -> None:
+    site.upgrade()
+    twice = site.dir / "twice.csv"
+    twice.write_text("email,name,company\nA@x.example,First,\nb@x.example,B,\na@x.example,Second,\n")
+    proc = site.cli("customers", "import", str(twice))
+    _, err = decode(proc)
+    assert proc.returncode == 2 and "twice.csv:4: a@x.example is on line 2 already" in err, err
+    assert customer_emails(site) == []  # all or nothing
+
+
+def test_import_names_a_line_the_csv_reader_refuses(site: Site) -> None:
+    site.upgrade()
+    huge = site.dir / "huge.csv"  # a field over the csv module's limit (128 KiB) raises csv.Error
+    huge.write_text("email,name,company\nok@x.example,Ok,\nx@x.example," + "X" * 200_000 + ",\n")
+    proc = site.cli("customers", "import", str(huge))
+    _, err = decode(proc)
+    assert proc.returncode == 2 and "huge.csv:3: not a CSV line" in err and "Traceback" not in err, err
+    assert customer_emails(site) == []
