@@ -102,3 +102,31 @@ def test_import_names_a_line_the_csv_reader_refuses(site: Site) -> None:
     _, err = decode(proc)
     assert proc.returncode == 2 and "huge.csv:3: not a CSV line" in err and "Traceback" not in err, err
     assert customer_emails(site) == []
+
+
+# --- tickets search ---------------------------------------------------------------------------------------------
+
+def search(desk: Desk, text: str) -> list[int]:
+    import json
+
+    proc = desk.site.cli("tickets", "search", text, "--json")
+    out, err = decode(proc)
+    assert proc.returncode == 0, err
+    return [t["number"] for t in json.loads(out)]
+
+
+def test_search_takes_like_wildcards_literally_and_bounds_its_length(desk: Desk) -> None:
+    desk.deliver(stranger_mail("jane@example.org", "Jane", "Discount of 50% missing"))
+    desk.deliver(stranger_mail("joe@example.org", "Joe", "Printer on floor 3 is jammed"))
+    desk.deliver(stranger_mail("under_score@example.org", "Ann", "Login fails"))
+    assert search(desk, "%") == [1]
+    assert search(desk, "50%") == [1]
+    assert search(desk, "_") == [3]
+    assert search(desk, "under_s") == [3]
+    assert search(desk, "\\") == []
+    assert search(desk, "1" * 40) == []  # a long number is text, not an integer the database overflows on
+    assert search(desk, "printer") == [2]
+
+    proc = desk.site.cli("tickets", "search", "x" * 50_000)
+    _, err = decode(proc)
+    assert proc.returncode == 2 and err == "ticketd: search text is 50000 characters long; at most 200\n", err
