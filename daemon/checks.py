@@ -16,11 +16,22 @@ from ticketd.storage import db
 CheckResult = tuple[str, bool, str]
 
 
+# The start of a database line whose file is not a database at all: `check` exits 2 for it, as every command does.
+NOT_A_DATABASE = "not a database ticketd can open"
+
+
 def check_database(config: Config) -> CheckResult:
+    from ticketd.daemon.cli_common import database_name
+
+    where = database_name(config)
     try:
         current = db.schema_is_current(db.make_engine(config.database.connect_url))
+    except sa.exc.OperationalError as exc:
+        return "database", False, f"cannot open {where}: {str(exc.orig).strip().splitlines()[0]}"
+    except sa.exc.DatabaseError as exc:
+        return "database", False, f"{NOT_A_DATABASE}: {where}: {str(exc.orig).strip().splitlines()[0]}"
     except sa.exc.SQLAlchemyError as exc:
-        return "database", False, f"cannot open {db.display_url(config.database.url)}: {exc}"
+        return "database", False, f"cannot open {where}: {exc}"
     if not current:
         return "database", False, "schema is not current: run `ticketd db upgrade`"
     return "database", True, "reachable, schema current"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
+from ticketd.storage.models import Agent, Company, CompanyDomain, Customer, Event
 
 
 class DirectoryError(ValueError):
@@ -159,3 +159,34 @@ def upsert_agent(session: Session, email: str, name: str, role: str = "agent",
     agent.name, agent.role, agent.groups, agent.active = name, role, sorted(set(groups)), True
     session.flush()
     return agent
+
+
+@dataclass
+class AgentSync:
+    saved: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)
+
+
+def sync_agents(session: Session, declared: Iterable[tuple[str, str, str, Iterable[str]]]) -> AgentSync:
+    """Make the agent table match a declared list (email, name, role, groups): the declared ones active with those
+    details, every other agent inactive.
+
+    The config's ``[[agents]]`` is the truth when it has any: deleting a line there must revoke that person's
+    agent powers (commands, internal notes, assignment) at the next start of any command, or a colleague who
+    left keeps them. Their rows stay, inactive, so tickets and reports still name them.
+    """
+    result = AgentSync()
+    keep: set[str] = set()
+    for email, name, role, groups in declared:
+        agent = upsert_agent(session, email, name, role, groups)
+        keep.add(agent.email)
+        result.saved.append(agent.email)
+    for agent in session.exec(select(Agent).where(Agent.active == True)):  # noqa: E712  (SQL, not Python)
+        if agent.email not in keep:
+            agent.active = False
+            result.deactivated.append(agent.email)
+            session.add(Event(ticket_id=None, actor="config [[agents]]", what="agent_deactivated", old=agent.email,
+                              at=datetime.now(UTC)))
+    session.flush()
+    return result
+

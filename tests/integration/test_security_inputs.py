@@ -130,3 +130,28 @@ def test_search_takes_like_wildcards_literally_and_bounds_its_length(desk: Desk)
     proc = desk.site.cli("tickets", "search", "x" * 50_000)
     _, err = decode(proc)
     assert proc.returncode == 2 and err == "ticketd: search text is 50000 characters long; at most 200\n", err
+
+
+# --- a database file that is not one --------------------------------------------------------------------------
+
+def test_a_file_that_is_not_a_database_is_named_in_every_command(site: Site, backend: str, tmp_path: Path) -> None:
+    if backend != "sqlite":
+        pytest.skip("a database file is SQLite's; the PostgreSQL run has nothing to add")
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is a shopping list, not a database\n" * 200)
+    site.sections["database"] = {"url": f"sqlite:///{broken}"}
+    for args in (("tickets", "list"), ("run", "--once"), ("db", "upgrade"), ("customers", "list"),
+                 ("tickets", "search", "x"), ("report", "--xlsx", str(tmp_path / "r.xlsx")), ("status",)):
+        proc = site.cli(*args)
+        _, err = decode(proc)
+        assert proc.returncode == 2, (args, err)
+        assert err == f"ticketd: database {broken}: file is not a database\n", (args, err)
+    check = site.cli("check")
+    out, err = decode(check)
+    assert check.returncode == 2 and "Traceback" not in out + err, (out, err)
+    assert f"FAIL database: not a database ticketd can open: {broken}: file is not a database" in out, out
+    # An MTA is told to keep the mail (75), not to bounce it, and still learns why.
+    deliver = site.cli("deliver", input=stranger_mail("jane@example.org", "Jane", "Hello"))
+    _, err = decode(deliver)
+    assert deliver.returncode == 75 and err == f"ticketd: cannot store the message: database {broken}: " \
+                                               "file is not a database\n", err
