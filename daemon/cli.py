@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (the message names 
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -176,12 +177,14 @@ def deliver(
 @app.command()
 def check() -> None:
     """Validate the config, then log in to the database, IMAP and SMTP and say what works."""
-    from ticketd.daemon.checks import NOT_A_DATABASE, run_checks
+    from ticketd.daemon.checks import NOT_A_DATABASE, loose_permissions, run_checks
 
     config = get_config()
     results = run_checks(config)
     for name, ok, detail in results:
         typer.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    for warning in loose_permissions(config):  # a warning, not a failure: the service still works
+        typer.echo(f"WARN permissions: {warning}")
     if any(name == "database" and detail.startswith(NOT_A_DATABASE) for name, _, detail in results):
         raise typer.Exit(EXIT_CONFIG)
     if not all(ok for _, ok, _ in results):
@@ -199,6 +202,9 @@ def demo(
 
 
 def main() -> None:
+    # Everything ticketd writes is private: the database (all raw customer mail), the secret, exports, reports and
+    # attachments saved from the CLI are 0600, folders 0700. deploy/ticketd.service sets the same for the daemon.
+    os.umask(0o077)
     try:
         app()
     except DirectoryError as exc:  # bad operator input (an address, a CSV line): a usage error
