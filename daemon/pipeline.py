@@ -31,7 +31,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.conversation import Incoming, Outcome
 from ticketd.daemon.customer_mail import handle_customer_mail
 from ticketd.daemon.notify import alert_admin
-from ticketd.parsers.message import ParsedMail, answered_hashes, message_id_hash, parse_message
+from ticketd.parsers.message import ParsedMail, answered_hashes, message_id_hash, mime_tree, parse_message
 from ticketd.parsers.subject import parse_subject
 from ticketd.rules.bounces import detect_bounce, is_feedback_report
 from ticketd.rules.channels import from_web_form
@@ -187,9 +187,15 @@ def batches(sizes: list[tuple[int, int]]) -> list[list[int]]:
 
 def release_raw(session: Session, inbound: Inbound) -> None:
     """Forget a row's raw bytes (loaded again from the database if anything asks): once its message is processed,
-    nothing in the batch needs them, and a batch of big mails must not keep them all until its commit."""
+    nothing in the batch needs them, and a batch of big mails must not keep them all until its commit.
+
+    The parsers' shared MIME tree (``mime_tree``, kept for the bounce and abuse-report readers of the same mail)
+    holds the last raw message and its parsed parts too: it is emptied here, or a 20 MB mail stayed in memory
+    until the next one replaced it.
+    """
     if "raw" in inbound.__dict__:
         session.expire(inbound, ["raw"])
+    mime_tree.cache_clear()
 
 
 def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None,
@@ -344,6 +350,7 @@ def _process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool
             hold_conversations(session, [inbound])
             bound = bound.bind(message_id=inbound.message_id)
             outcome = process_inbound(session, config, inbound, clock(), defer=defer)
+            release_raw(session, inbound)
     except Exception as exc:  # quarantine: keep the row, its error, and move on
         error = f"{type(exc).__name__}: {exc}"
         bound.exception("inbound.failed", error=error)
