@@ -4,13 +4,14 @@ an agent removed from it is inactive at the next command, and the CLI cannot qui
 from __future__ import annotations
 
 import json
+import signal
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
 from sqlmodel import Session, select
 
-from conftest import Site, decode
+from conftest import Site, decode, start_daemon, stop_daemon, wait_for
 from ticketd.daemon.smtp_sink import SmtpSink
 from ticketd.storage.models import Agent, Event
 
@@ -86,3 +87,24 @@ def test_without_agents_in_the_config_the_cli_keeps_the_list(site: Site) -> None
     assert site.cli("agents", "add", "can@acme.example", "--name", "Can").returncode == 0
     assert site.cli("deliver", input=customer_mail("Hello")).returncode == 0
     assert agents_in_db(site) == {"can@acme.example": True}
+
+
+def test_the_running_daemon_applies_the_list_at_a_reload(mta_site: Site) -> None:
+    """`ticketd run` syncs at start like every command; an edit of [[agents]] then takes effect at SIGHUP, not only
+    at the next restart."""
+    daemon = start_daemon(mta_site)
+    try:
+        assert daemon.stderr is not None
+        for line in iter(daemon.stderr.readline, b""):  # SIGHUP is handled from this log line on, not before
+            if b'"daemon.started"' in line:
+                break
+        else:
+            pytest.fail(f"the daemon exited ({daemon.wait()}) before it started")
+        assert agents_in_db(mta_site) == {"ali@acme.example": True, "ayse@acme.example": True}
+        mta_site.sections["agents"] = [AYSE]
+        mta_site.write()
+        daemon.send_signal(signal.SIGHUP)
+        wait_for("Ali revoked at the reload", lambda: agents_in_db(mta_site) == {
+            "ali@acme.example": False, "ayse@acme.example": True}, daemon)
+    finally:
+        assert stop_daemon(daemon) == 0
