@@ -69,10 +69,18 @@ def agents_add(
     role: Annotated[str, typer.Option(help="agent or manager.")] = "agent",
     group: Annotated[list[str] | None, typer.Option("--group", help="Group membership (repeatable).")] = None,
 ) -> None:
-    """Add or update an agent."""
+    """Add or update an agent (only when the config has no [[agents]]: then the config is the list)."""
+    _refuse_if_config_lists_agents(get_config(), "add them there")
     with _session() as session, session.begin():
         agent = upsert_agent(session, email, name, role, group or [])
         typer.echo(f"agent {agent.email} ({agent.name}, {agent.role}) saved")
+
+
+def _refuse_if_config_lists_agents(config: Config, what: str, email: str | None = None) -> None:
+    """With [[agents]] in the config, a CLI change would be undone by the next command's sync: say so instead."""
+    listed = {a.email.lower() for a in config.agents}
+    if listed and (email is None or email.strip().lower() in listed):
+        fail(f"agents are listed in [[agents]] of {config.source}; {what}", EXIT_CONFIG)
 
 
 @agents.command("list")
@@ -125,6 +133,7 @@ def agents_deactivate(
     from ticketd.daemon.handover import hand_on
 
     config = get_config()
+    _refuse_if_config_lists_agents(config, "remove them from there (then --reassign hands on their tickets)", email)
     with Session(get_engine(config), expire_on_commit=False) as session, session.begin():
         agent = session.exec(select(Agent).where(Agent.email == email.strip().lower())).first()
         if agent is None:

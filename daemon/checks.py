@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiosmtplib
 import sqlalchemy as sa
@@ -16,11 +17,22 @@ from ticketd.storage import db
 CheckResult = tuple[str, bool, str]
 
 
+# The start of a database line whose file is not a database at all: `check` exits 2 for it, as every command does.
+NOT_A_DATABASE = "not a database ticketd can open"
+
+
 def check_database(config: Config) -> CheckResult:
+    from ticketd.daemon.cli_common import database_name
+
+    where = database_name(config)
     try:
         current = db.schema_is_current(db.make_engine(config.database.connect_url))
+    except sa.exc.OperationalError as exc:
+        return "database", False, f"cannot open {where}: {str(exc.orig).strip().splitlines()[0]}"
+    except sa.exc.DatabaseError as exc:
+        return "database", False, f"{NOT_A_DATABASE}: {where}: {str(exc.orig).strip().splitlines()[0]}"
     except sa.exc.SQLAlchemyError as exc:
-        return "database", False, f"cannot open {db.display_url(config.database.url)}: {exc}"
+        return "database", False, f"cannot open {where}: {exc}"
     if not current:
         return "database", False, "schema is not current: run `ticketd db upgrade`"
     return "database", True, "reachable, schema current"
@@ -122,3 +134,31 @@ def run_checks(config: Config) -> list[CheckResult]:
     results += [authentication] if authentication else []
     token = check_oauth2(config)
     return [*results, *([token] if token else []), check_imap(config), check_smtp(config)]
+
+
+def loose_permissions(config: Config) -> list[str]:
+    """Private files that others on the machine can read: the database holds every customer's raw mail, and the
+    secret signs the addresses that authenticate agents' commands. ticketd creates them 0600 (umask 077), but an
+    install made before, a copy or a restore from backup may have left them 0644."""
+    files: list[tuple[str, Path]] = []
+    if config.security.secret_file is not None:
+        files.append(("secret file ([security] secret_file)", config.security.secret_file))
+    url = config.database.url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        database = Path(url.removeprefix("sqlite:///"))
+        files += [("database", database), ("database journal", Path(f"{database}-wal"))]
+    for key, server in (("database", config.database), ("imap", config.imap), ("smtp", config.smtp)):
+        password_file = getattr(server, "password_file", None) if server is not None else None
+        if password_file is not None:
+            files.append((f"password file ([{key}] password_file)", password_file))
+    warnings = []
+    for label, path in files:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            who = "everyone on this machine" if mode & 0o007 else "its group"
+            warnings.append(f"{label} {path} is readable by {who} (mode {mode:o}): chmod 600 {path}")
+    return warnings
+

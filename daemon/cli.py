@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (the message names 
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -20,9 +21,11 @@ from ticketd.daemon.cli_common import (
     EXIT_TEMPFAIL,
     STATE,
     app,
+    database_problem,
     fail,
     get_config,
     get_engine,
+    sync_config_agents,
 )
 from ticketd.daemon.config import load_config
 from ticketd.daemon.poller import OVERSIZE_PREFIX, truncated_message
@@ -154,11 +157,14 @@ def deliver(
         engine = db.make_engine(config.database.connect_url)
         if not db.schema_is_current(engine):
             fail("database schema is not current: run `ticketd db upgrade`", EXIT_TEMPFAIL)
+        sync_config_agents(engine, config)  # agent mail piped in is an agent's, as in the daemon
         if len(raw) > config.limits.max_message_bytes:
             head, _, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
             raw = truncated_message(head, body[:OVERSIZE_PREFIX], len(raw))
         with db.session_scope(engine) as session:
             inbound_id = store_inbound(session, raw, mailbox).id
+    except sa.exc.DBAPIError as exc:  # even a file that is not a database: the MTA keeps the mail until it is fixed
+        fail(f"cannot store the message: {database_problem(config, exc)}", EXIT_TEMPFAIL)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         fail(f"cannot store the message: {exc}", EXIT_TEMPFAIL)
     if process:  # the message is safe now; a processing error quarantines it, it does not fail delivery
@@ -171,12 +177,16 @@ def deliver(
 @app.command()
 def check() -> None:
     """Validate the config, then log in to the database, IMAP and SMTP and say what works."""
-    from ticketd.daemon.checks import run_checks
+    from ticketd.daemon.checks import NOT_A_DATABASE, loose_permissions, run_checks
 
     config = get_config()
     results = run_checks(config)
     for name, ok, detail in results:
         typer.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    for warning in loose_permissions(config):  # a warning, not a failure: the service still works
+        typer.echo(f"WARN permissions: {warning}")
+    if any(name == "database" and detail.startswith(NOT_A_DATABASE) for name, _, detail in results):
+        raise typer.Exit(EXIT_CONFIG)
     if not all(ok for _, ok, _ in results):
         raise typer.Exit(EXIT_RUNTIME)
 
@@ -192,6 +202,9 @@ def demo(
 
 
 def main() -> None:
+    # Everything ticketd writes is private: the database (all raw customer mail), the secret, exports, reports and
+    # attachments saved from the CLI are 0600, folders 0700. deploy/ticketd.service sets the same for the daemon.
+    os.umask(0o077)
     try:
         app()
     except DirectoryError as exc:  # bad operator input (an address, a CSV line): a usage error

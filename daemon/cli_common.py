@@ -15,7 +15,7 @@ import typer
 from ticketd.daemon import logs
 from ticketd.daemon.config import Config, ConfigError, find_config_path, load_config
 from ticketd.storage import db
-from ticketd.storage.directory import upsert_agent
+from ticketd.storage.directory import sync_agents
 
 EXIT_RUNTIME, EXIT_CONFIG, EXIT_TEMPFAIL = 1, 2, 75
 
@@ -67,16 +67,39 @@ def get_config() -> Config:
     return config
 
 
+def database_name(config: Config) -> str:
+    """The database as an operator finds it: a SQLite file's path, else the URL without its password."""
+    url = config.database.url
+    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else db.display_url(url)
+
+
+def database_problem(config: Config, exc: sa.exc.DBAPIError) -> str:
+    """One line naming the database and the driver's reason, without SQLAlchemy's SQL and links."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    return f"database {database_name(config)}: {reason}"
+
+
 def get_engine(config: Config, require_schema: bool = True) -> sa.Engine:
+    """The engine, once the database is known to open (and, unless told otherwise, to be at the current schema).
+
+    A server that is down or a locked file is temporary (exit 75); a file that is not a database (a wrong path in
+    the config, a truncated copy) is the operator's to fix (exit 2), named with the driver's reason.
+    """
     try:
         engine = db.make_engine(config.database.connect_url)
     except OSError as exc:
         fail(f"database {db.display_url(config.database.url)}: {exc}", EXIT_RUNTIME)
-    if require_schema:
-        try:
+    try:
+        if require_schema:
             current = db.schema_is_current(engine)
-        except sa.exc.OperationalError as exc:
-            fail(f"database {db.display_url(config.database.url)}: {exc.orig}", EXIT_TEMPFAIL)
+        else:
+            with engine.connect():
+                current = True
+    except sa.exc.OperationalError as exc:
+        fail(database_problem(config, exc), EXIT_TEMPFAIL)
+    except sa.exc.DatabaseError as exc:
+        fail(database_problem(config, exc), EXIT_CONFIG)
+    if require_schema:
         if not current:
             fail("database schema is not current: run `ticketd db upgrade`", EXIT_CONFIG)
         sync_config_agents(engine, config)
@@ -84,12 +107,18 @@ def get_engine(config: Config, require_schema: bool = True) -> sa.Engine:
 
 
 def sync_config_agents(engine: sa.Engine, config: Config) -> None:
-    """Agents declared in the config are upserted at start; the config wins over earlier CLI changes."""
+    """With ``[[agents]]`` in the config, the agent table follows it at the start of every command that opens
+    the database (``deliver`` and the daemon's reload included): listed agents active, anyone else inactive.
+    Without ``[[agents]]`` the table is the CLI's (`ticketd agents add`/`deactivate`) and is left as it is."""
     if not config.agents:
         return
     with db.session_scope(engine) as session:
-        for a in config.agents:
-            upsert_agent(session, a.email, a.name, a.role, a.groups)
+        result = sync_agents(session, [(a.email, a.name, a.role, a.groups) for a in config.agents])
+    if result.deactivated:
+        import structlog
+
+        structlog.get_logger("ticketd").info("agents.deactivated", agents=result.deactivated,
+                                             reason="not in the config's [[agents]]")
 
 
 def print_json(data: Any) -> None:

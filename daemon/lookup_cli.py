@@ -83,19 +83,37 @@ def customers_unblock(email: str) -> None:
     typer.echo(f"{customer.email} is no longer blocked")
 
 
+# Longer than any subject line or name anyone types; a 50,000-character argument reached the database and came
+# back as a traceback full of SQL.
+MAX_SEARCH = 200
+
+
+def like_pattern(needle: str) -> str:
+    """``%needle%`` with LIKE's own characters taken literally: "%" or "_" typed by a person must not match all."""
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 @tickets.command("search")
 def tickets_search(text: str, as_json: JsonOption = False) -> None:
     """Tickets whose number, subject, messages, customer address or name, or company contain TEXT."""
     needle = text.strip().lstrip("#")
-    pattern = f"%{fold(needle)}%"
+    if not needle:
+        fail("search text is empty", EXIT_CONFIG)
+    if len(needle) > MAX_SEARCH:
+        fail(f"search text is {len(needle)} characters long; at most {MAX_SEARCH}", EXIT_CONFIG)
+    pattern = like_pattern(fold(needle))
+
+    def like(column: Any) -> Any:
+        return sa.func.lower(column).like(pattern, escape="\\")
+
     with _session() as session:
-        in_messages = select(Message.ticket_id).where(sa.func.lower(Message.text).like(pattern))
-        people = select(Customer.id).where(sa.or_(sa.func.lower(Customer.email).like(pattern),
-                                                  sa.func.lower(Customer.name).like(pattern)))
-        firms = select(Company.id).where(sa.func.lower(Company.name).like(pattern))
-        conditions = [sa.func.lower(Ticket.subject).like(pattern), Ticket.id.in_(in_messages),
+        in_messages = select(Message.ticket_id).where(like(Message.text))
+        people = select(Customer.id).where(sa.or_(like(Customer.email), like(Customer.name)))
+        firms = select(Company.id).where(like(Company.name))
+        conditions = [like(Ticket.subject), Ticket.id.in_(in_messages),
                       Ticket.requester_id.in_(people), Ticket.company_id.in_(firms)]
-        if needle.isdigit():
+        if needle.isascii() and needle.isdigit() and len(needle) <= 18:  # "²" is a digit to Python; 10**19 overflows
             conditions.append(Ticket.number == int(needle))
         stmt = select(Ticket).where(sa.or_(*conditions)).order_by(Ticket.number.desc())
         rows = [ticket_dict(session, t) for t in session.exec(stmt)]

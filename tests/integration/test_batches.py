@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from conftest import Desk
 from ticketd.daemon import notify, outbox, pipeline
+from ticketd.parsers.message import mime_tree
 from ticketd.storage import db
 from ticketd.storage.inbound import store_inbound
 from ticketd.storage.models import Event, Inbound, Outbox, Ticket
@@ -67,3 +68,49 @@ def test_a_stop_request_commits_the_batch_so_far(desk: Desk) -> None:
     assert outbox.send_due(desk.site.engine, desk.site.config()) == 5 * 3  # each: the ack and two agents
     assert sorted(m.envelope_to[0] for m in desk.new_mail() if "@example.org" in m.envelope_to[0]) == \
         [f"c{n}@example.org" for n in range(5)]
+
+
+def sized_mail(n: int, size: int) -> bytes:
+    head = mail(n)
+    return head + b"x" * (size - len(head) - 2) + b"\r\n"
+
+
+def test_a_batch_is_bounded_by_bytes_and_holds_one_raw_message_at_a_time(desk: Desk, backend: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big mails: a batch stops at BATCH_BYTES of raw (at least one message), and a processed message's raw is
+    let go before the next one's is read. Scaled down (a 5,000-byte budget) so the test stays quick; the figures
+    for 40 mails of 20 MB are tests/benchmarks/memory.py's."""
+    monkeypatch.setattr(pipeline, "BATCH_BYTES", 5000, raising=False)
+    sizes = [2000, 2000, 2000, 9000, 1000, 1000, 1000, 1000, 1000, 1000]
+    with db.session_scope(desk.site.engine) as session:
+        ids = [store_inbound(session, sized_mail(n, size), "test").id for n, size in enumerate(sizes)]
+
+    held: list[int] = []
+    real = pipeline.process_inbound
+
+    def watched(session: Session, *args: Any, **kwargs: Any) -> Any:
+        held.append(sum(1 for obj in session.identity_map.values()
+                        if isinstance(obj, Inbound) and "raw" in obj.__dict__)
+                    + mime_tree.cache_info().currsize)  # the parsers' shared tree of the last mail
+        return real(session, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process_inbound", watched)
+    done_after_each: list[list[int]] = []
+
+    def after_batch() -> None:
+        with Session(desk.site.engine) as session:
+            done_after_each.append(sorted(session.exec(select(Inbound.id).where(Inbound.status != "new"))))
+
+    outcomes = pipeline.process_pending(desk.site.engine, desk.site.config(), after_batch=after_batch)
+    assert [o.status for o in outcomes] == ["done"] * 10
+    batches = [sorted(set(now) - set(before)) for before, now in zip([[], *done_after_each], done_after_each,
+                                                                      strict=False)]
+    assert batches == [ids[0:2], ids[2:3], ids[3:4], ids[4:9], ids[9:10]]
+    assert held == [0] * 10  # no raw or tree of an earlier message is still held when the next starts
+
+    # The operator's path (deliver, retry) is cut the same way.
+    with db.session_scope(desk.site.engine) as session:
+        more = [store_inbound(session, sized_mail(100 + n, 3000), "test").id for n in range(3)]
+    done_after_each.clear()
+    pipeline.process_pending(desk.site.engine, desk.site.config(), ids=more, after_batch=after_batch)
+    assert len(done_after_each) == 3

@@ -62,7 +62,7 @@ def test_customer_import_is_all_or_nothing(engine: sa.Engine, tmp_path: Path) ->
         with db.session_scope(engine) as session:
             import_customers(session, bad)
     except ValueError as exc:
-        assert "bad.csv line 3" in str(exc)
+        assert "bad.csv:3: " in str(exc)
     else:
         raise AssertionError("a bad line must be refused")
     with Session(engine) as session:

@@ -1,0 +1,105 @@
+"""Peak memory of `ticketd run --once` over a backlog of big mails (the attack pass: 40 mails of 20 MB).
+
+Run: .venv/bin/python tests/benchmarks/memory.py [COUNT] [MB]. Stores COUNT mails of about MB megabytes each
+(a short text and one attachment) in the database (from this process, as `ticketd deliver --no-process` would),
+then runs `ticketd run --once` and
+prints the child's peak RSS (``ru_maxrss`` of RUSAGE_CHILDREN, read after each child, so only that run counts).
+Two passes: senders that are known customers with a language on file (the language model is never loaded), and
+strangers (the model loads at the first one). Prints figures; asserts nothing but that every mail was handled.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+from ticketd.storage import db
+from ticketd.storage.inbound import store_inbound
+
+TICKETD = Path(sys.executable).with_name("ticketd")
+CONFIG = """[helpdesk]
+address = "support@acme.example"
+tag = "ACME"
+[database]
+url = "sqlite:///bench.db"
+[security]
+secret_file = "secret"
+[limits]
+auto_replies_per_hour = 1000000
+[logging]
+level = "warning"
+format = "json"
+"""
+
+
+def big_mail(n: int, sender: str, megabytes: float) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"] = sender, "support@acme.example"
+    msg["Subject"], msg["Message-ID"] = f"Logs from the server, part {n}", f"<mem-{n}-{secrets.token_hex(4)}@x.example>"
+    msg.set_content("Hello, the log files you asked for are attached. The server stopped again this morning.")
+    payload = os.urandom(int(megabytes * 1024 * 1024 * 3 / 4))  # base64 makes 4 bytes of every 3
+    msg.add_attachment(payload, "application", "octet-stream", filename=f"server-{n}.log.gz")
+    return msg.as_bytes()
+
+
+def child_peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def run(folder: Path, count: int, megabytes: float, strangers: bool) -> None:
+    folder.mkdir()
+    (folder / "secret").write_text(secrets.token_urlsafe(32))
+    (folder / "ticketd.toml").write_text(CONFIG)
+    env = {**os.environ, "TICKETD_CONFIG": str(folder / "ticketd.toml")}
+
+    def cli(*args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        proc = subprocess.run([str(TICKETD), *args], input=data, capture_output=True, env=env, cwd=folder,
+                              check=False)
+        assert proc.returncode == 0, (args, proc.stderr.decode()[-2000:])
+        return proc
+
+    cli("db", "upgrade")
+    senders = [f"customer{n}@firm.example" for n in range(count)]
+    if not strangers:
+        (folder / "people.csv").write_text("email,name,company,language\n"
+                                           + "".join(f"{s},Customer {n},,en\n" for n, s in enumerate(senders)))
+        cli("customers", "import", str(folder / "people.csv"))
+    raw_total = 0
+    engine = db.make_engine(f"sqlite:///{folder / 'bench.db'}")
+    for n, sender in enumerate(senders):
+        raw = big_mail(n, sender, megabytes)
+        raw_total += len(raw)
+        with db.session_scope(engine) as session:
+            store_inbound(session, raw, "deliver")
+    engine.dispose()
+    before = child_peak_mib()
+    started = time.perf_counter()
+    out = cli("run", "--once").stdout.decode().strip()
+    elapsed = time.perf_counter() - started
+    peak = child_peak_mib()
+    label = "strangers (language model loads)" if strangers else "known customers (no language model)"
+    note = "" if peak > before else f" (not above an earlier child's {before:.0f} MiB: run the passes apart)"
+    print(f"{label:40} {count} mails, {raw_total / 2**20:.0f} MiB raw: peak RSS {peak:.0f} MiB{note}, "
+          f"{elapsed:.1f} s; {out}")
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    megabytes = float(sys.argv[2]) if len(sys.argv) > 2 else 20
+    which = sys.argv[3] if len(sys.argv) > 3 else "both"
+    with tempfile.TemporaryDirectory() as tmp:
+        if which in ("both", "known"):
+            run(Path(tmp) / "known", count, megabytes, strangers=False)
+        if which in ("both", "strangers"):
+            run(Path(tmp) / "strangers", count, megabytes, strangers=True)
+
+
+if __name__ == "__main__":
+    main()
