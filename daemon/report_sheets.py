@@ -55,6 +55,11 @@ def display(value: Any) -> str:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def starts_formula(text: str) -> bool:
+    """A lone "-" is the sheets' mark for "none", not arithmetic: only a longer text can be a formula."""
+    return len(text) > 1 and text.startswith(FORMULA_STARTS)
+
+
 def put(ws: Worksheet, row: int, column: int, value: Any) -> Cell:
     """Write one cell; a customer's text is never a formula, however it starts.
 
@@ -63,7 +68,7 @@ def put(ws: Worksheet, row: int, column: int, value: Any) -> Cell:
     text is kept as a string with Excel's quote prefix, so it shows as written and stays text if the cell is edited.
     """
     cell = ws.cell(row=row, column=column, value=value)
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and starts_formula(value):
         cell.data_type = "s"
         cell.quotePrefix = True
     return cell

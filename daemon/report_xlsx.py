@@ -21,11 +21,11 @@ from ticketd.daemon import report_sheets
 from ticketd.daemon.report_data import ReportData, TicketRow
 from ticketd.daemon.report_sheets import (
     DATE_FORMAT,
-    FORMULA_STARTS,
     HOURS_FORMAT,
     Column,
     display,
     fit_columns,
+    starts_formula,
     write_table,
 )
 from ticketd.daemon.report_texts import Words
@@ -95,7 +95,7 @@ def csv_field(value: Any) -> str:
     Only texts: a number such as -1.5 is written as itself, so the column still sorts and sums.
     """
     text = display(value)
-    if isinstance(value, str) and text.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and starts_formula(text):
         return "'" + text
     return text
 

@@ -8,6 +8,7 @@ wildcard or a traceback.
 from __future__ import annotations
 
 import csv
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -25,7 +26,7 @@ HOSTILE = [HYPERLINK, "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)"]
 
 def stranger_mail(sender: str, name: str, subject: str) -> bytes:
     msg = EmailMessage()
-    msg["From"] = f'"{name}" <{sender}>'
+    msg["From"] = Address(name, addr_spec=sender)  # quoted as it must be: the quotes in the formula are escaped
     msg["To"], msg["Subject"], msg["Message-ID"] = "support@acme.example", subject, make_msgid(domain="x.example")
     msg.set_content("Please look at this.")
     return msg.as_bytes()
@@ -60,6 +61,7 @@ def test_csv_field_quotes_every_formula_start(text: str) -> None:
 
     assert csv_field(text) == "'" + text
     assert csv_field(-1.5) == "-1.5" and csv_field("plain") == "plain"
+    assert csv_field("-") == "-"  # the sheets' mark for "none" is no formula, and shows as written
 
 
 # --- customers import -----------------------------------------------------------------------------------------
