@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from ticketd.daemon import sla_clock
 from ticketd.daemon.config import Config
@@ -349,6 +349,12 @@ def cmd_cc(ctx: CommandContext, value: str | None) -> None:
             raise CommandFailed(f"{address} is an agent; agents read tickets through their notifications")
         if (requester and address == requester.email) or existing is not None:
             continue
+        cap = ctx.config.limits.max_participants  # as for people a mail brings: every one gets the whole thread
+        on_it = ctx.session.exec(select(func.count()).select_from(Participant)
+                                 .where(Participant.ticket_id == thread.id)).one()
+        if on_it >= cap:
+            raise CommandFailed(f"ticket #{thread.number} has {on_it} people on the customer's side already; "
+                                f"at most {cap} ([limits] max_participants)")
         ctx.session.add(Participant(ticket_id=thread.id, email=address, role="cc", added_at=ctx.now))
         ctx.change("participant-added", None, address, thread)
 

@@ -75,6 +75,16 @@ def test_a_bad_cc_changes_nothing_and_says_why(team: Desk, value: str, error: st
     assert ticket["priority"] == "normal" and not [e for e in ticket["events"] if e["what"].startswith("participant")]
 
 
+def test_cc_stops_at_max_participants_and_adds_none(team: Desk) -> None:
+    team.site.sections.setdefault("limits", {})["max_participants"] = 2
+    _, notification = jane_ticket(team)
+    three = "a@example.org, b@example.org, c@example.org"
+    team.deliver(reply_to(notification, ALI, "Copying.", subject_suffix=f"[cc={three}]"))
+    assert "ticket #1 has 2 people on the customer's side already; at most 2 ([limits] max_participants)" \
+        in refusal(team)
+    assert not [e for e in team.ticket(1)["events"] if e["what"].startswith("participant")]  # all or nothing
+
+
 # --- @mentions ----------------------------------------------------------------------------------------------------
 
 def test_a_mention_in_a_note_sends_the_note_to_that_colleague(team: Desk) -> None:
