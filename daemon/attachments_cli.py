@@ -112,6 +112,38 @@ def attachments_list(
            ["ID", "TICKET", "DIR", "FROM", "DATE", "FILE", "TYPE", "SIZE", "INLINE"])
 
 
+def output_target(output: str | None, force: bool, example: str) -> Path | None:
+    """Where a command writes its bytes (None: standard output), checked before the database is read.
+
+    Shared by every command that writes a file a customer's mail produced (an attachment, a person's export)."""
+    if output is None:
+        fail(f"give -o {example} (or -o - for standard output)", EXIT_CONFIG)
+    if output == "-":
+        if sys.stdout.isatty() and not force:
+            fail("standard output is a terminal; redirect it, or use --force to print the bytes anyway", EXIT_CONFIG)
+        return None
+    path = Path(output)
+    _refuse_target(path, force)
+    return path
+
+
+def write_output(path: Path | None, data: bytes, force: bool) -> bool:
+    """Write ``data`` where ``output_target`` said; True when a file was written (the caller names it)."""
+    if path is None:
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # `| head -c 100` stopped reading: not worth a traceback, nor Python's at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(EXIT_RUNTIME) from None
+        return False
+    try:
+        write_file(path, data, force)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_RUNTIME)
+    return True
+
+
 def _refuse_target(path: Path, force: bool) -> None:
     """Every reason not to write is found before the database is read, and each is the operator's to fix."""
     if path.is_dir():
@@ -122,7 +154,7 @@ def _refuse_target(path: Path, force: bool) -> None:
         fail(f"{path} exists; use --force to overwrite it", EXIT_CONFIG)
 
 
-def _write_file(path: Path, data: bytes, force: bool) -> None:
+def write_file(path: Path, data: bytes, force: bool) -> None:
     """Without --force the file is created exclusively, so one that appeared since the check is still not
     overwritten; with it the file is written in place as `cp` does, keeping its mode, links and owner."""
     if force:
@@ -150,14 +182,7 @@ def attachments_get(
 ) -> None:
     """Save one attachment exactly as it was sent (checked against its SHA-256)."""
     wanted = _number(attachment_id, "attachment ID", "17")
-    if output is None:
-        fail("give -o FILE (or -o - for standard output)", EXIT_CONFIG)
-    to_stdout = output == "-"
-    if to_stdout and sys.stdout.isatty() and not force:
-        fail("standard output is a terminal; redirect it, or use --force to print the bytes anyway", EXIT_CONFIG)
-    path = Path(output)
-    if not to_stdout:
-        _refuse_target(path, force)
+    path = output_target(output, force, "FILE")
     with Session(get_engine(get_config())) as session:
         attachment = session.get(Attachment, wanted) if wanted <= _MAX_ID else None
         if attachment is None:
@@ -169,17 +194,7 @@ def attachments_get(
              EXIT_RUNTIME)
     if hashlib.sha256(data).hexdigest() != attachment.sha256:
         fail(f"attachment {wanted}: the stored bytes do not match their sha256 {attachment.sha256}", EXIT_RUNTIME)
-    if to_stdout:
-        try:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:  # `| head -c 100` stopped reading: not worth a traceback, nor Python's at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(EXIT_RUNTIME) from None
+    if not write_output(path, data, force):
         return
-    try:
-        _write_file(path, data, force)
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_RUNTIME)
     size = f"{len(data)} bytes" if len(data) < 1024 else f"{size_text(len(data))}, {len(data)} bytes"
     typer.echo(f"wrote {sanitize_filename(attachment.filename)} ({size}) to {path}", err=True)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlmodel import Session
 
 from ticketd.daemon.admin_cli import customers
-from ticketd.daemon.attachments_cli import _refuse_target, _write_file
-from ticketd.daemon.cli_common import EXIT_CONFIG, EXIT_RUNTIME, fail, get_config, get_engine
+from ticketd.daemon.attachments_cli import output_target, write_output
+from ticketd.daemon.cli_common import EXIT_CONFIG, fail, get_config, get_engine
 from ticketd.daemon.privacy import UnknownPerson, compact, erase_person, export_person, normalise
 
 
@@ -37,31 +35,14 @@ def customers_export(
     attachments/. Internal notes and other people's messages on tickets they were copied on stay out.
     """
     address = _address(email)
-    if output is None:
-        fail("give -o FILE.zip (or -o - for standard output)", EXIT_CONFIG)
-    to_stdout = output == "-"
-    if to_stdout and sys.stdout.isatty() and not force:
-        fail("standard output is a terminal; redirect it, or use --force", EXIT_CONFIG)
-    path = Path(output)
-    if not to_stdout:
-        _refuse_target(path, force)
+    path = output_target(output, force, "FILE.zip")
     with Session(get_engine(get_config())) as session:
         try:
             data = export_person(session, address)
         except UnknownPerson:
             fail(f"no customer or participant {address} (see `ticketd tickets list`)", EXIT_CONFIG)
-    if to_stdout:
-        try:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(EXIT_RUNTIME) from None
+    if not write_output(path, data, force):
         return
-    try:
-        _write_file(path, data, force)
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_RUNTIME)
     typer.echo(f"wrote the data of {address} ({len(data)} bytes) to {path}", err=True)
 
 
