@@ -20,23 +20,13 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+import bench_pipeline  # beside this script
+
 from ticketd.storage import db
 from ticketd.storage.inbound import store_inbound
 
 TICKETD = Path(sys.executable).with_name("ticketd")
-CONFIG = """[helpdesk]
-address = "support@acme.example"
-tag = "ACME"
-[database]
-url = "sqlite:///bench.db"
-[security]
-secret_file = "secret"
-[limits]
-auto_replies_per_hour = 1000000
-[logging]
-level = "warning"
-format = "json"
-"""
+CONFIG = bench_pipeline.CONFIG  # the same installation as the pipeline benchmark
 
 
 def big_mail(n: int, sender: str, megabytes: float) -> bytes:
