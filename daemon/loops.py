@@ -15,25 +15,49 @@ hour per sending domain. Peers do the same in other ways (DESIGN.md, "Loops").
 
 from __future__ import annotations
 
-from ticketd.daemon import notify
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from ticketd.daemon import notify, storm
 from ticketd.daemon.conversation import Incoming, Outcome, event, message_context, record_message
+from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.quotes import strip_reply
-from ticketd.rules.match import follow_merges
+from ticketd.parsers.subject import SubjectInfo
+from ticketd.rules.identify import Sender
+from ticketd.rules.match import Match, follow_merges
 from ticketd.rules.screen import Screening, Verdict
 from ticketd.storage.models import Outbox, Ticket
 
 RULE = "answers_our_automatic_mail"
 
 
-def loop_screening(answered: Outbox, sender: str, quoted: bool = False) -> Screening:
-    """``quoted``: named by its exact subject and tag rather than by the threading headers."""
+@dataclass(frozen=True)
+class Loop(Screening):
+    answered: Outbox | None = None  # the automatic mail of ours it answers
+
+
+def answers_us_automatically(session: Session, mail: ParsedMail, subject: SubjectInfo, sender: Sender,
+                             screening: Screening, match: Match, answered: Outbox | None) -> Loop | None:
+    """The loop rule's verdict for a customer's mail (agents and mail already screened out are not asked):
+    ``answered`` is the automatic mail its threading headers name; without them, the one whose exact subject it
+    repeats on the ticket its tag names, when it matched no ticket of its own."""
+    if sender.agent is not None or screening.verdict is not Verdict.CONTINUE:
+        return None
+    quoted = answered is None
+    if quoted and match.ticket is None:
+        answered = storm.automatic_mail_quoted(session, mail.subject, subject.ticket_number)
+    if answered is None or storm.ever_wrote_to(session, sender.address.email):
+        return None
     how = "quotes the subject of" if quoted else "answers"
-    return Screening(Verdict.NO_AUTOREPLY, RULE, f"{how} our automatic {answered.kind!r} mail "
-                     f"{answered.message_id} from {sender}, an address we never wrote to")
+    return Loop(Verdict.NO_AUTOREPLY, RULE, f"{how} our automatic {answered.kind!r} mail "
+                f"{answered.message_id} from {sender.address.email}, an address we never wrote to", answered)
 
 
-def record_unanswered(inc: Incoming, answered: Outbox) -> Outcome:
+def record_unanswered(inc: Incoming) -> Outcome:
     """Keep the mail on the conversation it answers, tell its agents and the admin; send nothing back."""
+    assert isinstance(inc.screening, Loop) and inc.screening.answered is not None
+    answered = inc.screening.answered
     reason = inc.screening.reason or RULE
     sender = inc.sender.address.email
     domain = sender.rsplit("@", 1)[-1]

@@ -74,13 +74,10 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, now: dat
     match = match_ticket(session, config, mail, subject, sender, now)
     if match.ticket is None and defer and answers_mail_in_flight(session, inbound, mail, now):
         return Outcome("deferred", reason="the mail it answers is not processed yet")
-    if sender.agent is None and screening.verdict is Verdict.CONTINUE:
-        looped = answered or (storm.automatic_mail_quoted(session, mail.subject, subject.ticket_number)
-                              if match.ticket is None else None)
-        if looped is not None and not storm.ever_wrote_to(session, sender.address.email):
-            screening = loops.loop_screening(looped, sender.address.email, quoted=answered is None)
-            incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, now, source)
-            return finish(inbound, loops.record_unanswered(incoming, looped), now)
+    loop = loops.answers_us_automatically(session, mail, subject, sender, screening, match, answered)
+    if loop is not None:
+        incoming = Incoming(session, config, inbound, mail, loop, sender, subject, match, now, source)
+        return finish(inbound, loops.record_unanswered(incoming), now)
     incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, now, source)
     if sender.agent is not None and screening.verdict is Verdict.CONTINUE:
         outcome = handle_agent_mail(incoming)
