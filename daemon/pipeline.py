@@ -31,7 +31,8 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.conversation import Incoming, Outcome
 from ticketd.daemon.customer_mail import handle_customer_mail
 from ticketd.daemon.notify import alert_admin
-from ticketd.parsers.message import ParsedMail, answered_hashes, message_id_hash, mime_tree, parse_message
+from ticketd.parsers.message import ParsedMail, answered_hashes, message_id_hash, parse_message
+from ticketd.parsers.mime import read_mime
 from ticketd.parsers.subject import parse_subject
 from ticketd.rules.bounces import detect_bounce, is_feedback_report
 from ticketd.rules.channels import from_web_form
@@ -49,13 +50,14 @@ log = structlog.get_logger("ticketd.pipeline")
 def process_inbound(session: Session, config: Config, inbound: Inbound, now: datetime,
                     defer: bool = False) -> Outcome:
     storm.answering(session, False)
-    mail = parse_message(inbound.raw)
+    mime = read_mime(inbound.raw)  # parsed once, for every reader below; dropped with this call
+    mail = parse_message(mime)
     duplicate_of = find_duplicate(session, inbound)
     if duplicate_of is not None:
         return finish(inbound, Outcome("dropped", reason=f"duplicate of inbound #{duplicate_of}"), now)
-    if is_feedback_report(inbound.raw):
+    if is_feedback_report(mime):
         return finish(inbound, Outcome("dropped", reason="abuse feedback report (ARF)"), now)
-    bounce = detect_bounce(inbound.raw)
+    bounce = detect_bounce(mime)
     if bounce is not None:
         return finish(inbound, handle_bounce(session, config, inbound, mail, bounce), now)
     mail, source = attribute_channel(config, mail)
@@ -195,14 +197,9 @@ def batches(sizes: list[tuple[int, int]]) -> list[list[int]]:
 def release_raw(session: Session, inbound: Inbound) -> None:
     """Forget a row's raw bytes (loaded again from the database if anything asks): once its message is processed,
     nothing in the batch needs them, and a batch of big mails must not keep them all until its commit.
-
-    The parsers' shared MIME tree (``mime_tree``, kept for the bounce and abuse-report readers of the same mail)
-    holds the last raw message and its parsed parts too: it is emptied here, or a 20 MB mail stayed in memory
-    until the next one replaced it.
     """
     if "raw" in inbound.__dict__:
         session.expire(inbound, ["raw"])
-    mime_tree.cache_clear()
 
 
 def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None,

@@ -16,18 +16,17 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import _header_value_parser as rfc5322  # the parser behind email.policy.default's address headers
-from email import message_from_bytes
 from email.errors import NonASCIILocalPartDefect
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parsedate_to_datetime, unquote
-from functools import lru_cache
 
 import mailparser
 
 from ticketd.parsers.charsets import decode_bytes, decode_header_text, unescape_8bit
 from ticketd.parsers.html import html_to_text
+from ticketd.parsers.mime import Mime, read_mime
 
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
@@ -35,6 +34,8 @@ _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 # "invoiceexe.pdf". Nothing a customer legitimately names or signs with needs them in a file name or a header.
 _BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CID_REF = re.compile(r"cid:([^\s\"'<>)]+)", re.IGNORECASE)
+# mail-parser reads the whole mail when the walk found no text; above this it reads the cut copy (parsers/mime.py).
+MAILPARSER_MAX_BYTES = 4 * 1024 * 1024
 _MAX_DEPTH = 50
 _MAX_PARTS = 2000
 
@@ -103,10 +104,21 @@ def message_id_hash(message_id: str | None, raw: bytes) -> str:
     return hashlib.sha256(basis).hexdigest()
 
 
+def header_block(raw: bytes) -> bytes:
+    """The header section and the blank line after it. The stdlib's header-only parser still copies the whole
+    body, line by line (three copies of a 20 MB mail), before it returns the headers."""
+    ends = [found for found in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n"), raw.find(b"\n\r\n")) if found >= 0]
+    if not ends:
+        return raw
+    end = min(ends)
+    return raw[:end + (4 if raw.startswith(b"\r\n\r\n", end) else 3 if raw.startswith(b"\n\r\n", end) else 2)]
+
+
 def header_message_id(raw: bytes) -> str | None:
     """The Message-ID from the header block alone: cheap, and safe to call before the mail is stored."""
     try:
-        value = _no_nul(str(BytesHeaderParser(policy=compat32).parsebytes(raw).get("Message-ID", "") or ""))
+        value = _no_nul(str(BytesHeaderParser(policy=compat32).parsebytes(header_block(raw)).get("Message-ID", "")
+                            or ""))
     except Exception:
         return None
     found = _MSGID_RE.search(value)
@@ -117,7 +129,7 @@ def answered_hashes(raw: bytes) -> list[str]:
     """The identity hashes of the mails this one answers (In-Reply-To, References), from the header block alone:
     cheap enough to take before the whole mail is parsed."""
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
         value = " ".join(str(v) for name in ("In-Reply-To", "References") for v in headers.get_all(name) or [])
     except Exception:
         return []
@@ -307,7 +319,7 @@ def _raw_headers(raw: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
     first: dict[str, str] = {}
     every: dict[str, list[str]] = {}
     try:
-        items = BytesHeaderParser(policy=compat32).parsebytes(raw).raw_items()
+        items = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw)).raw_items()
     except Exception:
         return first, every
     for key, value in items:
@@ -321,43 +333,45 @@ def _raw_headers(raw: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
     return first, every
 
 
-def parse_message(raw: bytes) -> ParsedMail:
+def parse_message(raw: bytes | Mime) -> ParsedMail:
     """Never raises: a mail that cannot be read still becomes a ticket, with its bytes kept and notes saying why.
 
     The stdlib parser (compat32, which keeps undecodable bytes) walks the MIME tree and each part is decoded on
-    its own guard; mail-parser is a second reader whose body text is used when the walk finds none.
+    its own guard; mail-parser is a second reader whose body text is used when the walk finds none. Pass the
+    ``Mime`` the caller already read (``read_mime``) so the mail is parsed once for every reader.
     """
     try:
-        raw = bytes(raw)
+        mime = raw if isinstance(raw, Mime) else read_mime(bytes(raw))
     except Exception:
-        raw = b""
+        mime = read_mime(b"")
     try:
-        return _parse(raw)
+        return _parse(mime)
     except BaseException as exc:  # RecursionError, MemoryError on hostile input: last line of defence
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         note = f"parser failed ({type(exc).__name__}); whole message kept as undecodable-part-0.bin"
         return ParsedMail(
-            message_id=header_message_id(raw),
+            message_id=header_message_id(mime.raw),
             subject="",
             sender=None,
-            text=_no_nul(raw.decode("utf-8", "replace")),
-            attachments=(ParsedAttachment("undecodable-part-0.bin", "application/octet-stream", raw),),
+            text=_no_nul(mime.raw.decode("utf-8", "replace")),
+            attachments=(ParsedAttachment("undecodable-part-0.bin", "application/octet-stream", mime.raw),),
             decode_notes=(note,),
         )
 
 
-def _parse(raw: bytes) -> ParsedMail:
+def _parse(mime: Mime) -> ParsedMail:
+    raw = mime.raw
     notes: list[str] = []
     headers, every = _raw_headers(raw)
     message_ids = _msgids(headers.get("message-id", ""))
     sender = _sender(every.get("from", []), notes)
     subject = " ".join(_decode(headers.get("subject", ""), notes, "subject").split())
 
-    body = walk_body(raw, notes)
+    body = walk_body(mime, notes)
     plain, html = body.plain, body.html
     if not plain and not html:
-        plain, html, defects = _mailparser_bodies(raw, notes)
+        plain, html, defects = _mailparser_bodies(mime, notes)
     else:
         defects = ()
     text = _no_nul(_newlines("\n".join(plain)).strip("\n"))
@@ -390,12 +404,15 @@ def _newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _mailparser_bodies(raw: bytes, notes: list[str]) -> tuple[list[str], list[str], tuple[str, ...]]:
-    """mail-parser's reading of the bodies, for mails the walk got no text from (it recovers epilogue parts)."""
+def _mailparser_bodies(mime: Mime, notes: list[str]) -> tuple[list[str], list[str], tuple[str, ...]]:
+    """mail-parser's reading of the bodies, for mails the walk got no text from (it recovers epilogue parts).
+    Over ``MAILPARSER_MAX_BYTES`` it reads the cut copy (a 20 MB mail would cost it what it cost the stdlib
+    parser): a cut run inside a text it recovers is put back, a base64 body it would have decoded stays out."""
+    whole = len(mime.raw) <= MAILPARSER_MAX_BYTES or not mime.runs
     try:
-        parsed = mailparser.parse_from_bytes(raw)
-        plain = [str(t) for t in parsed.text_plain]
-        html = [str(t) for t in parsed.text_html]
+        parsed = mailparser.parse_from_bytes(mime.raw if whole else mime.cut)
+        plain = [mime.restore_text(str(t)) for t in parsed.text_plain]
+        html = [mime.restore_text(str(t)) for t in parsed.text_html]
         defects = tuple(str(d) for d in (parsed.defects or []))
     except Exception as exc:
         notes.append(f"mail-parser failed ({type(exc).__name__})")
@@ -403,7 +420,7 @@ def _mailparser_bodies(raw: bytes, notes: list[str]) -> tuple[list[str], list[st
     plain = [_clean(t) for t in plain]
     html = [_clean(t) for t in html]
     if any(t.strip() for t in plain + html):
-        notes.append("body text recovered by mail-parser")
+        notes.append("body text recovered by mail-parser" + ("" if whole else ", without the large base64 parts"))
     return plain, html, defects
 
 
@@ -420,21 +437,13 @@ class _Body:
     defects: list[str] = field(default_factory=list)
 
 
-@lru_cache(maxsize=1)
-def mime_tree(raw: bytes) -> Message:
-    """The compat32 tree of one raw mail, read only, shared by the readers that look at the same mail one after
-    another (the body walk, then bounce and abuse-report detection): parsing is the dearest step of the trip."""
-    return message_from_bytes(raw, policy=compat32)
-
-
-def walk_body(raw: bytes, notes: list[str]) -> _Body:
+def walk_body(mime: Mime, notes: list[str]) -> _Body:
     """Text, HTML and attachments of every MIME part, each part on its own guard."""
     body = _Body()
-    try:
-        root = mime_tree(raw)
-    except Exception as exc:  # deep nesting: the parser recurses per level
-        notes.append(f"MIME structure unreadable ({type(exc).__name__}); body kept as undecodable-part-0.bin")
-        _, _, rest = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    root = mime.tree
+    if root is None:  # deep nesting: the parser recurses per level
+        notes.append(f"MIME structure unreadable ({mime.error}); body kept as undecodable-part-0.bin")
+        _, _, rest = mime.raw.replace(b"\r\n", b"\n").partition(b"\n\n")
         body.attachments = (ParsedAttachment("undecodable-part-0.bin", "application/octet-stream", rest),)
         return body
     found: list[ParsedAttachment] = []
@@ -443,11 +452,11 @@ def walk_body(raw: bytes, notes: list[str]) -> _Body:
         notes.append(body.defects[-1])
     for index, (part, in_attachment) in enumerate(leaves, start=1):
         try:
-            _read_part(part, index, in_attachment, body, found, notes)
+            _read_part(mime, part, index, in_attachment, body, found, notes)
         except Exception as exc:
             notes.append(f"part {index}: {type(exc).__name__}; kept as undecodable-part-{index}.bin")
             found.append(ParsedAttachment(f"undecodable-part-{index}.bin", "application/octet-stream",
-                                          _raw_part_bytes(part)))
+                                          _raw_part_bytes(mime, part)))
     referenced = {m.lower() for m in _CID_REF.findall("\n".join(body.html))}
     body.attachments = tuple(
         replace(att, inline=True) if att.content_id and att.content_id.lower() in referenced else att
@@ -475,7 +484,7 @@ def _leaves(root: Message, defects: list[str]) -> list[tuple[Message, bool]]:
     return out
 
 
-def _read_part(part: Message, index: int, in_attachment: bool, body: _Body,
+def _read_part(mime: Mime, part: Message, index: int, in_attachment: bool, body: _Body,
                found: list[ParsedAttachment], notes: list[str]) -> None:
     view = _mime_view(part)
     ctype = view.get_content_type().lower()
@@ -483,13 +492,13 @@ def _read_part(part: Message, index: int, in_attachment: bool, body: _Body,
     filename = _filename(view, notes, index)
     cid = unescape_8bit(str(view.get("content-id", ""))).strip().strip("<> ") or None
     if _is_attached_message(part):
-        data = _raw_part_bytes(part.get_payload()[0]) if isinstance(part.get_payload(), list) else b""
+        data = _raw_part_bytes(mime, part.get_payload()[0]) if isinstance(part.get_payload(), list) else b""
         found.append(ParsedAttachment(sanitize_filename(filename, f"message-{index}.eml"), ctype, data, cid,
                                       disposition == "inline"))
         return
-    data = part.get_payload(decode=True)
+    data = mime.decoded(part)
     if not isinstance(data, bytes):
-        data = _raw_part_bytes(part)
+        data = _raw_part_bytes(mime, part)
     is_body = (ctype in ("text/plain", "text/html") and not filename and not in_attachment
                and disposition != "attachment")
     if is_body:
@@ -547,12 +556,12 @@ def _filename(view: Message, notes: list[str], index: int) -> str | None:
     return None
 
 
-def _raw_part_bytes(part: object) -> bytes:
+def _raw_part_bytes(mime: Mime, part: object) -> bytes:
     """The part as it came over the wire, for keeping what could not be decoded."""
     try:
         if isinstance(part, Message):
-            return part.as_bytes(policy=compat32)
-        return str(part).encode("utf-8", "surrogateescape")
+            return mime.restore(part.as_bytes(policy=compat32))
+        return mime.restore_text(str(part)).encode("utf-8", "surrogateescape")
     except Exception:
         try:
             return str(part).encode("utf-8", "replace")

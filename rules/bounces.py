@@ -21,7 +21,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
 
-from ticketd.parsers.message import mime_tree
+from ticketd.parsers.mime import Mime, read_mime
 
 __all__ = ["Bounce", "detect_bounce", "is_feedback_report"]
 
@@ -89,11 +89,12 @@ _ORIG_MSGID_HEADERS = ("X-Original-Message-ID", "Original-Message-ID")
 _DELIVERED_ACTIONS = {"delivered", "relayed", "expanded"}
 
 
-def _parse(raw: bytes) -> Message | None:
+def _parse(raw: bytes | Mime) -> Mime | None:
     try:
-        return mime_tree(bytes(raw or b""))
+        mime = raw if isinstance(raw, Mime) else read_mime(bytes(raw or b""))
     except Exception:
         return None
+    return mime if mime.tree is not None else None
 
 
 def _header(msg: Message, name: str) -> str:
@@ -123,12 +124,12 @@ def _parts(msg: Message) -> list[Message]:
     return out
 
 
-def _text(part: Message) -> str:
+def _text(mime: Mime, part: Message) -> str:
     try:
-        payload = part.get_payload(decode=True)
+        payload = mime.decoded(part)
         if payload is None:
             payload = part.get_payload()
-            return payload if isinstance(payload, str) else ""
+            return mime.restore_text(payload)[:_TEXT_MAX] if isinstance(payload, str) else ""
         charset = part.get_content_charset() or "utf-8"
         try:
             text = payload.decode(charset, errors="replace")
@@ -141,13 +142,13 @@ def _text(part: Message) -> str:
         return ""
 
 
-def is_feedback_report(raw: bytes) -> bool:
+def is_feedback_report(raw: bytes | Mime) -> bool:
     """ARF complaints look like DSNs structurally but mean "someone called us spam", not "delivery failed"."""
-    msg = _parse(raw)
-    if msg is None:
+    mime = _parse(raw)
+    if mime is None or mime.tree is None:
         return False
     try:
-        for part in _parts(msg):
+        for part in _parts(mime.tree):
             ctype = part.get_content_type()
             if ctype == "message/feedback-report":
                 return True
@@ -158,14 +159,14 @@ def is_feedback_report(raw: bytes) -> bool:
     return False
 
 
-def _dsn_blocks(part: Message) -> list[dict[str, str]]:
+def _dsn_blocks(mime: Mime, part: Message) -> list[dict[str, str]]:
     """Field blocks of a message/delivery-status part; compat32 pre-parses them, but not reliably."""
     blocks: list[dict[str, str]] = []
     payload = part.get_payload()
     if isinstance(payload, list):
         items = [[(k, str(v)) for k, v in p.items()] for p in payload if isinstance(p, Message)]
     else:
-        text = _text(part)
+        text = _text(mime, part)
         items = [HeaderParser().parsestr(chunk.strip() + "\n").items() for chunk in re.split(r"\n\s*\n", text)]
     for fields in items:
         block = {k.strip().lower(): re.sub(r"\s+", " ", str(v)).strip() for k, v in fields}
@@ -185,13 +186,13 @@ def _recipient(block: dict[str, str]) -> str | None:
     return None
 
 
-def _from_dsn(msg: Message, parts: list[Message]) -> Bounce | bool | None:
+def _from_dsn(mime: Mime, msg: Message, parts: list[Message]) -> Bounce | bool | None:
     """Returns False when the mail has no delivery-status part at all, so the heuristic may take over."""
     ds_types = ("message/delivery-status", "message/global-delivery-status")
     ds_parts = [p for p in parts if p.get_content_type() in ds_types]
     if not ds_parts:
         return False
-    blocks = [b for p in ds_parts for b in _dsn_blocks(p)]
+    blocks = [b for p in ds_parts for b in _dsn_blocks(mime, p)]
     per_rcpt = [b for b in blocks if "action" in b or "final-recipient" in b or "status" in b]
     actions = {b.get("action", "").split()[0].lower() for b in per_rcpt if b.get("action", "").split()}
     if actions and actions <= _DELIVERED_ACTIONS:
@@ -211,8 +212,9 @@ def _from_dsn(msg: Message, parts: list[Message]) -> Bounce | bool | None:
         diag = re.sub(r"^\s*(smtp|x-[\w-]+)\s*;\s*", "", diag, flags=re.I)[:_DIAG_MAX]
     status = next((s for s in statuses if s[0] in "45"), statuses[0] if statuses else None)
     if not recipients:
-        recipients = _failed_recipients_header(msg) or _text_recipients(_first_text(parts), _own_addresses(msg))
-    ids = _message_ids(msg, parts, extra=[b.get(h.lower(), "") for b in blocks for h in _ORIG_MSGID_HEADERS])
+        recipients = _failed_recipients_header(msg) or _text_recipients(_first_text(mime, parts),
+                                                                            _own_addresses(msg))
+    ids = _message_ids(mime, msg, parts, extra=[b.get(h.lower(), "") for b in blocks for h in _ORIG_MSGID_HEADERS])
     return Bounce("dsn", permanent, recipients, status, diag, ids)
 
 
@@ -246,16 +248,16 @@ def _own_addresses(msg: Message) -> frozenset[str]:
     return frozenset(a.lower() for _, a in getaddresses(values) if "@" in a)
 
 
-def _first_text(parts: list[Message]) -> str:
+def _first_text(mime: Mime, parts: list[Message]) -> str:
     for part in parts:
         if part.get_content_maintype() == "text" and part.get_content_type() != "text/rfc822-headers":
-            return _text(part)
+            return _text(mime, part)
         if part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), str):
-            return part.get_payload()[:_TEXT_MAX]  # no usable boundary: the body is all we have
+            return mime.restore_text(part.get_payload())[:_TEXT_MAX]  # no usable boundary: the body is all we have
     return ""
 
 
-def _message_ids(msg: Message, parts: list[Message], extra: Iterable[str] = ()) -> tuple[str, ...]:
+def _message_ids(mime: Mime, msg: Message, parts: list[Message], extra: Iterable[str] = ()) -> tuple[str, ...]:
     found: list[str] = []
     for name in _ORIG_MSGID_HEADERS:
         found.extend(re.findall(r"<[^<>\s]+>", _header(msg, name)))
@@ -270,7 +272,7 @@ def _message_ids(msg: Message, parts: list[Message], extra: Iterable[str] = ()) 
                 if isinstance(inner, Message):
                     found.extend(re.findall(r"<[^<>\s]+>", str(inner.get("Message-ID") or "")))
             elif part.get_content_maintype() == "text" or ctype == "message/delivery-status":
-                found.extend(_MSGID_IN_TEXT.findall(_text(part)))
+                found.extend(_MSGID_IN_TEXT.findall(_text(mime, part)))
         except Exception:
             continue
     return _unique(found)
@@ -303,11 +305,11 @@ def _is_auto_reply(msg: Message) -> bool:
     return any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Vacation"))
 
 
-def _heuristic(msg: Message, parts: list[Message]) -> Bounce | None:
+def _heuristic(mime: Mime, msg: Message, parts: list[Message]) -> Bounce | None:
     if not _is_automatic(msg) or _is_auto_reply(msg):
         return None
     subject = _header(msg, "Subject")
-    text = _first_text(parts)
+    text = _first_text(mime, parts)
     if not (_FAILURE.search(subject) or _FAILURE.search(text[:20_000])):
         return None
     enhanced = [m.group(1) for m in _ENHANCED.finditer(text) if m.group(1)[0] in "45"]
@@ -326,14 +328,14 @@ def _heuristic(msg: Message, parts: list[Message]) -> Bounce | None:
             diag = line.strip()[:_DIAG_MAX]
             break
     status = next((c for c in codes if c.startswith("5")), codes[0] if codes else None)
-    return Bounce("heuristic", permanent, recipients, status, diag, _message_ids(msg, parts))
+    return Bounce("heuristic", permanent, recipients, status, diag, _message_ids(mime, msg, parts))
 
 
-def _ses_notification(msg: Message, parts: list[Message]) -> Bounce | None:
+def _ses_notification(mime: Mime, msg: Message, parts: list[Message]) -> Bounce | None:
     """Amazon SES bounce notifications relayed by SNS e-mail carry the DSN as JSON, not as MIME."""
     if not parseaddr(_header(msg, "From"))[1].lower().endswith("@sns.amazonaws.com"):
         return None
-    text = _first_text(parts).strip()
+    text = _first_text(mime, parts).strip()
     try:
         data = json.loads(text[: text.rfind("}") + 1], strict=False)
         if isinstance(data, dict) and isinstance(data.get("Message"), str):  # raw SNS envelope
@@ -353,16 +355,17 @@ def _ses_notification(msg: Message, parts: list[Message]) -> Bounce | None:
                   _unique(str(i) for i in ids if i))
 
 
-def detect_bounce(raw: bytes) -> Bounce | None:
+def detect_bounce(raw: bytes | Mime) -> Bounce | None:
     """None for anything that is not a failed or delayed delivery, so the caller can treat it as normal mail."""
     try:
-        msg = _parse(raw)
-        if msg is None or is_feedback_report(raw):
+        mime = _parse(raw)
+        if mime is None or mime.tree is None or is_feedback_report(mime):
             return None
+        msg = mime.tree
         parts = _parts(msg)
-        dsn = _from_dsn(msg, parts)
+        dsn = _from_dsn(mime, msg, parts)
         if dsn is not False:
             return dsn  # type: ignore[return-value]
-        return _ses_notification(msg, parts) or _heuristic(msg, parts)
+        return _ses_notification(mime, msg, parts) or _heuristic(mime, msg, parts)
     except Exception:
         return None
