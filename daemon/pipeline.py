@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -40,6 +39,7 @@ from ticketd.rules.identify import identify_sender
 from ticketd.rules.match import match_ticket
 from ticketd.rules.screen import ScreenContext, Verdict, screen
 from ticketd.storage.db import session_scope, shared
+from ticketd.storage.inbound import load_head, load_raw
 from ticketd.storage.models import Inbound, Ticket, utcnow
 
 log = structlog.get_logger("ticketd.pipeline")
@@ -50,7 +50,8 @@ log = structlog.get_logger("ticketd.pipeline")
 def process_inbound(session: Session, config: Config, inbound: Inbound, now: datetime,
                     defer: bool = False) -> Outcome:
     storm.answering(session, False)
-    mime = read_mime(inbound.raw)  # parsed once, for every reader below; dropped with this call
+    assert inbound.id is not None
+    mime = read_mime(load_raw(session, inbound.id))  # parsed once, for every reader below; gone at return
     mail = parse_message(mime)
     duplicate_of = find_duplicate(session, inbound)
     if duplicate_of is not None:
@@ -103,9 +104,9 @@ def hold_conversations(session: Session, rows: list[Inbound]) -> None:
     if not rows or not shared(session.get_bind()):
         return
     hashes: set[str] = set()
-    for row in rows:  # one raw message in memory at a time: a batch may hold many big ones
-        hashes.update([row.message_id_hash, *answered_hashes(row.raw)])
-        release_raw(session, row)
+    for row in rows:  # the header block only: a batch may hold many big mails
+        assert row.id is not None
+        hashes.update([row.message_id_hash, *answered_hashes(load_head(session, row.id))])
     keys = sorted({int(h[:15], 16) for h in hashes})
     session.connection().execute(sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
                                  {"keys": keys})
@@ -170,8 +171,8 @@ def inbound_ticket_id(inbound: Inbound, outcome: Outcome) -> int | None:
 
 BATCH_SIZE = 50
 # A batch also stops at this many bytes of raw mail (but always takes one message): 40 mails of 20 MB in one
-# batch of 50 held 800 MiB of raw at once and peaked at 1,168 MiB RSS. Raw is loaded one message at a time
-# anyway (``release_raw``); the bound keeps what a batch's transaction writes, and so holds, in proportion.
+# batch of 50 held 800 MiB of raw at once and peaked at 1,168 MiB RSS. Raw is read one message at a time
+# anyway (``load_raw``); the bound keeps what a batch's transaction writes, and so holds, in proportion.
 BATCH_BYTES = 16 * 1024 * 1024
 Clock = Callable[[], datetime]
 
@@ -192,14 +193,6 @@ def batches(sizes: list[tuple[int, int]]) -> list[list[int]]:
     if current:
         result.append(current)
     return result
-
-
-def release_raw(session: Session, inbound: Inbound) -> None:
-    """Forget a row's raw bytes (loaded again from the database if anything asks): once its message is processed,
-    nothing in the batch needs them, and a batch of big mails must not keep them all until its commit.
-    """
-    if "raw" in inbound.__dict__:
-        session.expire(inbound, ["raw"])
 
 
 def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None,
@@ -277,7 +270,6 @@ def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
                     continue
                 started = time.perf_counter()
                 outcome = process_inbound(session, config, inbound, clock(), defer=defer)
-                release_raw(session, inbound)
                 handled.append((inbound_id, inbound.message_id, outcome, time.perf_counter() - started))
     except Exception as exc:  # find the culprit: one transaction per message, the bad one quarantined alone
         log.warning("batch.redo_one_by_one", size=len(todo), error=f"{type(exc).__name__}: {exc}"[:500])
@@ -320,8 +312,8 @@ TAKEN = "taken by another instance"
 
 
 def lock_rows(ids: list[int], only_new: bool = False) -> sa.Select:  # type: ignore[type-arg]
-    """The rows, their raw left unread until a message's turn (``release_raw`` forgets it after)."""
-    stmt = select(Inbound).options(defer(Inbound.raw)).where(Inbound.id.in_(ids))  # type: ignore[arg-type]
+    """The rows (their raw bytes are in ``inbound_raw``, read at each message's turn)."""
+    stmt = select(Inbound).where(Inbound.id.in_(ids))  # type: ignore[arg-type]
     if only_new:
         stmt = stmt.where(Inbound.status == "new")
     return stmt.order_by(Inbound.id).with_for_update(skip_locked=True)  # type: ignore[return-value]
@@ -354,7 +346,6 @@ def _process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool
             hold_conversations(session, [inbound])
             bound = bound.bind(message_id=inbound.message_id)
             outcome = process_inbound(session, config, inbound, clock(), defer=defer)
-            release_raw(session, inbound)
     except Exception as exc:  # quarantine: keep the row, its error, and move on
         error = f"{type(exc).__name__}: {exc}"
         bound.exception("inbound.failed", error=error)

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, col, select
 
+from ticketd.storage.inbound import drop_raw
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
     Attachment,
@@ -41,6 +42,7 @@ from ticketd.storage.models import (
     Customer,
     Event,
     Inbound,
+    InboundRaw,
     JobRun,
     Message,
     Outbox,
@@ -57,8 +59,8 @@ RETENTION_JOB = "retention:raw-mail"
 SCAN_BATCH = 200  # raw messages read at once while looking for an address: bounded memory on big tables
 PURGE_BATCH = 500  # rows per purge transaction: a first purge of years of mail does not hold one huge transaction
 # Tables an erase rewrites; PostgreSQL vacuums them afterwards so the old row versions are not kept in the heap.
-TOUCHED_TABLES = ("customer", "ticket", "message", "attachment", "blob", "inbound", "participant", "event",
-                  "outbox", "outbox_attachment")
+TOUCHED_TABLES = ("customer", "ticket", "message", "attachment", "blob", "inbound", "inbound_raw", "participant",
+                  "event", "outbox", "outbox_attachment")
 
 
 class UnknownPerson(LookupError):
@@ -369,16 +371,16 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
     rows = list(session.exec(erased_raw))
     last = 0
     while True:
-        batch = session.execute(select(Inbound.id, Inbound.raw).where(col(Inbound.id) > last,
-                                                                       col(Inbound.raw_purged_at).is_(None))
-                                .order_by(Inbound.id).limit(SCAN_BATCH)).all()
+        batch = session.execute(select(InboundRaw.inbound_id, InboundRaw.raw).where(col(InboundRaw.inbound_id) > last)
+                                .order_by(InboundRaw.inbound_id).limit(SCAN_BATCH)).all()
         if not batch:
             break
         last = batch[-1][0]
         hits = [row_id for row_id, raw in batch if scrub.raw_found(raw) and row_id not in {r.id for r in rows}]
         rows.extend(session.exec(select(Inbound).where(col(Inbound.id).in_(hits))))
+    drop_raw(session, [row.id for row in rows if row.id is not None])
     for row in rows:
-        row.raw, row.raw_purged_at, row.reason = b"", now, scrub(row.reason)
+        row.raw_purged_at, row.reason = now, scrub(row.reason)
         if row.status in ("new", "failed"):  # without its bytes it can never be processed: say why
             row.status, row.reason = "dropped", "personal data erased"
         counts.raw_mail += 1
@@ -430,9 +432,10 @@ def purge_raw_mail(engine: sa.Engine, days: int, now: datetime | None = None) ->
                 col(Inbound.raw_purged_at).is_(None)).order_by(Inbound.id).limit(PURGE_BATCH)
                 .with_for_update(skip_locked=True)))
             if ids:
+                drop_raw(session, ids)
                 session.execute(sa.update(Inbound).where(col(Inbound.id).in_(ids),
                                                          col(Inbound.raw_purged_at).is_(None))
-                                .values(raw=b"", raw_purged_at=now))
+                                .values(raw_purged_at=now))
         total += len(ids)
         if len(ids) < PURGE_BATCH:
             break

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import header_message_id, message_id_hash
-from ticketd.storage.models import Inbound
+from ticketd.storage.models import Inbound, InboundRaw
+
+# Enough for the header block of any mail we answer (RFC 5322 has no limit; a hostile one is read in part).
+HEAD_BYTES = 64 * 1024
 
 
 def store_inbound(session: Session, raw: bytes, mailbox: str, uidvalidity: int | None = None,
@@ -13,7 +17,32 @@ def store_inbound(session: Session, raw: bytes, mailbox: str, uidvalidity: int |
     """Add the raw bytes as a ``new`` row; the caller commits before touching the mail anywhere else."""
     mail_id = header_message_id(raw)
     row = Inbound(mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, message_id=mail_id,
-                  message_id_hash=message_id_hash(mail_id, raw), raw=raw, size=len(raw), status="new")
+                  message_id_hash=message_id_hash(mail_id, raw), size=len(raw), status="new")
     session.add(row)
     session.flush()
+    assert row.id is not None
+    # As a parameter (storage.db.insert_new says why), and not as an ORM object, which would keep the bytes in the
+    # session until its commit.
+    session.connection().execute(sa.insert(InboundRaw), {"inbound_id": row.id, "raw": raw})
     return row
+
+
+def load_raw(session: Session, inbound_id: int) -> bytes:
+    """The stored bytes; empty once purged or erased. Read as a value, never as an ORM object: the session's
+    identity map would keep every big mail of a batch until its commit."""
+    found = session.execute(select(InboundRaw.raw).where(col(InboundRaw.inbound_id) == inbound_id)).scalar()
+    return bytes(found or b"")
+
+
+def load_head(session: Session, inbound_id: int) -> bytes:
+    """The first ``HEAD_BYTES`` of the stored bytes (the database cuts them): the header block, without loading
+    a big mail's body."""
+    head = sa.func.substr(InboundRaw.raw, 1, HEAD_BYTES)
+    found = session.execute(select(head).where(col(InboundRaw.inbound_id) == inbound_id)).scalar()
+    return bytes(found or b"")
+
+
+def drop_raw(session: Session, inbound_ids: list[int]) -> None:
+    """Delete the stored bytes of these rows (retention, erasure); their ``inbound`` rows stay."""
+    if inbound_ids:
+        session.execute(sa.delete(InboundRaw).where(col(InboundRaw.inbound_id).in_(inbound_ids)))
