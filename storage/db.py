@@ -49,8 +49,10 @@ def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    return bool(conn.execute(stmt).rowcount)
+    # The values go as parameters, not into the statement: SQLAlchemy's compiled-statement cache keeps the first
+    # statement of each shape, values and all, for the life of the process (a 15 MB attachment, forever).
+    stmt = insert(table).on_conflict_do_nothing(index_elements=[key])
+    return bool(conn.execute(stmt, values).rowcount)
 
 
 def insert_shared(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> None:
