@@ -311,7 +311,7 @@ class Config(Section):
     def language_guesser(self) -> LanguageGuesser:
         """Reads the language of a stranger's first mail, among those the templates speak (built once)."""
         if self._language_guesser is None:
-            self._language_guesser = LanguageGuesser(TEMPLATE_LANGUAGES)
+            self._language_guesser = LanguageGuesser(TEMPLATE_LANGUAGES, cache_folder())
         return self._language_guesser
 
     def polled_mailboxes(self) -> list[Mailbox]:
@@ -401,6 +401,15 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         if path and not path.startswith("/") and path != ":memory:":
             out["database"]["url"] = f"sqlite:///{base / path}"
     return out
+
+
+def cache_folder() -> Path:
+    """Where derived files (the language model's mapped arrays) live: systemd's ``CacheDirectory=`` when the unit
+    sets one, else the XDG cache of the user running ticketd. Losing it costs a second at the next start."""
+    if os.environ.get("CACHE_DIRECTORY"):
+        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ticketd"
 
 
 def find_config_path(explicit: Path | None) -> Path:

@@ -47,10 +47,18 @@ taken for Turkish, as is English text full of Turkish place names.
 
 from __future__ import annotations
 
+import hashlib
+import lzma
+import os
 import re
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
+import numpy as np
+from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
 # A hostile 10 MB body must not cost 10 MB of work, and nothing past the first screen changes the answer.
 MAX_INPUT_CHARS = 4000
@@ -65,13 +73,19 @@ _NOISE = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+|\S*\d\S*", re.IGNORECASE)
 
 
 class LanguageGuesser:
-    """Build one per process and keep it: loading the model takes 0.6-0.8 s and 115 MiB; a guess 0.06 ms.
+    """Build one per process and keep it; a guess takes 0.06 ms.
 
+    With a ``cache`` folder the model is read from plain array files there, mapped rather than loaded (made once
+    from the wheel's compressed model, by streaming, so even that costs no more than a few MiB): only the pages a
+    guess reads become resident, the kernel can drop them again, and instances on one machine share them. In
+    memory the model costs 74 MiB resident and 103 MiB at its peak while loading (tests/benchmarks/memory.py).
     ``guess`` only reads the model, so one instance can serve several threads.
     """
 
-    def __init__(self, supported: Sequence[str]) -> None:
-        self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    def __init__(self, supported: Sequence[str], cache: Path | None = None) -> None:
+        folder = model_arrays(cache) if cache is not None else None
+        self._identifier = (_mapped_identifier(folder) if folder is not None
+                            else LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True))
         known = set(self._identifier.labels)
         unknown = [code for code in supported if code not in known]
         if unknown:  # a template language the model cannot recognise would silently never be chosen
@@ -112,3 +126,47 @@ def _words(text: str) -> list[str]:
             continue
         kept.extend(word for word in _NOISE.sub(" ", stripped).split() if any(ch.isalpha() for ch in word))
     return kept
+
+
+def model_arrays(cache: Path) -> Path | None:
+    """The folder under ``cache`` holding the model's arrays as .npy files, made now if missing; None when the
+    cache cannot be written (the caller loads the model into memory instead). Named after the model's digest:
+    an upgraded py3langid gets a folder of its own. Made in a temporary folder and renamed: two processes
+    starting at once each make one, the first rename wins, and a crash leaves no half-written model in use."""
+    source = MODEL_DIR / MODEL_FILE
+    try:
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+        folder = cache / f"py3langid-{digest}"
+        if (folder / "classes.npy").exists():
+            return folder
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        building = Path(tempfile.mkdtemp(dir=cache, prefix=".py3langid-"))
+    except OSError:
+        return None
+    try:
+        with lzma.open(source) as unpacked, tempfile.TemporaryFile(dir=building) as npz:
+            shutil.copyfileobj(unpacked, npz, 1 << 20)
+            npz.seek(0)
+            with zipfile.ZipFile(npz) as members:
+                for name in members.namelist():
+                    if Path(name).name != name or not name.endswith(".npy"):
+                        continue
+                    with members.open(name) as member, open(building / name, "wb") as out:
+                        shutil.copyfileobj(member, out, 1 << 20)
+        os.rename(building, folder)
+    except OSError:
+        shutil.rmtree(building, ignore_errors=True)
+        if not (folder / "classes.npy").exists():
+            return None
+    return folder
+
+
+def _mapped_identifier(folder: Path) -> LanguageIdentifier:
+    """py3langid's identifier over arrays mapped from ``folder``: the DFA tables as memoryviews (indexed one
+    byte of text at a time, as py3langid indexes its own arrays), the per-feature table as a read-only map."""
+    def mapped(name: str) -> np.ndarray:  # type: ignore[type-arg]
+        return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+    return LanguageIdentifier(mapped("ptc"), np.array(mapped("pc")), np.load(folder / "classes.npy").tolist(),
+                              memoryview(mapped("nextmove")), memoryview(mapped("out_feat")), norm_probs=True,
+                              tk_row=memoryview(mapped("nextmove_row")))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ticketd.mailtemplates.render import LANGUAGES
-from ticketd.parsers.language import MAX_INPUT_CHARS, LanguageGuesser
+from ticketd.parsers.language import MAX_INPUT_CHARS, LanguageGuesser, model_arrays
 from ticketd.parsers.message import parse_message
 from ticketd.parsers.quotes import strip_reply
 
@@ -245,3 +245,27 @@ def test_real_mails_of_other_languages_are_not_taken_for_ours(guesser: LanguageG
     assert [(name, got) for name, got in others if got is not None] == []
     assert [(name, got) for name, got in english if got not in ("en", None)] == []
     assert sum(got == "en" for _, got in english) >= len(english) - 3
+
+
+def test_the_mapped_model_answers_as_the_loaded_one(guesser: LanguageGuesser, tmp_path: Path) -> None:
+    """The daemon maps the model from its cache folder; every labelled prefix gets the same answer and
+    probability as from the model loaded into memory."""
+    mapped = LanguageGuesser(LANGUAGES, tmp_path)
+    [folder] = tmp_path.glob("py3langid-*")
+    assert sorted(p.name for p in folder.iterdir()) == ["classes.npy", "nextmove.npy", "nextmove_row.npy",
+                                                        "out_feat.npy", "pc.npy", "ptc.npy"]
+    texts = [f"{subject}\n{body}" for _, subject, body in _labelled()]
+    texts += [text[:n] for text in texts[::7] for n in (12, 30, 80)]
+    for text in texts:
+        assert mapped.guess(text) == guesser.guess(text), text
+        assert mapped._identifier.classify(text) == guesser._identifier.classify(text), text
+    again = LanguageGuesser(LANGUAGES, tmp_path)  # the next start: the same folder, nothing made again
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name] and again.guess(texts[0]) == guesser.guess(texts[0])
+
+
+def test_an_unwritable_cache_loads_the_model_into_memory(tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    assert model_arrays(blocked / "sub") is None
+    fallback = LanguageGuesser(LANGUAGES, blocked / "sub")
+    assert fallback.guess("Can't log in\nThe password reset email never arrives.") == "en"
