@@ -20,7 +20,8 @@ def keep_blob(session: Session, digest: str, data: bytes) -> None:
     if session.get(Blob, digest) is None:
         session.flush()
         table = Blob.__table__  # type: ignore[attr-defined]
-        insert_shared(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256")
+        insert_shared(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256",
+                      large="data")
 
 
 def store_attachments(session: Session, outbox_id: int, parts: Iterable[MailAttachment]) -> None:

@@ -38,33 +38,77 @@ def shared(bind: sa.Engine | sa.Connection) -> bool:
     return bind.dialect.name == "postgresql"
 
 
-def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> bool:
+# Over this, SQLite gets a blob by incremental I/O: a bound blob is copied by the driver (and that copy is kept in
+# its statement cache until the statement runs again), then again into the record SQLite builds, so a 15 MB
+# attachment cost 45 MiB. Written into a zeroblob in 1 MiB pieces it costs nothing beyond the caller's bytes.
+LARGE_BYTES = 1024 * 1024
+
+
+def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str,
+               large: str | None = None) -> bool:
     """Insert unless a row with the same ``key`` exists (``ON CONFLICT DO NOTHING``); True if this one did.
 
     Two instances meeting the same new customer at once: the second waits for the first's commit and then adds
-    nothing, instead of failing the whole batch on the unique key.
+    nothing, instead of failing the whole batch on the unique key. ``large`` names a bytes column that may be big
+    (an attachment, a raw mail), written on SQLite without being copied (``LARGE_BYTES``).
     """
     dialect = conn.dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
+    data = values.get(large) if large else None
+    streamed = dialect == "sqlite" and isinstance(data, bytes) and len(data) > LARGE_BYTES
     # The values go as parameters, not into the statement: SQLAlchemy's compiled-statement cache keeps the first
     # statement of each shape, values and all, for the life of the process (a 15 MB attachment, forever).
-    stmt = insert(table).on_conflict_do_nothing(index_elements=[key])
-    return bool(conn.execute(stmt, values).rowcount)
+    columns = {name: sa.bindparam(name) for name in values if not (streamed and name == large)}
+    if streamed:
+        columns[str(large)] = sa.func.zeroblob(sa.bindparam("large_size"))
+    stmt = insert(table).values(columns).on_conflict_do_nothing(index_elements=[key])
+    # RETURNING says whether this insert made the row (psycopg reports no rowcount for it) and, for a blob to
+    # write, where (SQLite's rowid).
+    stmt = stmt.returning(sa.literal_column("rowid") if streamed else table.c[key])
+    params = dict(values)
+    if streamed:
+        params = {name: value for name, value in values.items() if name != large} | {"large_size": len(data)}
+    made = conn.execute(stmt, params).first()
+    if made is None:
+        return False
+    if streamed:
+        assert isinstance(data, bytes) and large is not None
+        write_blob(conn, table.name, large, int(made[0]), data)
+    return True
 
 
-def insert_shared(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> None:
+def write_blob(conn: sa.Connection, table: str, column: str, rowid: int, data: bytes) -> None:
+    """Fill a zeroblob of ``len(data)`` bytes in place (SQLite's incremental blob I/O, in this transaction)."""
+    dbapi = conn.connection.dbapi_connection
+    view = memoryview(data)
+    with dbapi.blobopen(table, column, rowid) as blob:  # type: ignore[union-attr]
+        for at in range(0, len(view), LARGE_BYTES):
+            blob.write(view[at:at + LARGE_BYTES])
+
+
+def read_blob(conn: sa.Connection, table: str, column: str, rowid: int) -> bytes:
+    """One value read straight from its pages into one bytes object (SQLite's incremental blob I/O); a SELECT
+    assembles the value in SQLite's memory before the driver copies it. Raises sqlite3.OperationalError when the
+    row does not exist."""
+    dbapi = conn.connection.dbapi_connection
+    with dbapi.blobopen(table, column, rowid, readonly=True) as blob:  # type: ignore[union-attr]
+        return bytes(blob.read())
+
+
+def insert_shared(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str,
+                  large: str | None = None) -> None:
     """``insert_new`` for rows any mail may need (a customer, an attachment's bytes), committed at once on a
     connection of its own on PostgreSQL. Inside the batch's transaction, two instances whose batches need the same
     two new customers in opposite orders would wait on each other's uncommitted rows: a deadlock, and both
     batches redone. Such a row is harmless without the mail that led to it. SQLite has one writer: in the batch."""
     if not shared(conn):
-        insert_new(conn, table, values, key)
+        insert_new(conn, table, values, key, large)
         return
     with conn.engine.connect() as own:
-        insert_new(own, table, values, key)
+        insert_new(own, table, values, key, large)
         own.commit()
 
 

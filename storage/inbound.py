@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import header_message_id, message_id_hash
+from ticketd.storage.db import insert_new
 from ticketd.storage.models import Inbound, InboundRaw
 
 # Enough for the header block of any mail we answer (RFC 5322 has no limit; a hostile one is read in part).
@@ -21,9 +22,9 @@ def store_inbound(session: Session, raw: bytes, mailbox: str, uidvalidity: int |
     session.add(row)
     session.flush()
     assert row.id is not None
-    # As a parameter (storage.db.insert_new says why), and not as an ORM object, which would keep the bytes in the
-    # session until its commit.
-    session.connection().execute(sa.insert(InboundRaw), {"inbound_id": row.id, "raw": raw})
+    # Not as an ORM object, which would keep the bytes in the session until its commit; written without copies.
+    insert_new(session.connection(), InboundRaw.__table__, {"inbound_id": row.id, "raw": raw}, "inbound_id",  # type: ignore[attr-defined]
+               large="raw")
     return row
 
 
