@@ -14,7 +14,7 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
-from ticketd.daemon import admin_cli, attachments_cli, lookup_cli, privacy_cli, report_cli, status_cli  # noqa: F401  (their commands join the app)
+from ticketd.daemon import admin_cli, attachments_cli, lookup_cli, privacy_cli, report_cli, status_cli, systemd  # noqa: F401  (their commands join the app)
 from ticketd.daemon.cli_common import (
     EXIT_CONFIG,
     EXIT_RUNTIME,
@@ -205,6 +205,7 @@ def main() -> None:
     # Everything ticketd writes is private: the database (all raw customer mail), the secret, exports, reports and
     # attachments saved from the CLI are 0600, folders 0700. deploy/ticketd.service sets the same for the daemon.
     os.umask(0o077)
+    systemd.return_big_buffers()
     try:
         app()
     except DirectoryError as exc:  # bad operator input (an address, a CSV line): a usage error
