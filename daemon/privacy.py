@@ -326,7 +326,7 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
     wholly = sa.or_(col(Message.ticket_id).in_(own), sa.func.lower(Message.from_addr) == email)
     for m in session.exec(select(Message).where(sa.or_(wholly, scrub.mentions(
             Message.from_addr, Message.from_name, Message.to_addrs, Message.cc_addrs, Message.subject,
-            Message.text, Message.html)))):
+            Message.text, Message.html, Message.message_id, Message.in_reply_to, Message.references)))):
         if m.ticket_id in own or m.from_addr.lower() == email:
             m.subject, m.text, m.html = ERASED, "", None
             if m.from_addr.lower() == email:
@@ -340,6 +340,10 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
         m.from_name = scrub(m.from_name)
         m.subject, m.text, m.html = scrub(m.subject) or "", scrub(m.text) or "", scrub(m.html)
         m.to_addrs, m.cc_addrs = scrub(m.to_addrs) or "", scrub(m.cc_addrs) or ""
+        # Some mailers build the Message-ID from the sender's address: it goes too, and with it the threading of
+        # later replies to that mail (they open a ticket of their own).
+        m.message_id = scrub(m.message_id) or m.message_id
+        m.in_reply_to, m.references = scrub(m.in_reply_to), scrub(m.references)
         counts.messages += 1
 
     # Outgoing mail: to them or on their tickets it is about them; elsewhere their name and address go.
@@ -379,8 +383,10 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
         hits = [row_id for row_id, raw in batch if scrub.raw_found(raw) and row_id not in {r.id for r in rows}]
         rows.extend(session.exec(select(Inbound).where(col(Inbound.id).in_(hits))))
     drop_raw(session, [row.id for row in rows if row.id is not None])
+    for row in session.exec(select(Inbound).where(scrub.mentions(Inbound.message_id, Inbound.reason))):
+        row.reason, row.message_id = scrub(row.reason), scrub(row.message_id)  # purged earlier, or another's
     for row in rows:
-        row.raw_purged_at, row.reason = now, scrub(row.reason)
+        row.raw_purged_at, row.reason, row.message_id = now, scrub(row.reason), scrub(row.message_id)
         if row.status in ("new", "failed"):  # without its bytes it can never be processed: say why
             row.status, row.reason = "dropped", "personal data erased"
         counts.raw_mail += 1
@@ -389,9 +395,11 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
         sa.delete(Participant).where(sa.func.lower(Participant.email) == email)).rowcount or 0
 
     for e in session.exec(select(Event).where(sa.or_(sa.func.lower(Event.actor) == email,
-                                                     scrub.mentions(Event.old, Event.new, Event.what)))):
+                                                     scrub.mentions(Event.old, Event.new, Event.what,
+                                                                    Event.via_message_id)))):
         e.actor = anon if e.actor.lower() == email else e.actor
         e.what, e.old, e.new = scrub(e.what) or "", scrub(e.old), scrub(e.new)
+        e.via_message_id = scrub(e.via_message_id)
         counts.events += 1
 
     for t in requested:

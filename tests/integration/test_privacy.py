@@ -39,12 +39,12 @@ CSV_BYTES = b"serial;model\r\nX1;" + PHRASE.encode() + b"\r\n"
 
 
 def mail(sender: str, subject: str, text: str, *, cc: str | None = None,
-         files: tuple[tuple[str, str, bytes], ...] = ()) -> bytes:
+         files: tuple[tuple[str, str, bytes], ...] = (), message_id: str | None = None) -> bytes:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, "support@acme.example", subject
     if cc:
         msg["Cc"] = cc
-    msg["Message-ID"] = make_msgid(domain="client.example")
+    msg["Message-ID"] = message_id or make_msgid(domain="client.example")
     msg.set_content(text)
     for name, ctype, data in files:
         maintype, subtype = ctype.split("/")
@@ -56,7 +56,9 @@ def her_request() -> bytes:
     return mail(f"{CIGDEM_NAME} <{CIGDEM}>", f"Yazıcı hatası {PHRASE}",
                 f"Merhaba,\nyazıcı {PHRASE} diyor.\n\n{CIGDEM_NAME}\n+90 532 000 00 00",
                 files=((f"log-{PHRASE}.bin", "application/octet-stream", LOG_BYTES),
-                       ("seri.csv", "text/csv", CSV_BYTES)))
+                       ("seri.csv", "text/csv", CSV_BYTES)),
+                # As some mailers build it, from the sender's address: the erase must find it there too.
+                message_id=f"<{make_msgid()[1:13]}.{CIGDEM}>")
 
 
 def his_request() -> bytes:
