@@ -403,13 +403,18 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
-def cache_folder() -> Path:
+def cache_folder() -> Path | None:
     """Where derived files (the language model's mapped arrays) live: systemd's ``CacheDirectory=`` when the unit
-    sets one, else the XDG cache of the user running ticketd. Losing it costs a second at the next start."""
+    sets one, else the XDG cache of the user running ticketd; None for a user without a home (the model is then
+    loaded into memory). Losing it costs a second at the next stranger's mail."""
     if os.environ.get("CACHE_DIRECTORY"):
         return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ticketd"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "ticketd"
+    try:
+        return Path.home() / ".cache" / "ticketd"
+    except RuntimeError:  # no HOME and no password entry
+        return None
 
 
 def find_config_path(explicit: Path | None) -> Path:

@@ -269,3 +269,22 @@ def test_an_unwritable_cache_loads_the_model_into_memory(tmp_path: Path) -> None
     assert model_arrays(blocked / "sub") is None
     fallback = LanguageGuesser(LANGUAGES, blocked / "sub")
     assert fallback.guess("Can't log in\nThe password reset email never arrives.") == "en"
+
+
+def test_the_cache_folder_follows_systemd_then_xdg_then_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ticketd.daemon.config import cache_folder
+
+    monkeypatch.setenv("CACHE_DIRECTORY", f"{tmp_path}/unit:{tmp_path}/other")
+    assert cache_folder() == tmp_path / "unit"
+    monkeypatch.delenv("CACHE_DIRECTORY")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_folder() == tmp_path / "xdg" / "ticketd"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_folder() == tmp_path / "home" / ".cache" / "ticketd"
+
+    def homeless() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", homeless)
+    assert cache_folder() is None  # the model is loaded into memory then
