@@ -34,6 +34,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, col, select
 
+from ticketd.storage.db import insert_new
 from ticketd.storage.inbound import drop_raw
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
@@ -428,8 +429,9 @@ def purge_raw_mail(engine: sa.Engine, days: int, now: datetime | None = None) ->
     now = now or utcnow()
     cutoff = now - timedelta(days=days)
     with _erasing_session(engine) as session:  # secure_delete: purged mail is gone from the file, too
-        claim = _insert_ignore(session, {"job": RETENTION_JOB, "slot": f"{now.astimezone(UTC):%Y-%m-%dT%H}",
-                                         "at": now})
+        # The hour's slot, taken by the first instance to insert it; the others see the conflict and skip.
+        slot = {"job": RETENTION_JOB, "slot": f"{now.astimezone(UTC):%Y-%m-%dT%H}", "at": now}
+        claim = insert_new(session.connection(), JobRun.__table__, slot, ("job", "slot"))  # type: ignore[attr-defined]
     if not claim:
         return None
     total = 0
@@ -455,14 +457,3 @@ def purge_raw_mail(engine: sa.Engine, days: int, now: datetime | None = None) ->
     return total
 
 
-def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
-    """The job's slot, taken by the first instance to insert it; the others see the conflict and skip."""
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    table = JobRun.__table__  # type: ignore[attr-defined]
-    stmt = (insert(table).values(**values).on_conflict_do_nothing(index_elements=["job", "slot"])
-            .returning(table.c.job))  # a row back, not ``rowcount``: what a conflict gives is driver-specific
-    return conn.execute(stmt).first() is not None

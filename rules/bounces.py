@@ -89,12 +89,13 @@ _ORIG_MSGID_HEADERS = ("X-Original-Message-ID", "Original-Message-ID")
 _DELIVERED_ACTIONS = {"delivered", "relayed", "expanded"}
 
 
-def _parse(raw: bytes | Mime) -> Mime | None:
+def _parse(raw: bytes | Mime) -> tuple[Mime, Message] | None:
+    """The mail read once (or as the caller read it) and its tree; None when it has no readable tree."""
     try:
         mime = raw if isinstance(raw, Mime) else read_mime(bytes(raw or b""))
     except Exception:
         return None
-    return mime if mime.tree is not None else None
+    return (mime, mime.tree) if mime.tree is not None else None
 
 
 def _header(msg: Message, name: str) -> str:
@@ -144,11 +145,11 @@ def _text(mime: Mime, part: Message) -> str:
 
 def is_feedback_report(raw: bytes | Mime) -> bool:
     """ARF complaints look like DSNs structurally but mean "someone called us spam", not "delivery failed"."""
-    mime = _parse(raw)
-    if mime is None or mime.tree is None:
+    read = _parse(raw)
+    if read is None:
         return False
     try:
-        for part in _parts(mime.tree):
+        for part in _parts(read[1]):
             ctype = part.get_content_type()
             if ctype == "message/feedback-report":
                 return True
@@ -358,10 +359,10 @@ def _ses_notification(mime: Mime, msg: Message, parts: list[Message]) -> Bounce 
 def detect_bounce(raw: bytes | Mime) -> Bounce | None:
     """None for anything that is not a failed or delayed delivery, so the caller can treat it as normal mail."""
     try:
-        mime = _parse(raw)
-        if mime is None or mime.tree is None or is_feedback_report(mime):
+        read = _parse(raw)
+        if read is None or is_feedback_report(read[0]):
             return None
-        msg = mime.tree
+        mime, msg = read
         parts = _parts(msg)
         dsn = _from_dsn(mime, msg, parts)
         if dsn is not False:

@@ -44,33 +44,33 @@ def shared(bind: sa.Engine | sa.Connection) -> bool:
 LARGE_BYTES = 1024 * 1024
 
 
-def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str,
+def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str | tuple[str, ...],
                large: str | None = None) -> bool:
-    """Insert unless a row with the same ``key`` exists (``ON CONFLICT DO NOTHING``); True if this one did.
+    """Insert unless a row with the same ``key`` (a column, or several) exists (``ON CONFLICT DO NOTHING``); True
+    if this one did.
 
     Two instances meeting the same new customer at once: the second waits for the first's commit and then adds
     nothing, instead of failing the whole batch on the unique key. ``large`` names a bytes column that may be big
     (an attachment, a raw mail), written on SQLite without being copied (``LARGE_BYTES``).
     """
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
+    if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
+    keys = [key] if isinstance(key, str) else list(key)
     data = values.get(large) if large else None
-    streamed = dialect == "sqlite" and isinstance(data, bytes) and len(data) > LARGE_BYTES
+    streamed = conn.dialect.name == "sqlite" and isinstance(data, bytes) and len(data) > LARGE_BYTES
     # The values go as parameters, not into the statement: SQLAlchemy's compiled-statement cache keeps the first
     # statement of each shape, values and all, for the life of the process (a 15 MB attachment, forever).
-    columns = {name: sa.bindparam(name) for name in values if not (streamed and name == large)}
+    params = {name: value for name, value in values.items() if not (streamed and name == large)}
+    columns: dict[str, Any] = {name: sa.bindparam(name) for name in params}
     if streamed:
         columns[str(large)] = sa.func.zeroblob(sa.bindparam("large_size"))
-    stmt = insert(table).values(columns).on_conflict_do_nothing(index_elements=[key])
-    # RETURNING says whether this insert made the row (psycopg reports no rowcount for it) and, for a blob to
-    # write, where (SQLite's rowid).
-    stmt = stmt.returning(sa.literal_column("rowid") if streamed else table.c[key])
-    params = dict(values)
-    if streamed:
-        params = {name: value for name, value in values.items() if name != large} | {"large_size": len(data)}
+        params["large_size"] = len(data)  # type: ignore[arg-type]
+    # RETURNING says whether this insert made the row (what a conflict gives as ``rowcount`` is driver-specific:
+    # psycopg says -1) and, for a blob to write, where it is (SQLite's rowid).
+    stmt = (insert(table).values(columns).on_conflict_do_nothing(index_elements=keys)
+            .returning(sa.literal_column("rowid") if streamed else table.c[keys[0]]))
     made = conn.execute(stmt, params).first()
     if made is None:
         return False
