@@ -23,13 +23,15 @@ import structlog
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from ticketd.daemon import fast_path, loops, metrics, storm
-from ticketd.daemon.agent_mail import handle_agent_mail
-from ticketd.daemon.bounce_mail import handle_bounce
 from ticketd.daemon.config import Config
-from ticketd.daemon.conversation import Incoming, Outcome
-from ticketd.daemon.customer_mail import handle_customer_mail
-from ticketd.daemon.notify import alert_admin
+from ticketd.daemon.outgoing import storm
+from ticketd.daemon.outgoing.notify import alert_admin
+from ticketd.daemon.service import metrics
+from ticketd.daemon.stages import fast_path, loops
+from ticketd.daemon.stages.agent_mail import handle_agent_mail
+from ticketd.daemon.stages.bounce_mail import handle_bounce
+from ticketd.daemon.stages.conversation import Incoming, Outcome
+from ticketd.daemon.stages.customer_mail import handle_customer_mail
 from ticketd.parsers.message import ParsedMail, answered_hashes, message_id_hash, parse_message
 from ticketd.parsers.mime import read_mime
 from ticketd.parsers.subject import parse_subject

@@ -1,6 +1,6 @@
 """The daemon's main loop: process what is stored, send, wait — until asked to stop.
 
-Intake runs beside it, one thread per mailbox (``daemon/intake.py``), and wakes it when mail is stored. Each
+Intake runs beside it, one thread per mailbox (``daemon/intake/threads.py``), and wakes it when mail is stored. Each
 part is independent: an IMAP outage does not stop the outbox, an SMTP outage does not stop intake, and
 nothing dies of a server's error.
 """
@@ -17,9 +17,14 @@ import sqlalchemy as sa
 import structlog
 from imapclient.exceptions import IMAPClientError
 
-from ticketd.daemon import intake, metrics, notify, outbox, pipeline, poller, sweep, systemd
+from ticketd.daemon import pipeline
 from ticketd.daemon.config import Config, ConfigError
-from ticketd.daemon.coordination import Coordinator
+from ticketd.daemon.intake import imap as poller
+from ticketd.daemon.intake import threads as intake
+from ticketd.daemon.outgoing import notify, outbox
+from ticketd.daemon.service import metrics, systemd
+from ticketd.daemon.service.coordination import Coordinator
+from ticketd.daemon.stages import sweep
 from ticketd.storage import db
 from ticketd.storage.directory import sync_agents
 

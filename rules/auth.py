@@ -17,8 +17,8 @@ from datetime import datetime
 import authres
 
 from ticketd.daemon.config import Config
-from ticketd.daemon.signing import verify_reply_address
 from ticketd.parsers.message import ParsedMail
+from ticketd.rules.signing import verify_reply_address
 
 
 @dataclass(frozen=True)

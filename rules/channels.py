@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from ticketd.daemon.config_process import WebFormConfig
+from ticketd.daemon.config.process import WebFormConfig
 from ticketd.parsers.message import Address, ParsedMail
 
 __all__ = ["from_web_form", "valid_address"]

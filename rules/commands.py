@@ -17,8 +17,8 @@ from pathlib import Path
 
 from sqlmodel import Session, func, select
 
-from ticketd.daemon import sla_clock
 from ticketd.daemon.config import Config
+from ticketd.daemon.stages import sla_clock
 from ticketd.parsers.commands import Command, CommandError, suggest
 from ticketd.parsers.message import strict_address
 from ticketd.rules.assignment import pick_assignee

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-from ticketd.daemon.config_process import RuleConfig, RuleMatch
+from ticketd.daemon.config.process import RuleConfig, RuleMatch
 from ticketd.parsers.message import ParsedMail
 
 __all__ = ["CompiledRule", "Triage", "TriageFacts", "compile_rules", "facts_from_mail", "triage"]

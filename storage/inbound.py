@@ -13,6 +13,17 @@ from ticketd.storage.models import Inbound, InboundRaw
 HEAD_BYTES = 64 * 1024
 
 
+# A mail over ``[limits] max_message_bytes`` is stored as its headers and this much of its body, marked with
+# ``TRUNCATED_HEADER`` (the stages tell the customer their mail was cut): the intakes write it, the stages read it.
+OVERSIZE_PREFIX = 256 * 1024
+TRUNCATED_HEADER = "X-Ticketd-Truncated"
+
+
+def truncated_message(head: bytes, text_prefix: bytes, original_size: int) -> bytes:
+    marker = f"{TRUNCATED_HEADER}: original size {original_size} bytes\r\n".encode()
+    return marker + head.rstrip(b"\r\n") + b"\r\n\r\n" + text_prefix
+
+
 def store_inbound(session: Session, raw: bytes, mailbox: str, uidvalidity: int | None = None,
                   uid: int | None = None) -> Inbound:
     """Add the raw bytes as a ``new`` row; the caller commits before touching the mail anywhere else."""

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from ticketd.daemon.config import Config, load_config
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 from ticketd.storage import db
 
 DATA = Path(__file__).parent / "data"
@@ -368,7 +368,8 @@ class Desk:
 
     def deliver(self, raw: bytes, clock: Callable[[], Any] | None = None) -> Any:
         """``clock`` pins the instant the message is processed at (the wall clock otherwise)."""
-        from ticketd.daemon import outbox, pipeline
+        from ticketd.daemon import pipeline
+        from ticketd.daemon.outgoing import outbox
         from ticketd.storage.inbound import store_inbound
 
         config = self.site.config()
@@ -388,7 +389,7 @@ class Desk:
     def ticket(self, number: int) -> dict[str, Any]:
         from sqlmodel import Session, select
 
-        from ticketd.daemon.views import ticket_detail
+        from ticketd.daemon.cli.views import ticket_detail
         from ticketd.storage.models import Ticket
 
         with Session(self.site.engine) as session:

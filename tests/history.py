@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ticketd.daemon.config import Config
-from ticketd.daemon.sla_clock import due_times
+from ticketd.daemon.stages.sla_clock import due_times
 from ticketd.rules.sla import Duration
 from ticketd.storage.models import Agent, Company, CompanyDomain, Customer, Ticket
 

@@ -47,7 +47,7 @@ def main(n: int) -> None:
     (work / "secret").write_text(secrets.token_urlsafe(32))
     (work / "ticketd.toml").write_text(CONFIG.replace("bench.db", str(work / "bench.db")))
     config = load_config(work / "ticketd.toml")
-    from ticketd.daemon import logs
+    from ticketd.daemon.service import logs
 
     logs.configure("warning", "json")
     engine = db.make_engine(config.database.url)

@@ -42,7 +42,7 @@ def main() -> None:
 
     from ticketd.daemon import pipeline
     from ticketd.daemon.config import load_config
-    from ticketd.daemon.privacy import purge_raw_mail
+    from ticketd.daemon.service.privacy import purge_raw_mail
     from ticketd.storage import db
     from ticketd.storage.inbound import store_inbound
     from ticketd.storage.models import InboundRaw

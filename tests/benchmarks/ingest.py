@@ -57,7 +57,7 @@ import mailgen
 from aiosmtpd.controller import Controller
 from imapclient import IMAPClient
 
-from ticketd.daemon.smtp_sink import SmtpSink, _Handler
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink, _Handler
 
 TESTS = Path(__file__).resolve().parents[1]
 TICKETD = Path(sys.executable).with_name("ticketd")

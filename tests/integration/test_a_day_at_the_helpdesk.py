@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from fakeclock import Clock, require_libfaketime
 
 from conftest import TICKETD, Mailbox, Site, body_of, client_mail, reply_to, stop_daemon, wait_for
-from ticketd.daemon.smtp_sink import ReceivedMail, SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import ReceivedMail, SmtpSink
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -69,7 +69,7 @@ def test_a_question_reopens_it_without_calling_the_customer_unhappy(desk: Desk) 
 
 
 def test_the_not_satisfied_link_reopens_and_the_customer_is_told(desk: Desk) -> None:
-    from ticketd.daemon.demo import click
+    from ticketd.daemon.cli.demo import click
 
     resolved = resolved_ticket(desk)
     desk.deliver(click(resolved, CIGDEM, "not-satisfied"))
@@ -80,7 +80,7 @@ def test_the_not_satisfied_link_reopens_and_the_customer_is_told(desk: Desk) -> 
 
 def closed_ticket(desk: Desk) -> tuple[Any, datetime]:
     """Çiğdem's ticket closed by her satisfied click; returns the closed mail and when it was closed."""
-    from ticketd.daemon.demo import click
+    from ticketd.daemon.cli.demo import click
 
     resolved = resolved_ticket(desk)
     desk.deliver(click(resolved, CIGDEM, "satisfied"))

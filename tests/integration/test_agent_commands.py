@@ -116,7 +116,7 @@ def test_quote_tells_the_customer_an_offer_follows(desk: Desk) -> None:
 
 
 def test_agent_opens_a_ticket_for_a_phone_call(desk: Desk) -> None:
-    from ticketd.daemon.notify import signed_address
+    from ticketd.daemon.outgoing.notify import signed_address
 
     own = signed_address(desk.site.config(), 0, ALI)
     raw = (f"From: Ali Veli <{ALI}>\r\nTo: {own}\r\nSubject: Modem dead [customer=mehmet@musteri.com.tr; "

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, TICKETD, Site, decode, mail_to, reply_to
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import Session, select
 
 from conftest import Desk
-from ticketd.daemon import notify, outbox, pipeline
+from ticketd.daemon import pipeline
+from ticketd.daemon.outgoing import notify, outbox
 from ticketd.storage import db
 from ticketd.storage.inbound import store_inbound
 from ticketd.storage.models import Event, Inbound, InboundRaw, Outbox, Ticket

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TICKETD, Mailbox, Site, decode
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 

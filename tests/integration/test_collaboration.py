@@ -146,7 +146,7 @@ def test_canned_replies_are_in_the_help_and_a_typo_is_helped(replies: Desk) -> N
 # --- list and the digest ------------------------------------------------------------------------------------------
 
 def test_list_returns_my_tickets_overdue_first_and_the_unassigned_ones_of_my_groups(team: Desk) -> None:
-    from ticketd.daemon.notify import signed_address
+    from ticketd.daemon.outgoing.notify import signed_address
 
     for n, subject in enumerate(("Modem A", "Modem B", "Modem C"), start=1):
         team.deliver((f"From: c{n}@example.org\r\nTo: support@acme.example\r\nSubject: {subject}\r\n"
@@ -174,14 +174,14 @@ def test_list_returns_my_tickets_overdue_first_and_the_unassigned_ones_of_my_gro
 
 
 def test_the_digest_goes_to_every_agent_at_work_once_per_morning(team: Desk) -> None:
-    from ticketd.daemon.digest import send_digests
+    from ticketd.daemon.stages.digest import send_digests
 
     team.site.cli("agents", "away", CAN)
     config = team.site.config()
     morning = datetime(2026, 12, 10, 8, 30, tzinfo=IST)
     assert send_digests(team.site.engine, config, morning) == 2  # Ali and Ayşe; Can is away
     assert send_digests(team.site.engine, config, morning) == 0  # another instance, the same minute
-    from ticketd.daemon import outbox
+    from ticketd.daemon.outgoing import outbox
 
     outbox.send_due(team.site.engine, config)
     mails = team.new_mail()

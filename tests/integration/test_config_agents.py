@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from conftest import Site, decode, start_daemon, stop_daemon, wait_for
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 from ticketd.storage.models import Agent, Event
 
 pytestmark = pytest.mark.integration

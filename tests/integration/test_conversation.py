@@ -9,7 +9,7 @@ from email.utils import parseaddr
 import pytest
 
 from conftest import DATA, Desk, Mailbox, Site, body_of, decode, mail_to, reply_to
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 

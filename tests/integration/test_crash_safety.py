@@ -30,8 +30,8 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import TICKETD, Mailbox, Site
-from ticketd.daemon import outbox as sender
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing import outbox as sender
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 

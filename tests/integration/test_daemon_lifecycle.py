@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, TICKETD, Mailbox, Site, await_mail, start_daemon, wait_for
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -262,7 +262,7 @@ def test_prometheus_metrics_when_enabled(live_site: Site, mailbox: Mailbox, smtp
                                          tmp_path: Path) -> None:
     import urllib.request
 
-    from ticketd.daemon.smtp_sink import free_port
+    from ticketd.daemon.outgoing.smtp_sink import free_port
 
     port = free_port()
     live_site.sections["metrics"] = {"listen": f"127.0.0.1:{port}"}

@@ -18,7 +18,7 @@ import pytest
 from fakeclock import ahead
 
 from conftest import DATA, TICKETD, Mailbox, Site, decode
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,9 @@ pytestmark = pytest.mark.integration
 FAIL_ON_ONE = """
 import sys
 from pathlib import Path
-from ticketd.daemon import logs, notify, runner
+from ticketd.daemon import runner
+from ticketd.daemon.service import logs
+from ticketd.daemon.outgoing import notify
 from ticketd.daemon.config import load_config
 from ticketd.storage import db
 
@@ -141,7 +143,7 @@ def customer_mail(n: int) -> bytes:
 
 def agent_answer(site: Site, number: int) -> bytes:
     """Ali takes the ticket and answers, to the reply address signed for him: relayed to the customer."""
-    from ticketd.daemon.notify import signed_address
+    from ticketd.daemon.outgoing.notify import signed_address
 
     return (f"From: Ali Veli <{ALI}>\r\nTo: {signed_address(site.config(), number, ALI)}\r\n"
             f"Subject: Re: [ACME #{number}] Printer is broken [take]\r\n"

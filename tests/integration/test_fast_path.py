@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import Site
-from ticketd.daemon import fast_path, pipeline
+from ticketd.daemon import pipeline
+from ticketd.daemon.stages import fast_path
 from ticketd.storage import db
 from ticketd.storage.directory import add_company, upsert_agent, upsert_customer
 from ticketd.storage.inbound import store_inbound

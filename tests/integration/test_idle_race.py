@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import DATA, Mailbox, Site
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,8 @@ ARRIVES_DURING_MOVE = """
 import sys
 from pathlib import Path
 from imapclient import IMAPClient
-from ticketd.daemon import cli, poller
+from ticketd.daemon.cli import main as cli
+from ticketd.daemon.intake import imap as poller
 
 host, port, user, password, late = sys.argv[2:7]
 real_move, sent = poller.move_out, []

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import TICKETD, Mailbox, Site, decode, stop_daemon, wait_for
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 from ticketd.storage import db
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))

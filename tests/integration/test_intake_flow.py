@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, TICKETD, Mailbox, Site, await_mail, decode, start_daemon
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -185,7 +185,8 @@ def idle_mail(n: int) -> bytes:
 
 CRASH_AFTER_STORE = """
 import os, signal, sys
-from ticketd.daemon import poller, runner
+from ticketd.daemon.intake import imap as poller
+from ticketd.daemon import runner
 from ticketd.daemon.config import load_config
 from ticketd.storage import db
 

@@ -143,7 +143,7 @@ def test_deactivate_with_reassign_hands_open_tickets_on(team: Desk) -> None:
     assert proc.stdout.decode().splitlines() == [f"agent {ALI}: active=no", f"  #1 -> {CAN}",
                                                  "1 open ticket(s) handed on; the daemon sends the mail"]
     assert team.ticket(1)["assignee"] == CAN
-    from ticketd.daemon import outbox
+    from ticketd.daemon.outgoing import outbox
 
     outbox.send_due(team.site.engine, team.site.config())
     mails = team.new_mail()
@@ -200,7 +200,7 @@ def test_the_customer_hears_assigned_once_per_real_change(team: Desk) -> None:
         assert [r.status for r in rows] == ["sent", "superseded", "superseded", "queued"]
         assert rows[-1].announces == CAN and rows[-1].next_attempt_at >= rows[0].sent_at + timedelta(minutes=5)
         rows[-1].next_attempt_at = utcnow() - timedelta(seconds=1)  # the five minutes pass
-    from ticketd.daemon import outbox
+    from ticketd.daemon.outgoing import outbox
 
     outbox.send_due(team.site.engine, team.site.config())
     assert [m.message["Subject"] for m in team.new_mail() if JANE in m.envelope_to] == [

@@ -21,7 +21,9 @@ from imapclient.exceptions import LoginError
 from conftest import DATA, Mailbox, Site, decode, start_daemon
 from servers.dovecot import DovecotServer, dovecot_available, start_dovecot
 from servers.smtp_oauth import OAuthProvider, XOAuth2SmtpServer, token_command
-from ticketd.daemon import oauth2, outbox, poller
+from ticketd.daemon.intake import imap as poller
+from ticketd.daemon.outgoing import outbox
+from ticketd.daemon.service import oauth2
 
 pytestmark = [
     pytest.mark.integration,

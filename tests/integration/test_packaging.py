@@ -22,7 +22,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     for expected in ("ticketd/daemon/__init__.py", "ticketd/parsers/__init__.py", "ticketd/rules/__init__.py",
                      "ticketd/mailtemplates/en/received.txt.j2", "ticketd/mailtemplates/tr/received.txt.j2",
                      "ticketd/storage/migrations/env.py", "ticketd/storage/migrations/versions/0001_initial_schema.py",
-                     "ticketd/daemon/demo_mail/01-known-customer-turkish.eml"):
+                     "ticketd/daemon/cli/demo_mail/01-known-customer-turkish.eml"):
         assert expected in names
     assert not any(n.startswith(("daemon/", "rules/", "storage/", "parsers/", "tests/")) for n in names)
 

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from conftest import TICKETD, Desk, Site, decode, reply_to, stop_daemon, wait_for
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 from ticketd.storage import db
 from ticketd.storage.inbound import load_raw
 from ticketd.storage.models import Customer, Event, Inbound, Outbox, Ticket
@@ -113,7 +113,7 @@ def occurrences(data: bytes) -> dict[str, int]:
 
 
 def report_counts(site: Site) -> tuple[int, dict[str, Any], list[Any]]:
-    from ticketd.daemon.report_data import Scope, collect
+    from ticketd.daemon.reports.data import Scope, collect
 
     with Session(site.engine) as session:
         data = collect(session, site.config(), Scope(), now=datetime.now(UTC))
@@ -240,7 +240,7 @@ def store(engine: sa.Engine, raw: bytes, status: str, received: datetime) -> int
 
 
 def test_purge_takes_only_old_processed_raw_mail_once_per_slot(engine: sa.Engine) -> None:
-    from ticketd.daemon.privacy import purge_raw_mail
+    from ticketd.daemon.service.privacy import purge_raw_mail
 
     now = datetime(2026, 12, 2, 10, 30, tzinfo=UTC)
     old, recent = now - timedelta(days=31), now - timedelta(days=29)
@@ -387,7 +387,7 @@ def test_erase_asks_on_a_terminal_and_a_no_keeps_everything(desk: Desk) -> None:
 
 
 def test_exported_file_names_cannot_escape_or_disguise_themselves() -> None:
-    from ticketd.daemon.privacy import safe_filename
+    from ticketd.daemon.service.privacy import safe_filename
 
     assert safe_filename("../../etc/passwd") == "_.._etc_passwd"
     assert safe_filename("invoice\u202efdp.exe") == "invoicefdp.exe"  # no right-to-left override
@@ -400,7 +400,7 @@ def test_exported_file_names_cannot_escape_or_disguise_themselves() -> None:
 
 def test_the_retention_job_follows_a_reloaded_config(site: Site) -> None:
     """SIGHUP reloads the config: setting, changing or removing `raw_mail_days` adds or removes the job."""
-    from ticketd.daemon.sweep import Timers
+    from ticketd.daemon.stages.sweep import Timers
 
     site.upgrade()
     timers = Timers(site.engine, site.config(), lambda: None)  # not started: jobs are only registered

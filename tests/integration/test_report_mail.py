@@ -31,7 +31,7 @@ from fakeclock import Clock, require_libfaketime
 from sqlmodel import Session, select
 
 from conftest import TICKETD, Site, stop_daemon, wait_for
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import Outbox, Ticket
 

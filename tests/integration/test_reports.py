@@ -33,8 +33,8 @@ from sqlmodel import Session
 
 from conftest import Site, fresh_database
 from servers import real_clock_env
-from ticketd.daemon.report_data import ReportData, Scope, collect
-from ticketd.daemon.report_xlsx import write_csv, write_workbook
+from ticketd.daemon.reports.data import ReportData, Scope, collect
+from ticketd.daemon.reports.xlsx import write_csv, write_workbook
 
 pytestmark = pytest.mark.integration
 

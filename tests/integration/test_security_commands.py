@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, Desk, Site, body_of, decode, mail_to, reply_to
-from ticketd.daemon.notify import signed_address
+from ticketd.daemon.outgoing.notify import signed_address
 from ticketd.storage.models import utcnow
 
 pytestmark = pytest.mark.integration

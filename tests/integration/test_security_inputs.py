@@ -57,7 +57,7 @@ def test_report_cells_and_csv_fields_never_start_a_formula(desk: Desk, tmp_path:
 @pytest.mark.parametrize("text", ["\t=1+1", "\r=1+1", "=1", "+1", "-x", "@x"])
 def test_csv_field_quotes_every_formula_start(text: str) -> None:
     """Tab- and CR-led texts cannot travel in a mail header, so this one function is checked on its own."""
-    from ticketd.daemon.report_xlsx import csv_field
+    from ticketd.daemon.reports.xlsx import csv_field
 
     assert csv_field(text) == "'" + text
     assert csv_field(-1.5) == "-1.5" and csv_field("plain") == "plain"

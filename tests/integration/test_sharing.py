@@ -13,10 +13,12 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from conftest import Desk
-from ticketd.daemon import outbox, pipeline, sweep
-from ticketd.daemon.config_reports import ReportConfig
-from ticketd.daemon.coordination import Coordinator
-from ticketd.daemon.report_mail import send_report
+from ticketd.daemon import pipeline
+from ticketd.daemon.config.reports import ReportConfig
+from ticketd.daemon.outgoing import outbox
+from ticketd.daemon.reports.mail import send_report
+from ticketd.daemon.service.coordination import Coordinator
+from ticketd.daemon.stages import sweep
 from ticketd.storage import db
 from ticketd.storage.inbound import store_inbound
 from ticketd.storage.models import Inbound, MailboxState, Message, Outbox, Ticket, utcnow
@@ -223,7 +225,7 @@ def test_instances_share_the_mailboxes_out(desk: Desk, backend: str) -> None:
 
 
 def test_an_instance_shows_as_gone_once_its_lock_is(desk: Desk) -> None:
-    from ticketd.daemon.status_cli import collect_status
+    from ticketd.daemon.cli.status import collect_status
 
     engine = desk.site.engine
     coordinator = Coordinator(engine).start()

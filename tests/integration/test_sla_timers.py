@@ -22,7 +22,7 @@ import pytest
 from fakeclock import Clock, require_libfaketime
 
 from conftest import DATA, Mailbox, Site, reply_to, start_daemon, stop_daemon, wait_for
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 def ticket_row(site: Site) -> dict[str, Any]:
     from sqlmodel import Session, select
 
-    from ticketd.daemon.views import ticket_detail
+    from ticketd.daemon.cli.views import ticket_detail
     from ticketd.storage.models import Ticket
 
     with Session(site.engine) as session:

@@ -17,7 +17,7 @@ import pytest
 from fakeclock import ahead
 
 from conftest import TICKETD, Mailbox, Site, decode
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 ROBOT = "robot@robot.example"

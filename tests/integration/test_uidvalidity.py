@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import DATA, Mailbox, Site, decode
-from ticketd.daemon.smtp_sink import SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 FOLDER = "Support"

@@ -34,7 +34,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult
 from aiosmtpd.smtp import SMTP as SMTPServer
 
-from ticketd.daemon.smtp_sink import ReceivedMail, free_port
+from ticketd.daemon.outgoing.smtp_sink import ReceivedMail, free_port
 
 SCRIPT = Path(__file__).resolve()
 

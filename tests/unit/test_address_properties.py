@@ -10,7 +10,7 @@ from addressgen import Header, address_header, raw_mail
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ticketd.daemon.outbox import format_address, recipients
+from ticketd.daemon.outgoing.outbox import format_address, recipients
 from ticketd.parsers.message import parse_message
 from ticketd.rules import participants
 from ticketd.storage.models import Outbox

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ticketd.daemon.wire import safe_filename
+from ticketd.daemon.outgoing.wire import safe_filename
 from ticketd.parsers.message import parse_message, sanitize_filename
 
 CONTROLS = ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e",

@@ -87,7 +87,7 @@ def test_documented_mailboxes_block_loads_and_names_every_key(monkeypatch: pytes
     """The example's commented-out [[mailboxes]] entries load when uncommented, and its text names every key."""
     import tomllib
 
-    from ticketd.daemon.config_mailboxes import MailboxConfig
+    from ticketd.daemon.config.mailboxes import MailboxConfig
 
     monkeypatch.setenv("TICKETD_SECRET", "x" * 32)
     text = (Path(__file__).parents[2] / "deploy" / "ticketd.toml.example").read_text()

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ticketd.daemon.files import File, fetch_command, html_twin, pack, size_text
-from ticketd.daemon.storm import ALERT_KIND, is_capped
+from ticketd.daemon.outgoing.files import File, fetch_command, html_twin, pack, size_text
+from ticketd.daemon.outgoing.storm import ALERT_KIND, is_capped
 from ticketd.parsers.message import strict_address
 from ticketd.rules.sla import BusinessCalendar
 from ticketd.rules.states import StateError, change_state

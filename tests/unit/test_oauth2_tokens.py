@@ -12,9 +12,9 @@ import aiosmtplib
 import pytest
 
 from servers.smtp_oauth import OAuthProvider
-from ticketd.daemon import oauth2
 from ticketd.daemon.config import ConfigError, OAuth2Config, load_config, parse_config
-from ticketd.daemon.oauth2 import AccessToken, TokenError, TokenSource, refresh_due
+from ticketd.daemon.service import oauth2
+from ticketd.daemon.service.oauth2 import AccessToken, TokenError, TokenSource, refresh_due
 
 
 class Clock:

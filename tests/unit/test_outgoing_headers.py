@@ -8,8 +8,8 @@ from email.policy import compat32
 
 from aiosmtplib.email import flatten_message
 
-from ticketd.daemon import wire
-from ticketd.daemon.outbox import build_message, row_headers
+from ticketd.daemon.outgoing import wire
+from ticketd.daemon.outgoing.outbox import build_message, row_headers
 from ticketd.storage.models import Outbox
 
 OUTLOOK_ID = "<DM6PR11MB4010A1B2C3D4E5F6A7B8C9D0E1F2A3B4C5D6E7F@DM6PR11MB4010.namprd11.prod.outlook.com>"

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from ticketd.daemon.report_charts import (
+from ticketd.daemon.reports.charts import (
     CHARTS,
     SATISFACTION_COLOURS,
     SLA_TARGET,
@@ -32,7 +32,7 @@ from ticketd.daemon.report_charts import (
     draw_charts,
     figures,
 )
-from ticketd.daemon.report_data import (
+from ticketd.daemon.reports.data import (
     ReportData,
     SatisfactionFigures,
     Scope,
@@ -394,5 +394,5 @@ def test_draws_in_worker_threads_without_pyplot(tmp_path: Path) -> None:
         for path in paths.values():
             with Image.open(path) as image:
                 assert image.format == "PNG" and image.size == (900, 450)
-    check = "import sys, ticketd.daemon.report_charts; assert 'matplotlib.pyplot' not in sys.modules"
+    check = "import sys, ticketd.daemon.reports.charts; assert 'matplotlib.pyplot' not in sys.modules"
     subprocess.run([sys.executable, "-c", check], check=True)

@@ -15,8 +15,8 @@ from sqlmodel import Session
 
 from conftest import Site
 from ticketd.daemon.config import Config
-from ticketd.daemon.report_data import ReportData, Scope, collect, scope_label
-from ticketd.daemon.report_texts import EN, TR
+from ticketd.daemon.reports.data import ReportData, Scope, collect, scope_label
+from ticketd.daemon.reports.texts import EN, TR
 from ticketd.storage.models import Agent, Company, Customer, Ticket
 
 IST = ZoneInfo("Europe/Istanbul")

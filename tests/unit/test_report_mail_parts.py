@@ -13,12 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, select
 
-from ticketd.daemon import wire
 from ticketd.daemon.config import ConfigError, parse_config
-from ticketd.daemon.config_reports import ReportConfig, cron_trigger
-from ticketd.daemon.outbox import MailAttachment, OutgoingMail, build_message, load_attachments, queue_mail
-from ticketd.daemon.report_data import Scope
-from ticketd.daemon.report_mail import (
+from ticketd.daemon.config.reports import ReportConfig, cron_trigger
+from ticketd.daemon.outgoing import wire
+from ticketd.daemon.outgoing.outbox import MailAttachment, OutgoingMail, build_message, load_attachments, queue_mail
+from ticketd.daemon.outgoing.storm import ALERT_KIND
+from ticketd.daemon.reports.data import Scope
+from ticketd.daemon.reports.mail import (
     XLSX_TYPE,
     html_body,
     long_date,
@@ -29,8 +30,7 @@ from ticketd.daemon.report_mail import (
     report_scope,
     send_report,
 )
-from ticketd.daemon.storm import ALERT_KIND
-from ticketd.daemon.sweep import Timers
+from ticketd.daemon.stages.sweep import Timers
 from ticketd.mailtemplates.render import make_environment, render
 from ticketd.storage import db
 from ticketd.storage.models import Blob, Outbox, OutboxAttachment

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from ticketd.daemon.config_sla import SlaConfig
+from ticketd.daemon.config.sla import SlaConfig
 from ticketd.rules.sla import BusinessCalendar, Duration, format_hours, parse_duration, parse_hours
 
 IST = ZoneInfo("Europe/Istanbul")

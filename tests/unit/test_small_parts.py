@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from ticketd.daemon.outbox import build_message, clean_header, format_address
-from ticketd.daemon.signing import Verified, day_number, reply_address, verify_reply_address
+from ticketd.daemon.outgoing.outbox import build_message, clean_header, format_address
 from ticketd.mailtemplates.render import TemplateError, make_environment, render
 from ticketd.parsers.message import parse_message
 from ticketd.rules.screen import ScreenContext, Verdict, screen
+from ticketd.rules.signing import Verified, day_number, reply_address, verify_reply_address
 from ticketd.storage.models import Outbox
 
 DATA = Path(__file__).parents[1] / "data"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ticketd.daemon.config import ConfigError, parse_config
-from ticketd.daemon.config_process import CategoriesConfig, RuleConfig, WebFormConfig
+from ticketd.daemon.config.process import CategoriesConfig, RuleConfig, WebFormConfig
 from ticketd.parsers.message import Address, parse_message
 from ticketd.rules.channels import from_web_form
 from ticketd.rules.triage import Triage, TriageFacts, compile_rules, facts_from_mail, triage

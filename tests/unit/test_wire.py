@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ticketd.daemon import wire
-from ticketd.daemon.outbox import build_message, format_address
+from ticketd.daemon.outgoing import wire
+from ticketd.daemon.outgoing.outbox import build_message, format_address
 from ticketd.storage.models import Outbox
 
 

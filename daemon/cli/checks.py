@@ -1,0 +1,165 @@
+"""`ticketd check`: try every outside dependency once and say, in words, what works."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiosmtplib
+import sqlalchemy as sa
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from ticketd.daemon.config import Config, ServerConfig
+from ticketd.daemon.intake import imap as poller
+from ticketd.daemon.outgoing.outbox import smtp_client
+from ticketd.daemon.service import oauth2
+from ticketd.storage import db
+
+CheckResult = tuple[str, bool, str]
+
+
+# The start of a database line whose file is not a database at all: `check` exits 2 for it, as every command does.
+NOT_A_DATABASE = "not a database ticketd can open"
+
+
+def check_database(config: Config) -> CheckResult:
+    from ticketd.daemon.cli.common import database_name
+
+    where = database_name(config)
+    try:
+        current = db.schema_is_current(db.make_engine(config.database.connect_url))
+    except sa.exc.OperationalError as exc:
+        return "database", False, f"cannot open {where}: {str(exc.orig).strip().splitlines()[0]}"
+    except sa.exc.DatabaseError as exc:
+        return "database", False, f"{NOT_A_DATABASE}: {where}: {str(exc.orig).strip().splitlines()[0]}"
+    except sa.exc.SQLAlchemyError as exc:
+        return "database", False, f"cannot open {where}: {exc}"
+    if not current:
+        return "database", False, "schema is not current: run `ticketd db upgrade`"
+    return "database", True, "reachable, schema current"
+
+
+def check_imap(config: Config) -> CheckResult:
+    cfg = config.imap
+    if cfg is None:
+        return "imap", True, "not configured (mail arrives through `ticketd deliver` only)"
+    where = f"{cfg.username}@{cfg.host}:{cfg.port} ({cfg.tls})"
+    try:
+        client = poller.connect(cfg)
+    except oauth2.TokenUnavailable as exc:
+        return "imap", False, f"{where}: not logged in: {_text(exc)}"
+    except LoginError as exc:
+        return "imap", False, f"{where}: login refused, check imap.username and {_credential(cfg)}: {_text(exc)}"
+    except (IMAPClientError, OSError) as exc:
+        return "imap", False, f"{where}: {type(exc).__name__}: {_text(exc)}"
+    try:
+        exists = client.folder_exists(cfg.folder)
+        caps = {c.decode() for c in client.capabilities()}
+    finally:
+        poller.close(client)
+    if not exists:
+        return "imap", False, f"{where}: logged in, but folder {cfg.folder!r} (imap.folder) does not exist"
+    features = ", ".join(f for f in ("IDLE", "MOVE", "UIDPLUS") if f in caps) or "none of IDLE/MOVE/UIDPLUS"
+    return "imap", True, f"{where}: logged in, folder {cfg.folder!r} found; server offers {features}"
+
+
+def check_smtp(config: Config) -> CheckResult:
+    cfg = config.smtp
+    if cfg is None:
+        return "smtp", False, "not configured: acknowledgments stay queued in the outbox"
+    where = f"{cfg.host}:{cfg.port} ({cfg.tls})"
+
+    async def probe() -> None:
+        client = smtp_client(cfg)
+        await client.connect()
+        await client.quit()
+
+    try:
+        asyncio.run(probe())
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        return "smtp", False, f"{where}: login refused, check smtp.username and {_credential(cfg)}: {exc.message}"
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        return "smtp", False, f"{where}: {type(exc).__name__}: {exc}"
+    return "smtp", True, f"{where}: connected" + (" and logged in" if cfg.username else "")
+
+
+def check_oauth2(config: Config) -> CheckResult | None:
+    """Get a token on its own first, so a broken token source is named as such, not as a refused login."""
+    if config.oauth2 is None:
+        return None
+    users = [name for name, server in (("imap", config.imap), ("smtp", config.smtp))
+             if server is not None and server.auth == "xoauth2"]
+    if not users:
+        return "oauth2", True, 'configured, but neither [imap] nor [smtp] has auth = "xoauth2"'
+    source = oauth2.token_source(config.oauth2)
+    try:
+        source.token()
+    except oauth2.TokenError as exc:
+        return "oauth2", False, f"cannot get an access token: {exc}"
+    remaining = source.remaining()
+    life = f", valid for {round(remaining)} s" if remaining is not None else ""
+    return "oauth2", True, f"got an access token from {source.describe}{life}; used by {' and '.join(users)}"
+
+
+def check_authentication(config: Config) -> CheckResult | None:
+    """Agent mail authenticated by Authentication-Results is only as safe as the MTA that writes them: say what
+    is trusted and what the MTA must do, and warn when the mode cannot work at all (no authserv-id set).
+    A warning, not a failure: signed reply addresses still authenticate agents meanwhile."""
+    if config.security.agent_auth != "authentication-results":
+        return None
+    rule = ("only the topmost Authentication-Results header with that authserv-id counts (DKIM pass with "
+            "header.d, or DMARC pass with header.from, equal to the agent's domain); the MTA that writes it must "
+            "remove such headers arriving from outside, or a sender can forge one")
+    trusted = config.security.trusted_authserv_id
+    if not trusted:
+        return ("authentication", True, 'warning: agent_auth = "authentication-results" but '
+                "security.trusted_authserv_id is not set, so no Authentication-Results header is trusted and "
+                "agents are authenticated by signed reply addresses only. Set it to the authserv-id your "
+                f"receiving MTA writes; {rule}")
+    return "authentication", True, f"agent mail trusted from authserv-id {trusted!r}: {rule}"
+
+
+def _credential(cfg: ServerConfig) -> str:
+    if cfg.auth == "xoauth2":
+        return "the OAuth2 token's account and scopes ([oauth2])"
+    return "the password"
+
+
+def _text(exc: Exception) -> str:
+    return " ".join(str(a.decode() if isinstance(a, bytes) else a) for a in exc.args) or type(exc).__name__
+
+
+def run_checks(config: Config) -> list[CheckResult]:
+    results: list[CheckResult] = [("config", True, f"{config.source} is valid"), check_database(config)]
+    authentication = check_authentication(config)
+    results += [authentication] if authentication else []
+    token = check_oauth2(config)
+    return [*results, *([token] if token else []), check_imap(config), check_smtp(config)]
+
+
+def loose_permissions(config: Config) -> list[str]:
+    """Private files that others on the machine can read: the database holds every customer's raw mail, and the
+    secret signs the addresses that authenticate agents' commands. ticketd creates them 0600 (umask 077), but an
+    install made before, a copy or a restore from backup may have left them 0644."""
+    files: list[tuple[str, Path]] = []
+    if config.security.secret_file is not None:
+        files.append(("secret file ([security] secret_file)", config.security.secret_file))
+    url = config.database.url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        database = Path(url.removeprefix("sqlite:///"))
+        files += [("database", database), ("database journal", Path(f"{database}-wal"))]
+    for key, server in (("database", config.database), ("imap", config.imap), ("smtp", config.smtp)):
+        password_file = getattr(server, "password_file", None) if server is not None else None
+        if password_file is not None:
+            files.append((f"password file ([{key}] password_file)", password_file))
+    warnings = []
+    for label, path in files:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            who = "everyone on this machine" if mode & 0o007 else "its group"
+            warnings.append(f"{label} {path} is readable by {who} (mode {mode:o}): chmod 600 {path}")
+    return warnings
+

@@ -1,0 +1,206 @@
+"""`ticketd demo`: the whole flow on this machine, with nothing to set up.
+
+A local SMTP sink stands in for the mail server; sample customer mails enter through the same path as
+``ticketd deliver`` (an MTA pipe); every acknowledgment is printed and kept as an .eml file.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from email.message import EmailMessage
+from email.utils import parseaddr
+from importlib import resources
+from pathlib import Path
+from urllib.parse import unquote
+
+import typer
+from sqlmodel import Session, select
+
+from ticketd.daemon import pipeline
+from ticketd.daemon.cli.views import ticket_dict
+from ticketd.daemon.config import load_config
+from ticketd.daemon.outgoing import outbox
+from ticketd.daemon.outgoing.smtp_sink import ReceivedMail, SmtpSink
+from ticketd.daemon.service import logs
+from ticketd.storage import db
+from ticketd.storage.directory import add_company, upsert_agent, upsert_customer
+from ticketd.storage.inbound import store_inbound
+from ticketd.storage.models import Ticket
+
+CONFIG = """\
+[helpdesk]
+name = "Acme Support"
+address = "support@acme.example"
+tag = "ACME"
+language = "en"
+timezone = "Europe/Istanbul"
+
+[database]
+url = "sqlite:///ticketd.db"
+
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+
+[security]
+secret_file = "secret"
+
+[logging]
+level = "warning"
+
+[categories]
+tree = ["hardware/modem", "hardware/cable", "billing/invoice"]
+
+[[groups]]
+name = "network"
+policy = "round-robin"
+
+[[rules]]
+name = "modem"
+match = {{ body = "(?i)modem" }}
+set = {{ category = "hardware/modem", priority = "high", group = "network" }}
+
+[[rules]]
+name = "invoices"
+match = {{ subject = "(?i)invoice|fatura" }}
+set = {{ category = "billing/invoice" }}
+"""
+
+
+def _body(mail: ReceivedMail) -> str:
+    body = mail.message.get_body(("plain",))
+    return body.get_content() if body is not None else ""
+
+
+def _files(mail: ReceivedMail) -> str:
+    """The files a received mail carries, as its reader's client shows them: name, and inline or attached."""
+    found = [f"{part.get_filename()} ({part.get_content_disposition() or 'attachment'})"
+             for part in mail.message.walk() if part.get_filename()]
+    return ", ".join(found)
+
+
+def _show(mail: ReceivedMail) -> None:
+    msg = mail.message
+    typer.echo(f"  From:       {msg['From']}")
+    typer.echo(f"  To:         {msg['To']}")
+    typer.echo(f"  Subject:    {msg['Subject']}")
+    typer.echo(f"  In-Reply-To: {msg['In-Reply-To']}   Reply-To: {parseaddr(str(msg['Reply-To']))[1]}")
+    if _files(mail):
+        typer.echo(f"  Files:      {_files(mail)}")
+    typer.echo("  | " + "\n  | ".join(_body(mail).rstrip().splitlines()))
+    typer.echo("")
+
+
+def click(mail: ReceivedMail, sender: str, answer: str) -> bytes:
+    """The mail a mail client writes for one of the resolved mail's mailto: links."""
+    link = next(line.split("mailto:", 1)[1].strip() for line in _body(mail).splitlines()
+                if "mailto:" in line and unquote(line).rstrip().endswith(f"[{answer}]"))
+    address, _, query = link.partition("?subject=")
+    return (f"From: {sender}\r\nTo: {address}\r\nSubject: {unquote(query)}\r\n"
+            f"Message-ID: <{secrets.token_hex(6)}@demo>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n\r\n").encode()
+
+
+def run_demo(directory: Path | None) -> int:
+    work = directory or Path(tempfile.mkdtemp(prefix="ticketd-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    sent_dir = work / "sent"
+    with SmtpSink(store_dir=sent_dir) as sink:
+        (work / "secret").write_text(secrets.token_urlsafe(32))
+        (work / "ticketd.toml").write_text(CONFIG.format(port=sink.port))
+        config = load_config(work / "ticketd.toml")
+        logs.configure("error", "console")
+        engine = db.make_engine(config.database.connect_url)
+        db.upgrade(engine)
+        with db.session_scope(engine) as session:
+            company = add_company(session, "Müşteri A.Ş.", ["musteri.com.tr"])
+            upsert_customer(session, "cigdem.yilmaz@musteri.com.tr", "Çiğdem Yılmaz", company, language="tr")
+            upsert_agent(session, "ali@acme.example", "Ali Veli", "agent", ["network"])
+
+        typer.echo(f"ticketd demo in {work}\n")
+        samples = sorted(resources.files("ticketd.daemon.cli").joinpath("demo_mail").iterdir(), key=lambda p: p.name)
+        for sample in samples:
+            raw = sample.read_bytes()
+            with db.session_scope(engine) as session:
+                row_id = store_inbound(session, raw, "demo").id
+            outcome = pipeline.process_pending(engine, config, [row_id])[0]
+            typer.echo(f"<- {sample.name}: {outcome.status}"
+                       + (f", ticket #{outcome.ticket_number}" if outcome.ticket_number else "")
+                       + (f" ({outcome.reason})" if outcome.reason else ""))
+        before = len(sink.received)
+        outbox.send_due(engine, config)
+        typer.echo(f"\n-> {len(sink.received) - before} mails delivered to the local SMTP server; "
+                   "the acknowledgments:\n")
+        for mail in sink.received[before:]:
+            if mail.message["Auto-Submitted"] and "ali@" not in mail.envelope_to[0]:
+                _show(mail)
+
+        def deliver(raw: bytes, label: str) -> None:
+            with db.session_scope(engine) as session:
+                row_id = store_inbound(session, raw, "demo").id
+            outcome = pipeline.process_pending(engine, config, [row_id])[0]
+            mark = len(sink.received)
+            outbox.send_due(engine, config)
+            typer.echo(f"<- {label}: {outcome.status}"
+                       + (f", ticket #{outcome.ticket_number}" if outcome.ticket_number else "")
+                       + (f" ({outcome.reason})" if outcome.reason else ""))
+            for mail in sink.received[mark:]:
+                files = f"   [files: {_files(mail)}]" if _files(mail) else ""
+                typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}{files}")
+            typer.echo("")
+
+        def answer(to: ReceivedMail, sender: str, subject_suffix: str, text: str,
+                   attach: tuple[str, bytes] | None = None) -> bytes:
+            msg = to.message
+            quoted = "\n".join("> " + line for line in _body(to).splitlines())
+            reply = EmailMessage()
+            reply["From"], reply["To"] = sender, parseaddr(str(msg["Reply-To"]))[1]
+            reply["Subject"] = f"Re: {msg['Subject']} {subject_suffix}".rstrip()
+            reply["Message-ID"], reply["In-Reply-To"] = f"<{secrets.token_hex(6)}@demo>", msg["Message-ID"]
+            reply.set_content(f"{text}\n\nOn Mon, 23 Nov 2026 at 10:05, Acme Support wrote:\n{quoted}\n")
+            if attach is not None:
+                reply.add_attachment(attach[1], "application", "pdf", filename=attach[0])
+            return reply.as_bytes()
+
+        def last_to(address: str, tag: str = "[ACME #1]") -> ReceivedMail:
+            return next(m for m in reversed(sink.received)
+                        if address in m.envelope_to and tag in str(m.message["Subject"]))
+
+        typer.echo("== the rules made ticket #1 a high-priority modem request; round-robin gave it to Ali, "
+                   "whose notification carries the customer's screenshot ==\n")
+        notification = last_to("ali@acme.example")
+        typer.echo(f"   Ali's notification: {notification.message['Subject']}   [files: {_files(notification)}]\n")
+        typer.echo("== Ali answers from his mail client, the setup guide attached ==\n")
+        ali = "Ali Veli <ali@acme.example>"
+        guide = b"%PDF-1.4\n% Modem kurulum kilavuzu\n%%EOF\n"
+        deliver(answer(notification, ali, "", "Merhaba Çiğdem Hanım,\nModemi 30 saniye kapatıp açar mısınız? "
+                       "Kılavuz ekte.\n\nAli", attach=("kılavuz.pdf", guide)), "Ali's reply")
+        relay = next(m for m in reversed(sink.received) if " via " in str(m.message["From"]))
+        typer.echo("   what the customer got (the quoted notification stripped):")
+        _show(relay)
+        deliver(answer(relay, "cigdem.yilmaz@musteri.com.tr", "", "Denedim, şimdi çalışıyor. Teşekkürler!"),
+                "the customer's answer")
+        deliver(answer(last_to("ali@acme.example"), ali, "[status=resolved]",
+                       "Root-Cause: modem firmware hung\nResolution: power cycle"), "Ali resolves it")
+        resolved = last_to("cigdem.yilmaz@musteri.com.tr")
+        typer.echo("   the resolved mail asks the customer (one-click answers):")
+        _show(resolved)
+        deliver(answer(resolved, "cigdem.yilmaz@musteri.com.tr", "", "Çok teşekkürler, artık çalışıyor!"),
+                "the customer says thank you (read as thanks: the ticket stays resolved, Ali sees it)")
+        deliver(click(resolved, "cigdem.yilmaz@musteri.com.tr", "satisfied"), "the customer clicks 'satisfied'")
+        deliver(answer(last_to("ali@acme.example", "[ACME #2]"), ali, "[priority=urgent]", "Raising this.")
+                .replace(b"[ACME #2]", b"[ACME #3]"), "Ali's command on #2's reply address, with #3's tag")
+        deliver(answer(last_to("ali@acme.example"), "Ali Veli <ali@acme.example>", "[priority=hgh]", "x")
+                .replace(b"To: support+", b"To: nobody+"), "a forged command (not the signed address)")
+
+        with Session(engine) as session:
+            tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(Ticket.number))]
+        typer.echo("tickets:")
+        for t in tickets:
+            typer.echo(f"  #{t['number']}  {t['state']:<8} {t['priority']:<6} {t['assignee'] or '-':<17} "
+                       f"{t['requester']:<30} {t['subject']}")
+        typer.echo(f"\nsent mail is in {sent_dir}; look around with:\n"
+                   f"  ticketd --config {work / 'ticketd.toml'} tickets show 1")
+    return 0

@@ -1,0 +1,215 @@
+"""The ``ticketd`` command (DESIGN.md §7): set-up, the daemon, intake from a pipe, checks and the demo.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (the message names the key), 75 temporary failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+
+from ticketd.daemon.cli import admin, attachments, lookup, privacy, report, status  # noqa: F401  (their commands join the app)
+from ticketd.daemon.cli.common import (
+    EXIT_CONFIG,
+    EXIT_RUNTIME,
+    EXIT_TEMPFAIL,
+    STATE,
+    app,
+    database_problem,
+    fail,
+    get_config,
+    get_engine,
+    sync_config_agents,
+)
+from ticketd.daemon.config import load_config
+from ticketd.daemon.service import systemd
+from ticketd.storage import db
+from ticketd.storage.directory import DirectoryError
+from ticketd.storage.inbound import OVERSIZE_PREFIX, truncated_message
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+admin.register(app)
+
+
+# --- set-up -------------------------------------------------------------------------------------------------
+
+EXAMPLE_CONFIG = """\
+# ticketd configuration. Every key is documented in deploy/ticketd.toml.example.
+[helpdesk]
+name = "{name}"
+address = "{address}"
+tag = "{tag}"
+language = "en"
+timezone = "UTC"
+
+[database]
+url = "sqlite:///ticketd.db"          # relative to this file
+
+[security]
+agent_auth = "signed-reply"
+secret_file = "secret"                # made by `ticketd init`; keep it private
+
+# [imap]
+# host = "imap.example.com"
+# port = 993
+# tls = "implicit"                    # implicit | starttls | none
+# username = "support@example.com"
+# password_file = "imap-password"     # or TICKETD_IMAP_PASSWORD in the environment
+# folder = "INBOX"
+# processed_folder = "Processed"
+# idle = true
+# poll_seconds = 60
+
+# [smtp]
+# host = "smtp.example.com"
+# port = 587
+# tls = "starttls"
+# username = "support@example.com"
+# password_file = "smtp-password"     # or TICKETD_SMTP_PASSWORD
+"""
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for ticketd.toml, secret and the database.")] = Path("."),
+    address: Annotated[str, typer.Option(help="The support address customers write to.")] = "support@example.com",
+    name: Annotated[str, typer.Option(help="The helpdesk's name in mails.")] = "Support",
+    tag: Annotated[str, typer.Option(help="Ticket tag in subjects: [TAG #123].")] = "TICKET",
+) -> None:
+    """Write an example config and a secret, and create the database."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "ticketd.toml"
+    if config_path.exists():
+        fail(f"{config_path} exists already; not overwriting it", EXIT_CONFIG)
+    secret_path = directory / "secret"
+    if not secret_path.exists():
+        secret_path.touch(mode=0o600)
+        secret_path.write_text(secrets.token_urlsafe(32) + "\n")
+    config_path.write_text(EXAMPLE_CONFIG.format(name=name, address=address, tag=tag))
+    STATE.config_path = config_path
+    config = get_config()
+    db.upgrade(get_engine(config, require_schema=False))
+    typer.echo(f"wrote {config_path} and {secret_path}; database {config.database.url} is ready")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date (safe to run on every deploy)."""
+    config = get_config()
+    try:
+        db.upgrade(get_engine(config, require_schema=False))
+    except sa.exc.OperationalError as exc:
+        fail(f"database {db.display_url(config.database.url)}: {exc.orig}", EXIT_TEMPFAIL)
+    typer.echo("database schema is up to date")
+
+
+# --- the daemon ---------------------------------------------------------------------------------------------
+
+@app.command()
+def run(once: Annotated[bool, typer.Option("--once", help="Handle everything waiting, then exit.")] = False) -> None:
+    """Run the daemon (or one pass with --once)."""
+    from ticketd.daemon import runner
+    from ticketd.daemon.service.coordination import AlreadyRunning, Coordinator
+
+    config = get_config()
+    engine = get_engine(config)
+    try:
+        coordinator = Coordinator(engine).start()
+    except AlreadyRunning as exc:
+        fail(str(exc), EXIT_CONFIG)
+    try:
+        if once:
+            summary = runner.run_once(engine, config, coordinator)
+            typer.echo(f"stored {summary.stored}, processed {summary.processed}, sent {summary.sent}")
+            if summary.errors:
+                fail("; ".join(summary.errors), EXIT_RUNTIME)
+            return
+        stop = runner.StopFlag()
+        stop.install()
+        path = config.source
+        runner.run_forever(engine, config, stop, reload_config=(lambda: load_config(path)) if path else None,
+                           coordinator=coordinator)
+    finally:
+        coordinator.stop()
+
+
+@app.command()
+def deliver(
+    mailbox: Annotated[str, typer.Option(help="Name recorded as the message's mailbox.")] = "deliver",
+    process: Annotated[bool, typer.Option(help="Also process it now (else the daemon will).")] = True,
+) -> None:
+    """Store one message from standard input (an MTA pipe). Exit 75 tells the MTA to try again later."""
+    from ticketd.daemon import pipeline
+    from ticketd.storage.inbound import store_inbound
+
+    raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        fail("no message on standard input", EXIT_CONFIG)
+    config = get_config()
+    # For an MTA every failure to store is temporary (exit 75: it keeps the mail and retries), never a bounce.
+    try:
+        engine = db.make_engine(config.database.connect_url)
+        if not db.schema_is_current(engine):
+            fail("database schema is not current: run `ticketd db upgrade`", EXIT_TEMPFAIL)
+        sync_config_agents(engine, config)  # agent mail piped in is an agent's, as in the daemon
+        if len(raw) > config.limits.max_message_bytes:
+            head, _, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
+            raw = truncated_message(head, body[:OVERSIZE_PREFIX], len(raw))
+        with db.session_scope(engine) as session:
+            inbound_id = store_inbound(session, raw, mailbox).id
+    except sa.exc.DBAPIError as exc:  # even a file that is not a database: the MTA keeps the mail until it is fixed
+        fail(f"cannot store the message: {database_problem(config, exc)}", EXIT_TEMPFAIL)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        fail(f"cannot store the message: {exc}", EXIT_TEMPFAIL)
+    if process:  # the message is safe now; a processing error quarantines it, it does not fail delivery
+        pipeline.process_pending(engine, config, [inbound_id])
+        from ticketd.daemon.outgoing.outbox import send_due
+
+        send_due(engine, config)
+
+
+@app.command()
+def check() -> None:
+    """Validate the config, then log in to the database, IMAP and SMTP and say what works."""
+    from ticketd.daemon.cli.checks import NOT_A_DATABASE, loose_permissions, run_checks
+
+    config = get_config()
+    results = run_checks(config)
+    for name, ok, detail in results:
+        typer.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    for warning in loose_permissions(config):  # a warning, not a failure: the service still works
+        typer.echo(f"WARN permissions: {warning}")
+    if any(name == "database" and detail.startswith(NOT_A_DATABASE) for name, _, detail in results):
+        raise typer.Exit(EXIT_CONFIG)
+    if not all(ok for _, ok, _ in results):
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path | None, typer.Argument(help="Working folder (default: a new temporary one).")] = None,
+) -> None:
+    """The whole flow on local defaults: sample mails become tickets, acknowledgments go to a local SMTP sink."""
+    from ticketd.daemon.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(directory))
+
+
+def main() -> None:
+    # Everything ticketd writes is private: the database (all raw customer mail), the secret, exports, reports and
+    # attachments saved from the CLI are 0600, folders 0700. deploy/ticketd.service sets the same for the daemon.
+    os.umask(0o077)
+    systemd.return_big_buffers()
+    try:
+        app()
+    except DirectoryError as exc:  # bad operator input (an address, a CSV line): a usage error
+        typer.echo(f"ticketd: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+

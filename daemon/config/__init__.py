@@ -1,0 +1,445 @@
+"""The TOML configuration, validated once at start.
+
+Every section is a pydantic model with ``extra="forbid"`` so a typo is an error, not a silently ignored key.
+Errors are turned into one line per problem, ``section.key: reason``, because an operator reading a failed
+``systemctl start`` needs the key, not a traceback.
+
+The sections live in this package's modules (``sla``, ``process``, ``mailboxes``, ``oauth2``, ``reports``,
+``fields``). May import only the lower packages (parsers, storage, rules, mailtemplates); every room imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+
+from ticketd.daemon.config.fields import (
+    ConfigError,
+    Email,
+    Port,
+    PositiveInt,
+    Section,
+    existing_file,
+    read_secret,
+)
+from ticketd.daemon.config.mailboxes import Mailbox, MailboxConfig, mailbox_problems
+from ticketd.daemon.config.oauth2 import OAuth2Config
+from ticketd.daemon.config.process import (
+    CategoriesConfig,
+    ClosingConfig,
+    GroupConfig,
+    RuleConfig,
+    WebFormConfig,
+    process_problems,
+)
+from ticketd.daemon.config.reports import ReportList, cron_schedule
+from ticketd.daemon.config.sla import SlaConfig
+from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
+from ticketd.parsers.language import LanguageGuesser
+from ticketd.parsers.message import is_one_of
+from ticketd.rules.sla import BusinessCalendar
+
+__all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig", "SmtpConfig", "load_config"]
+
+DEFAULT_PATHS = (Path("ticketd.toml"), Path("/etc/ticketd/ticketd.toml"))
+LANGUAGES = ("en", "tr")
+
+
+class HelpdeskConfig(Section):
+    name: str = "Support"
+    address: Email
+    tag: str = "TICKET"
+    language: Literal["en", "tr"] = "en"
+    timezone: str = "UTC"
+    admin: Email | None = None  # told about quarantined mail, dead outgoing mail and mail storms
+    templates_dir: Path | None = None  # operator's templates (en/received.txt.j2 …) used before the packaged ones
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError("must be letters, digits, '-' or '_' (it goes into subjects as [TAG #123])")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Istanbul)") from None
+        return value
+
+
+class DatabaseConfig(Section):
+    url: str = "sqlite:///ticketd.db"
+    password_file: Path | None = None  # PostgreSQL's password, kept out of the URL (or TICKETD_DATABASE_PASSWORD)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if value.startswith("postgresql") and make_url(value).password:
+            raise ValueError("carries a password: put it in password_file or TICKETD_DATABASE_PASSWORD instead, "
+                             "so it never shows in logs or `ps`")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        return existing_file(value)
+
+    @property
+    def connect_url(self) -> str:
+        """The URL with the password from its file or the environment: only ever handed to the engine."""
+        secret = read_secret("database", None, self.password_file, "TICKETD_DATABASE_PASSWORD")
+        if secret is None or not self.url.startswith("postgresql"):
+            return self.url
+        return make_url(self.url).set(password=secret.get_secret_value()).render_as_string(hide_password=False)
+
+
+TlsMode = Literal["implicit", "starttls", "none"]
+
+
+class ServerConfig(Section):
+    host: str
+    tls: TlsMode = "implicit"
+    auth: Literal["password", "xoauth2"] = "password"  # xoauth2: an OAuth2 access token from [oauth2]
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    cafile: Path | None = None
+    timeout_seconds: PositiveInt = 30
+    # Set by Config from the shared [oauth2] section when auth = "xoauth2"; not a key of [imap] or [smtp].
+    _oauth2: OAuth2Config | None = PrivateAttr(default=None)
+
+    @field_validator("cafile", "password_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        return existing_file(value)
+
+    @property
+    def oauth2(self) -> OAuth2Config | None:
+        return self._oauth2
+
+
+class ImapConfig(ServerConfig):
+    port: Port = 993
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    idle: bool = True
+    poll_seconds: PositiveInt = 60
+
+    @model_validator(mode="after")
+    def _secret(self) -> ImapConfig:
+        pw = read_secret("imap", self.password, self.password_file, "TICKETD_IMAP_PASSWORD")
+        object.__setattr__(self, "password", pw)
+        return self
+
+
+class SmtpConfig(ServerConfig):
+    port: Port = 587
+    tls: TlsMode = "starttls"
+
+    @model_validator(mode="after")
+    def _secret(self) -> SmtpConfig:
+        pw = read_secret("smtp", self.password, self.password_file, "TICKETD_SMTP_PASSWORD")
+        object.__setattr__(self, "password", pw)
+        return self
+
+
+class SecurityConfig(Section):
+    agent_auth: Literal["signed-reply", "authentication-results", "from-header"] = "signed-reply"
+    secret_file: Path | None = None
+    trusted_authserv_id: str | None = None
+    # How long a signed reply address authenticates its holder; an older one is refused and a fresh one sent.
+    signed_address_days: int = Field(default=90, ge=1, le=3650)
+    secret: SecretStr | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> SecurityConfig:
+        secret = read_secret("security", None, self.secret_file, "TICKETD_SECRET")
+        if secret is None or len(secret.get_secret_value()) < 16:
+            raise ValueError(
+                "secret_file: required (a file with at least 16 random characters; `ticketd init` makes one), "
+                "or set TICKETD_SECRET"
+            )
+        object.__setattr__(self, "secret", secret)
+        return self
+
+
+class LimitsConfig(Section):
+    max_message_bytes: PositiveInt = 25 * 1024 * 1024
+    auto_replies_per_recipient_hour: PositiveInt = 5
+    auto_replies_per_recipient_day: PositiveInt = 20
+    # The circuit breaker: automatic answers in the last hour to mail that itself answered an automatic mail of
+    # ours (robots answering each other), to customers together. Fresh requests never count: a burst is answered.
+    auto_replies_per_hour: PositiveInt = 100
+    # Mail a stranger can make us send to one agent (a security alert for a forged mail in their name, help, the
+    # list), per agent per hour; past it the admin hears once an hour instead.
+    alerts_per_recipient_hour: PositiveInt = 3
+    # Files that ride along with a notification or a relay, per mail; past it the mail lists what was left out.
+    forward_attachments_bytes: PositiveInt = 10 * 1024 * 1024
+    # People on one ticket besides the requester (rules/participants.py): every answer goes to all of them.
+    max_participants: PositiveInt = 20
+
+
+class AgentConfig(Section):
+    email: Email
+    name: str
+    role: Literal["agent", "manager"] = "agent"
+    groups: list[str] = Field(default_factory=list)
+
+
+class DigestConfig(Section):
+    """The morning list per agent: their open tickets, overdue first, and the unassigned ones of their groups."""
+
+    schedule: str | None = None  # crontab, in the helpdesk's time zone; unset: no digest
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return None if value is None else cron_schedule(value, "30 8 * * 1-5")
+
+
+class MetricsConfig(Section):
+    listen: str | None = None  # "127.0.0.1:9187" serves Prometheus metrics there; unset: no endpoint
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9187")
+        return value
+
+
+class RetentionConfig(Section):
+    """How long personal data stays (README "Privacy"): raw mail is only needed to process or retry it."""
+
+    raw_mail_days: int = Field(default=0, ge=0, le=36500, strict=True)  # 0: keep raw mail forever
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(Section):
+    helpdesk: HelpdeskConfig
+    database: DatabaseConfig = DatabaseConfig()
+    imap: ImapConfig | None = None
+    mailboxes: list[MailboxConfig] = Field(default_factory=list)
+    smtp: SmtpConfig | None = None
+    security: SecurityConfig
+    limits: LimitsConfig = LimitsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    oauth2: OAuth2Config | None = None
+    agents: list[AgentConfig] = Field(default_factory=list)
+    sla: SlaConfig = SlaConfig()
+    categories: CategoriesConfig = CategoriesConfig()
+    groups: list[GroupConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+    webforms: list[WebFormConfig] = Field(default_factory=list)
+    closing: ClosingConfig = ClosingConfig()
+    reports: ReportList = Field(default_factory=list)
+    digest: DigestConfig = DigestConfig()
+    retention: RetentionConfig = RetentionConfig()
+    source: Path | None = Field(default=None, exclude=True)
+    _calendar: BusinessCalendar | None = PrivateAttr(default=None)
+    _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_process(self) -> Config:
+        """Rules may only name categories of the tree and groups that exist: a typo would route mail nowhere."""
+        agent_groups = {group for agent in self.agents for group in agent.groups}
+        problems = process_problems(self.categories, self.groups, self.rules, agent_groups)
+        problems += mailbox_problems(self.mailboxes, self.imap is not None, self.categories,
+                                     {g.name for g in self.groups} | agent_groups)
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _link_oauth2(self) -> Config:
+        """Hand the shared [oauth2] section to each server that logs in with XOAUTH2."""
+        for name, server in (("imap", self.imap), ("smtp", self.smtp)):
+            if server is None or server.auth != "xoauth2":
+                continue
+            if self.oauth2 is None:
+                raise ValueError(f'{name}.auth: "xoauth2" needs an [oauth2] section with token_command, '
+                                 "or provider, client_id and refresh_token_file")
+            if not server.username:
+                raise ValueError(f'{name}.username: required with auth = "xoauth2" '
+                                 "(the mailbox the token was issued for)")
+            server._oauth2 = self.oauth2
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.helpdesk.timezone)
+
+    @property
+    def calendar(self) -> BusinessCalendar:
+        """The helpdesk's business hours and holidays, in its time zone (built once)."""
+        if self._calendar is None:
+            self._calendar = self.sla.calendar(self.tz)
+        return self._calendar
+
+    @property
+    def language_guesser(self) -> LanguageGuesser:
+        """Reads the language of a stranger's first mail, among those the templates speak (built once)."""
+        if self._language_guesser is None:
+            self._language_guesser = LanguageGuesser(TEMPLATE_LANGUAGES, cache_folder())
+        return self._language_guesser
+
+    def polled_mailboxes(self) -> list[Mailbox]:
+        """What the daemon polls: each ``[[mailboxes]]`` entry on the ``[imap]`` server, or ``[imap]`` alone."""
+        if self.imap is None:
+            return []
+        if not self.mailboxes:
+            return [Mailbox(self.imap.folder, self.imap, None, {})]
+        boxes = []
+        for box in self.mailboxes:
+            login = {"username": box.username, "password": box.password()} if box.username else {}
+            imap = self.imap.model_copy(update={"folder": box.folder, "processed_folder": box.processed_folder,
+                                                **login})
+            if self.imap.oauth2 is not None:
+                imap._oauth2 = self.imap.oauth2
+            boxes.append(Mailbox(box.name, imap, box.address, box.defaults.values()))
+        return boxes
+
+    def mailbox_defaults(self, name: str) -> dict[str, str]:
+        return next((box.defaults.values() for box in self.mailboxes if box.name == name), {})
+
+    def our_addresses(self) -> frozenset[str]:
+        """Addresses mail comes in at: never answered (a loop), never a customer."""
+        return frozenset({self.helpdesk.address, *(box.address for box in self.mailboxes if box.address)})
+
+    def is_our_address(self, address: str) -> bool:
+        """The support address, a mailbox's address, or any +tagged form of them (our signed reply addresses,
+        valid, expired or forged): mail to these is ours, and none of them is ever a customer, a participant or
+        someone to answer. ``rules.screen.from_ourselves`` judges with the same ``is_one_of``."""
+        return is_one_of(address, self.our_addresses())
+
+    def group_policy(self, group: str) -> str:
+        return next((g.policy for g in self.groups if g.name == group), "manual")
+
+
+_MESSAGES = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = _MESSAGES.get(error["type"], error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if error["type"] == "literal_error":
+        message = message.replace("Input should be", "must be")
+    # A model-level validator reports "key: reason" itself; lift that key into the location.
+    if ": " in message and error["type"] == "value_error" and not loc.endswith(message.split(": ")[0]):
+        head, rest = message.split(": ", 1)
+        if head.isidentifier():
+            loc, message = f"{loc}.{head}" if loc else head, rest
+    return f"{loc}: {message}" if loc else message
+
+
+def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document, relative paths resolved against the file's folder."""
+    if source is not None:
+        data = _resolve_paths(data, source.parent)
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from None
+
+
+_PATH_KEYS = {("imap", "password_file"), ("smtp", "password_file"), ("security", "secret_file"),
+              ("imap", "cafile"), ("smtp", "cafile"), ("database", "password_file"),
+              ("oauth2", "client_secret_file"), ("oauth2", "refresh_token_file"), ("helpdesk", "templates_dir")}
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for section, key in _PATH_KEYS:
+        value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            out[section][key] = str(base / value)
+    if isinstance(out.get("mailboxes"), list):
+        out["mailboxes"] = [dict(box) if isinstance(box, dict) else box for box in out["mailboxes"]]
+    for box in out.get("mailboxes") or []:
+        file = box.get("password_file") if isinstance(box, dict) else None
+        if isinstance(file, str) and not Path(file).is_absolute():
+            box["password_file"] = str(base / file)
+    db = out.get("database")
+    if isinstance(db, dict) and isinstance(db.get("url"), str) and db["url"].startswith("sqlite:///"):
+        path = db["url"].removeprefix("sqlite:///")
+        if path and not path.startswith("/") and path != ":memory:":
+            out["database"]["url"] = f"sqlite:///{base / path}"
+    return out
+
+
+def cache_folder() -> Path | None:
+    """Where derived files (the language model's mapped arrays) live: systemd's ``CacheDirectory=`` when the unit
+    sets one, else the XDG cache of the user running ticketd; None for a user without a home (the model is then
+    loaded into memory). Losing it costs a second at the next stranger's mail."""
+    if os.environ.get("CACHE_DIRECTORY"):
+        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "ticketd"
+    try:
+        return Path.home() / ".cache" / "ticketd"
+    except RuntimeError:  # no HOME and no password entry
+        return None
+
+
+def find_config_path(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    if os.environ.get("TICKETD_CONFIG"):
+        return Path(os.environ["TICKETD_CONFIG"])
+    for candidate in DEFAULT_PATHS:
+        if candidate.is_file():
+            return candidate
+    return DEFAULT_PATHS[0]
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found (run `ticketd init` to create one)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_config(data, path.resolve())

@@ -1,0 +1,213 @@
+"""IMAP intake: store every new message's raw bytes, commit, and only then move it out of the inbox.
+
+The inbox itself is the work queue: whatever is still in it has not been moved yet. A message already stored
+under the same (folder, UIDVALIDITY, UID) — because we crashed between commit and move — is just moved again,
+never stored twice. A UIDVALIDITY change makes every UID new; the pipeline's Message-ID check then drops the
+copies of mail it has already handled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select as io_select
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import structlog
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from ticketd.daemon.config import ImapConfig
+from ticketd.daemon.service import oauth2
+from ticketd.storage.db import session_scope
+from ticketd.storage.inbound import OVERSIZE_PREFIX, store_inbound, truncated_message
+from ticketd.storage.models import Inbound, MailboxState, utcnow
+
+log = structlog.get_logger("ticketd.poller")
+
+FETCH_BATCH = 50
+@dataclass
+class PollResult:
+    stored: int = 0
+    moved: int = 0
+    already_stored: int = 0
+    remaining: int = 0  # left in the inbox because of ``limit``
+
+
+def connect(cfg: ImapConfig) -> IMAPClient:
+    """Log in with the configured TLS mode; raises imapclient's errors or OSError with the server's words."""
+    context = ssl.create_default_context(cafile=str(cfg.cafile) if cfg.cafile else None)
+    client = IMAPClient(cfg.host, port=cfg.port, ssl=cfg.tls == "implicit",
+                        ssl_context=context if cfg.tls == "implicit" else None, timeout=cfg.timeout_seconds)
+    try:
+        if cfg.tls == "starttls":
+            client.starttls(context)
+        if cfg.auth == "xoauth2":  # Microsoft 365, Gmail: a bearer token instead of a password
+            oauth2.imap_login(client, cfg)
+        else:
+            client.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
+    except BaseException:
+        close(client)
+        raise
+    return client
+
+
+def close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except (IMAPClientError, OSError):
+        with contextlib.suppress(IMAPClientError, OSError):
+            client.shutdown()
+
+
+def ensure_folder(client: IMAPClient, folder: str) -> None:
+    if not client.folder_exists(folder):
+        client.create_folder(folder)
+        log.info("imap.folder_created", folder=folder)
+
+
+def move_out(client: IMAPClient, uids: list[int], target: str) -> None:
+    """MOVE where the server has it (RFC 6851), else COPY, flag deleted and expunge just those UIDs."""
+    if not uids:
+        return
+    if client.has_capability("MOVE"):
+        client.move(uids, target)
+        return
+    client.copy(uids, target)
+    client.delete_messages(uids)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge(uids)
+    else:
+        client.expunge()
+
+
+def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
+              max_bytes: int = 25 * 1024 * 1024, limit: int | None = None, mailbox: str | None = None) -> PollResult:
+    """Store and move the inbox's messages (the oldest ``limit`` of them, or all); returns what was done.
+
+    A caller with a backlog passes ``limit`` so it can process and answer the first mails while the rest
+    wait in the inbox, which stays the work queue. A message over ``max_bytes`` (by the server's
+    RFC822.SIZE) is stored as its headers and the first ``OVERSIZE_PREFIX`` bytes of its body, marked with
+    ``X-Ticketd-Truncated``; the whole message stays on the server in the processed folder. ``mailbox`` is the
+    name rows are recorded under (``[[mailboxes]]``); the folder's name without it.
+    """
+    name = mailbox or cfg.folder
+    result = PollResult()
+    ensure_folder(client, cfg.processed_folder)
+    info = client.select_folder(cfg.folder)
+    uidvalidity = int(info[b"UIDVALIDITY"])
+    everything = sorted(client.search("ALL"))
+    uids = everything[:limit] if limit else everything
+    result.remaining = len(everything) - len(uids)
+    with Session(engine) as session:
+        known = set(session.exec(select(Inbound.uid).where(
+            Inbound.mailbox == name, Inbound.uidvalidity == uidvalidity, Inbound.uid.in_(uids))))
+    fresh = [u for u in uids if u not in known]
+    result.already_stored = len(uids) - len(fresh)
+    sizes = {uid: int(d.get(b"RFC822.SIZE", 0)) for uid, d in client.fetch(fresh, ["RFC822.SIZE"]).items()} \
+        if fresh else {}
+    oversized = [u for u in fresh if sizes.get(u, 0) > max_bytes]
+    normal = [u for u in fresh if u not in oversized]
+    for start in range(0, len(normal), FETCH_BATCH):
+        batch = normal[start:start + FETCH_BATCH]
+        fetched = client.fetch(batch, ["BODY.PEEK[]"])
+        found = [(uid, bytes(fetched[uid][b"BODY[]"])) for uid in batch
+                 if b"BODY[]" in fetched.get(uid, {})]  # a missing one was expunged by someone else meanwhile
+        result.stored += _store_batch(engine, name, uidvalidity, found)
+    for uid in oversized:  # never pulled whole into memory: the headers and the start of the body
+        data = client.fetch([uid], ["BODY.PEEK[HEADER]", f"BODY.PEEK[TEXT]<0.{OVERSIZE_PREFIX}>"]).get(uid)
+        if data is None:
+            continue
+        head = bytes(data.get(b"BODY[HEADER]", b""))
+        text = bytes(next((v for k, v in data.items() if k.startswith(b"BODY[TEXT]")), b"") or b"")
+        if _store(engine, name, uidvalidity, uid, truncated_message(head, text, sizes[uid])):
+            result.stored += 1
+    _remember(engine, name, uidvalidity, max(uids, default=0))
+    move_out(client, uids, cfg.processed_folder)  # only after every stored row is committed
+    result.moved = len(uids)
+    if uids:
+        log.info("imap.polled", mailbox=name, folder=cfg.folder, stored=result.stored, moved=result.moved,
+                 already_stored=result.already_stored)
+    return result
+
+
+def _store_batch(engine: sa.Engine, folder: str, uidvalidity: int, found: list[tuple[int, bytes]]) -> int:
+    """One commit for a fetched batch; if a concurrent poll stored some already, one commit per message."""
+    try:
+        with session_scope(engine) as session:
+            rows = [store_inbound(session, raw, folder, uidvalidity, uid) for uid, raw in found]
+    except IntegrityError:
+        return sum(_store(engine, folder, uidvalidity, uid, raw) for uid, raw in found)
+    for (uid, _), row in zip(found, rows, strict=True):
+        log.info("inbound.stored", inbound_id=row.id, message_id=row.message_id, uid=uid, size=row.size)
+    return len(rows)
+
+
+def _store(engine: sa.Engine, folder: str, uidvalidity: int, uid: int, raw: bytes) -> bool:
+    try:
+        with session_scope(engine) as session:
+            row = store_inbound(session, raw, folder, uidvalidity, uid)
+            log.info("inbound.stored", inbound_id=row.id, message_id=row.message_id, uid=uid, size=row.size)
+        return True
+    except IntegrityError:  # stored already by a concurrent poll: the unique key is the guard
+        return False
+
+
+def _remember(engine: sa.Engine, folder: str, uidvalidity: int, last_uid: int) -> None:
+    with session_scope(engine) as session:
+        state = session.get(MailboxState, folder) or MailboxState(mailbox=folder)
+        if state.uidvalidity not in (None, uidvalidity):
+            log.warning("imap.uidvalidity_changed", folder=folder, old=state.uidvalidity, new=uidvalidity)
+            state.last_uid = 0
+        state.uidvalidity = uidvalidity
+        state.last_uid = max(state.last_uid or 0, last_uid)
+        state.last_poll_at = utcnow()
+        session.add(state)
+
+
+def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[], bool],
+                  heartbeat: Callable[[], None] | None = None) -> None:
+    """Block until new mail may be there, ``poll_seconds`` pass, or we are asked to stop.
+
+    Uses IDLE when enabled and offered (so mail is seen within a second), else sleeps. Either way the wait is
+    cut into one-second slices so SIGTERM is honoured promptly.
+    """
+    deadline = time.monotonic() + cfg.poll_seconds
+    use_idle = cfg.idle and client.has_capability("IDLE")
+    if use_idle:
+        # Mail that arrived since the last SEARCH was announced already (perhaps in the MOVE's untagged
+        # responses, which imapclient drops) and IDLE will not announce it again: look before waiting.
+        if client.search("ALL"):
+            return
+        client.idle()
+    try:
+        while not should_stop() and time.monotonic() < deadline:
+            if heartbeat is not None:
+                heartbeat()
+            if use_idle:
+                responses = client.idle_check(timeout=1)
+                if _announces_new_mail(responses) or (not responses and _readable(client)):
+                    return  # new mail, or a readable socket with nothing on it: EOF, found out by idle_done()
+            else:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    finally:
+        if use_idle:
+            client.idle_done()
+
+
+def _readable(client: IMAPClient) -> bool:
+    try:
+        return bool(io_select.select([client.socket()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _announces_new_mail(responses: list[tuple[object, ...]]) -> bool:
+    """EXISTS/RECENT with a count above zero: our inbox is emptied after each poll, so that is new mail."""
+    return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") and isinstance(r[0], int) and r[0] > 0
+               for r in responses)

@@ -1,0 +1,47 @@
+"""The attachments of outgoing mail (a report's workbook and charts): kept beside the outbox row, bytes in the
+content-addressed blob table, so a retry after a crash sends exactly what was queued."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from sqlmodel import Session, select
+
+from ticketd.daemon.outgoing import wire
+from ticketd.daemon.outgoing.wire import MailAttachment
+from ticketd.storage.db import insert_shared
+from ticketd.storage.models import Blob, OutboxAttachment
+
+
+def keep_blob(session: Session, digest: str, data: bytes) -> None:
+    """The bytes under their SHA-256, once: present already, or stored now (by an insert that another instance
+    storing the same file at the same moment cannot make fail). Flushed: attachment rows point at it."""
+    if session.get(Blob, digest) is None:
+        session.flush()
+        table = Blob.__table__  # type: ignore[attr-defined]
+        insert_shared(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256",
+                      large="data")
+
+
+def store_attachments(session: Session, outbox_id: int, parts: Iterable[MailAttachment]) -> None:
+    """Bytes stored once per content (a blob may already hold them); names and ids cleaned before they are kept."""
+    for part in parts:
+        digest = hashlib.sha256(part.data).hexdigest()
+        keep_blob(session, digest, part.data)
+        content_id = wire.safe_content_id(part.content_id) if part.content_id else None
+        session.add(OutboxAttachment(
+            outbox_id=outbox_id, filename=wire.safe_filename(part.filename), content_type="/".join(
+                wire.safe_content_type(part.content_type)), sha256=digest, content_id=content_id or None,
+            inline=bool(content_id)))
+
+
+def load_attachments(session: Session, outbox_ids: Sequence[int]) -> dict[int, tuple[MailAttachment, ...]]:
+    """The parts of these rows in the order they were queued; rows without any are left out."""
+    found: dict[int, list[MailAttachment]] = {}
+    stmt = (select(OutboxAttachment, Blob.data).join(Blob, Blob.sha256 == OutboxAttachment.sha256)
+            .where(OutboxAttachment.outbox_id.in_(outbox_ids)).order_by(OutboxAttachment.id))
+    for part, data in session.exec(stmt):
+        found.setdefault(part.outbox_id, []).append(
+            MailAttachment(part.filename, part.content_type, data, part.content_id))
+    return {outbox_id: tuple(parts) for outbox_id, parts in found.items()}

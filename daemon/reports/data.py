@@ -1,0 +1,298 @@
+"""The figures of a report, computed once from the database for one scope and period.
+
+Everything the workbook, the charts, the CSV export and the report mail show comes from one ``ReportData``:
+they cannot disagree, and the tests check the figures here against their own computation.
+
+Definitions (the workbook's "About" sheet repeats them for its readers):
+- a ticket belongs to the month it was opened in, in the helpdesk's time zone;
+- first response time: business hours from opening to the first answer to the customer; resolution time:
+  business hours from opening to (the last) resolution; both in the helpdesk's business calendar;
+- a deadline is *met* when the answer (resolution) came at or before it, *missed* when it came later or has
+  not come and the deadline has passed; tickets whose deadline is still ahead count as neither;
+- medians and 90th percentiles interpolate linearly between ranks (``statistics.quantiles(method="inclusive")``,
+  numpy's default);
+- satisfaction counts the resolved tickets' answers: satisfied, not satisfied, no answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from ticketd.daemon.config import Config
+from ticketd.rules.sla import BusinessCalendar
+from ticketd.storage.models import Agent, Company, Customer, Ticket
+
+
+@dataclass(frozen=True)
+class Scope:
+    since: date | None = None  # first day included (local date)
+    until: date | None = None  # last day included (local date)
+    company: str | None = None  # company name
+    customer: str | None = None  # customer e-mail address
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    """One ticket with every field a reader may want, times in the helpdesk's zone (naive, for Excel)."""
+
+    number: int
+    subject: str
+    state: str
+    type: str
+    category: str  # "" when none
+    priority: str
+    source: str
+    requester: str
+    requester_name: str
+    company: str  # "" when none
+    assignee: str  # e-mail, "" when none
+    group: str
+    created_at: datetime
+    first_response_due: datetime | None
+    first_response_at: datetime | None
+    resolution_due: datetime | None
+    resolution_at: datetime | None
+    closed_at: datetime | None
+    within_contract: bool | None
+    root_cause: str
+    action_plan: str
+    cost: str
+    resolution: str
+    satisfaction: str  # "satisfied" | "not-satisfied" | ""
+    first_response_hours: float | None  # business hours
+    resolution_hours: float | None
+    first_response_met: bool | None  # None: not yet due
+    resolution_met: bool | None
+
+    @property
+    def month(self) -> str:
+        return self.created_at.strftime("%Y-%m")
+
+
+@dataclass(frozen=True)
+class SlaFigures:
+    met: int = 0
+    missed: int = 0
+    median_hours: float | None = None
+    p90_hours: float | None = None
+
+    @property
+    def met_share(self) -> float | None:
+        total = self.met + self.missed
+        return self.met / total if total else None
+
+
+@dataclass(frozen=True)
+class SatisfactionFigures:
+    satisfied: int = 0
+    not_satisfied: int = 0
+    no_answer: int = 0
+
+    @property
+    def satisfied_share(self) -> float | None:
+        answered = self.satisfied + self.not_satisfied
+        return self.satisfied / answered if answered else None
+
+
+@dataclass(frozen=True)
+class PartyFigures:
+    """One company or one customer."""
+
+    name: str  # company name, or customer e-mail
+    tickets: int
+    complaints: int
+    open: int  # new, open or pending now
+    resolution: SlaFigures
+    satisfaction: SatisfactionFigures
+
+
+@dataclass(frozen=True)
+class AgentFigures:
+    email: str
+    name: str
+    assigned: int  # tickets of the period assigned to them
+    open: int  # of those, still new/open/pending
+    resolved: int  # of those, resolved or closed
+    first_response: SlaFigures  # median / p90 of their tickets' first response hours
+    resolution: SlaFigures
+
+
+@dataclass
+class ReportData:
+    scope: Scope
+    generated_at: datetime  # local
+    timezone: str
+    tickets: list[TicketRow]
+    months: list[str]  # "YYYY-MM", every month of the period in order, empty ones included
+    types: list[str]  # request, complaint, information
+    by_month_type: dict[str, dict[str, int]]  # month -> type -> count (every month and type present)
+    by_month_category: dict[str, dict[str, int]]  # month -> category ("(none)" for none) -> count
+    top_categories: list[tuple[str, int]]  # most frequent first; ties by name
+    companies: list[PartyFigures]  # most tickets first
+    customers: list[PartyFigures]  # most tickets first
+    first_response: SlaFigures  # the whole period
+    resolution: SlaFigures
+    sla_by_month: dict[str, tuple[SlaFigures, SlaFigures]]  # month -> (first response, resolution)
+    satisfaction: SatisfactionFigures
+    satisfaction_by_month: dict[str, SatisfactionFigures]
+    agents: list[AgentFigures]  # by e-mail
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def collect(session: Session, config: Config, scope: Scope, now: datetime | None = None) -> ReportData:
+    """Load the scope's tickets in one query and derive every figure from those rows.
+
+    ``now`` decides which open deadlines have passed; tests pass it so their figures do not depend on the clock.
+    """
+    from ticketd.daemon.reports import figures  # it builds these dataclasses, so it imports this module
+
+    now = now or datetime.now(UTC)
+    scope, rows = _load(session, config.tz, scope)
+    tickets = [_ticket_row(row, config, now) for row in rows]
+    months = _months(scope, tickets)
+    categories = [name for name, _ in figures.top_categories(tickets)]
+    types = figures.types_of(tickets)
+    monthly = figures.by_month(tickets, months)
+    return ReportData(
+        scope=scope, generated_at=now.astimezone(config.tz), timezone=config.helpdesk.timezone, tickets=tickets,
+        months=months, types=types,
+        by_month_type=figures.month_table(tickets, months, types, lambda r: r.type),
+        by_month_category=figures.month_table(tickets, months, categories, figures.category_of),
+        top_categories=figures.top_categories(tickets),
+        companies=figures.parties(tickets, lambda r: r.company),
+        customers=figures.parties(tickets, lambda r: r.requester),
+        first_response=figures.first_response(tickets), resolution=figures.resolution(tickets),
+        sla_by_month={m: (figures.first_response(rows), figures.resolution(rows)) for m, rows in monthly.items()},
+        satisfaction=figures.satisfaction(tickets),
+        satisfaction_by_month={m: figures.satisfaction(rows) for m, rows in monthly.items()},
+        agents=figures.agents(tickets, _agent_names(session)),
+    )
+
+
+def _company(session: Session, name: str) -> tuple[int, str]:
+    """Compared in Python: SQLite's lower() folds ASCII only, and company names are Turkish (Müşteri A.Ş.)."""
+    wanted = name.strip().casefold()
+    for company_id, company_name in session.execute(sa.select(Company.id, Company.name)):
+        if company_name.casefold() == wanted:
+            return int(company_id), company_name
+    raise ValueError(f"no company called {name!r}")
+
+
+def _customer(session: Session, email: str) -> tuple[int, str]:
+    wanted = email.strip().lower()
+    found = session.execute(sa.select(Customer.id, Customer.email)
+                            .where(sa.func.lower(Customer.email) == wanted)).first()
+    if found is None:
+        raise ValueError(f"no customer called {email!r}")
+    return int(found[0]), found[1]
+
+
+def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def _load(session: Session, tz: ZoneInfo, scope: Scope) -> tuple[Scope, list[sa.RowMapping]]:
+    """Tickets joined to their requester, company and assignee: one query however many tickets there are.
+
+    The scope comes back with the company or customer spelt as stored, so titles do not repeat a reader's typing.
+    """
+    t, cu, co, ag = (model.__table__ for model in (Ticket, Customer, Company, Agent))  # type: ignore[attr-defined]
+    stmt = (sa.select(t, cu.c.email.label("requester_email"), cu.c.name.label("requester_name"),
+                      co.c.name.label("company_name"), ag.c.email.label("assignee_email"))
+            .select_from(t.join(cu, cu.c.id == t.c.requester_id).outerjoin(co, co.c.id == t.c.company_id)
+                         .outerjoin(ag, ag.c.id == t.c.assignee_id))
+            .where(t.c.merged_into_id.is_(None)).order_by(t.c.number))
+    if scope.since is not None:
+        stmt = stmt.where(t.c.created_at >= _local_midnight(scope.since, tz))
+    if scope.until is not None:
+        stmt = stmt.where(t.c.created_at < _local_midnight(scope.until + timedelta(days=1), tz))
+    if scope.company is not None:
+        company_id, name = _company(session, scope.company)
+        stmt, scope = stmt.where(t.c.company_id == company_id), replace(scope, company=name)
+    if scope.customer is not None:
+        customer_id, email = _customer(session, scope.customer)
+        stmt, scope = stmt.where(t.c.requester_id == customer_id), replace(scope, customer=email)
+    return scope, list(session.execute(stmt).mappings())
+
+
+def _agent_names(session: Session) -> dict[str, str]:
+    return {email: name for email, name in session.execute(sa.select(Agent.email, Agent.name))}
+
+
+def _met(due: datetime | None, at: datetime | None, now: datetime) -> bool | None:
+    if due is None:
+        return None
+    if at is not None:
+        return at <= due
+    return False if now > due else None
+
+
+def _hours(calendar: BusinessCalendar, start: datetime, end: datetime | None) -> float | None:
+    return None if end is None else calendar.between(start, end).total_seconds() / 3600
+
+
+def _ticket_row(row: sa.RowMapping, config: Config, now: datetime) -> TicketRow:
+    tz, calendar = config.tz, config.calendar
+
+    def local(value: datetime | None) -> datetime | None:
+        return None if value is None else value.astimezone(tz).replace(tzinfo=None)
+
+    created = row["created_at"]
+    return TicketRow(
+        number=row["number"], subject=row["subject"], state=row["state"], type=row["type"],
+        category=row["category"] or "", priority=row["priority"], source=row["source"],
+        requester=row["requester_email"], requester_name=row["requester_name"] or "",
+        company=row["company_name"] or "", assignee=row["assignee_email"] or "", group=row["group"] or "",
+        created_at=created.astimezone(tz).replace(tzinfo=None),
+        first_response_due=local(row["first_response_due"]), first_response_at=local(row["first_response_at"]),
+        resolution_due=local(row["resolution_due"]), resolution_at=local(row["resolution_at"]),
+        closed_at=local(row["closed_at"]), within_contract=row["within_contract"],
+        root_cause=row["root_cause"] or "", action_plan=row["action_plan"] or "", cost=row["cost"] or "",
+        resolution=row["resolution"] or "", satisfaction=row["satisfaction"] or "",
+        first_response_hours=_hours(calendar, created, row["first_response_at"]),
+        resolution_hours=_hours(calendar, created, row["resolution_at"]),
+        first_response_met=_met(row["first_response_due"], row["first_response_at"], now),
+        resolution_met=_met(row["resolution_due"], row["resolution_at"], now),
+    )
+
+
+def _month_range(first: date, last: date) -> list[str]:
+    months, year, month = [], first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def _months(scope: Scope, tickets: list[TicketRow]) -> list[str]:
+    """The scope's dates where given, else the first or last ticket's month; empty when nothing fixes either end."""
+    days = [t.created_at.date() for t in tickets]
+    first = scope.since or (min(days) if days else scope.until)
+    last = scope.until or (max(days) if days else scope.since)
+    return _month_range(first, last) if first and last else []
+
+
+_LABELS = {
+    "en": {"all": "all dates", "from": "from {0}", "until": "until {0}", "date": "%Y-%m-%d"},
+    "tr": {"all": "tüm tarihler", "from": "{0} itibarıyla", "until": "{0} tarihine kadar", "date": "%d.%m.%Y"},
+}
+
+
+def scope_label(scope: Scope, language: str) -> str:
+    """One line naming the period and the company or customer, for titles, file names' readers and mail subjects."""
+    words = _LABELS.get(language, _LABELS["en"])
+    since, until = (d.strftime(words["date"]) if d else None for d in (scope.since, scope.until))
+    if since and until:
+        period = f"{since} – {until}"
+    elif since or until:
+        period = words["from"].format(since) if since else words["until"].format(until)
+    else:
+        period = words["all"]
+    party = scope.company or scope.customer
+    return f"{period}, {party}" if party else period
