@@ -174,3 +174,15 @@ def test_contract_state_and_errors_reach_the_agent() -> None:
     assert "SÖZLEŞME DIŞI" in render(env, "agent_new", "tr", _full_context()).body
     result = render(env, "command_result", "en", _full_context(with_ticket=False))
     assert "ERROR priority=hgh: unknown priority 'hgh'" in result.body
+
+
+def test_every_template_file_is_rendered_by_a_test_in_both_languages() -> None:
+    """A mail added to one language only, or added without a rendering test, fails here (DESIGN §11)."""
+    from test_process_templates import PROCESS_TEMPLATES  # this folder is on the path (pytest rootdir-less import)
+
+    folder = Path(__file__).parents[2] / "mailtemplates"
+    names = {language: {p.name.removesuffix(".txt.j2") for p in (folder / language).glob("*.txt.j2")
+                        if not p.name.startswith("_")} for language in ("en", "tr")}
+    assert names["en"] == names["tr"]
+    rendered_elsewhere = {"report"}  # the scheduled report mail: test_report_mail_parts.py, in both languages
+    assert names["en"] == set(TEMPLATES) | set(PROCESS_TEMPLATES) | rendered_elsewhere
