@@ -5,7 +5,8 @@ Errors are turned into one line per problem, ``section.key: reason``, because an
 ``systemctl start`` needs the key, not a traceback.
 
 The sections live in this package's modules (``sla``, ``process``, ``mailboxes``, ``oauth2``, ``reports``,
-``fields``). May import only the lower packages (parsers, storage, rules, mailtemplates); every room imports it.
+``servers``, ``fields``), which never import this package back: it imports them. May import only the lower
+packages (parsers, storage, rules, mailtemplates); every room imports it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from sqlalchemy.engine import make_url
 from ticketd.daemon.config.fields import (
     ConfigError,
     Email,
-    Port,
     PositiveInt,
     Section,
     existing_file,
@@ -46,6 +46,7 @@ from ticketd.daemon.config.process import (
     process_problems,
 )
 from ticketd.daemon.config.reports import ReportList, cron_schedule
+from ticketd.daemon.config.servers import ImapConfig, ServerConfig, SmtpConfig
 from ticketd.daemon.config.sla import SlaConfig
 from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
 from ticketd.parsers.language import LanguageGuesser
@@ -117,56 +118,6 @@ class DatabaseConfig(Section):
         if secret is None or not self.url.startswith("postgresql"):
             return self.url
         return make_url(self.url).set(password=secret.get_secret_value()).render_as_string(hide_password=False)
-
-
-TlsMode = Literal["implicit", "starttls", "none"]
-
-
-class ServerConfig(Section):
-    host: str
-    tls: TlsMode = "implicit"
-    auth: Literal["password", "xoauth2"] = "password"  # xoauth2: an OAuth2 access token from [oauth2]
-    username: str = ""
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    cafile: Path | None = None
-    timeout_seconds: PositiveInt = 30
-    # Set by Config from the shared [oauth2] section when auth = "xoauth2"; not a key of [imap] or [smtp].
-    _oauth2: OAuth2Config | None = PrivateAttr(default=None)
-
-    @field_validator("cafile", "password_file")
-    @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        return existing_file(value)
-
-    @property
-    def oauth2(self) -> OAuth2Config | None:
-        return self._oauth2
-
-
-class ImapConfig(ServerConfig):
-    port: Port = 993
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    idle: bool = True
-    poll_seconds: PositiveInt = 60
-
-    @model_validator(mode="after")
-    def _secret(self) -> ImapConfig:
-        pw = read_secret("imap", self.password, self.password_file, "TICKETD_IMAP_PASSWORD")
-        object.__setattr__(self, "password", pw)
-        return self
-
-
-class SmtpConfig(ServerConfig):
-    port: Port = 587
-    tls: TlsMode = "starttls"
-
-    @model_validator(mode="after")
-    def _secret(self) -> SmtpConfig:
-        pw = read_secret("smtp", self.password, self.password_file, "TICKETD_SMTP_PASSWORD")
-        object.__setattr__(self, "password", pw)
-        return self
 
 
 class SecurityConfig(Section):
