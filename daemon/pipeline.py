@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import storm
-from ticketd.daemon.outgoing.notify import alert_admin
+from ticketd.daemon.outgoing.outbox import alert_admin
 from ticketd.daemon.service import metrics
 from ticketd.daemon.stages import fast_path, loops
 from ticketd.daemon.stages.agent_mail import handle_agent_mail
