@@ -7,12 +7,17 @@ Errors are turned into one line per problem, ``section.key: reason``, because an
 The sections live in this package's modules (``sla``, ``process``, ``mailboxes``, ``oauth2``, ``reports``,
 ``servers``, ``fields``), which never import this package back: it imports them. May import only the lower
 packages (parsers, storage, rules, mailtemplates); every room imports it.
+
+The rules never see a ``Config``: they take the few values they need as small frozen values of their own
+(``auth``, ``sla_clock``, ``triage_rules``, ``web_forms``, ``command_settings``), built here once per loaded
+configuration, so a reload builds them afresh and nothing else can go stale.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,7 +56,12 @@ from ticketd.daemon.config.sla import SlaConfig
 from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
 from ticketd.parsers.language import LanguageGuesser
 from ticketd.parsers.message import is_one_of
+from ticketd.rules.auth import AuthPolicy
+from ticketd.rules.channels import WebForm
+from ticketd.rules.commands import CommandSettings
 from ticketd.rules.sla import BusinessCalendar
+from ticketd.rules.sla_clock import SlaClock
+from ticketd.rules.triage import CompiledRule, compile_rules
 
 __all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig", "SmtpConfig", "load_config"]
 
@@ -260,6 +270,36 @@ class Config(Section):
         if self._calendar is None:
             self._calendar = self.sla.calendar(self.tz)
         return self._calendar
+
+    @cached_property
+    def auth(self) -> AuthPolicy:
+        """What proves an agent's mail (``rules.auth``)."""
+        secret = self.security.secret.get_secret_value() if self.security.secret else ""
+        return AuthPolicy(self.helpdesk.address, secret, self.security.signed_address_days,
+                          self.security.agent_auth, self.security.trusted_authserv_id)
+
+    @cached_property
+    def sla_clock(self) -> SlaClock:
+        """The calendar and the targets every deadline is computed from (``rules.sla_clock``)."""
+        return SlaClock(self.calendar, self.sla.target_table())
+
+    @cached_property
+    def triage_rules(self) -> tuple[CompiledRule, ...]:
+        """``[[rules]]`` compiled once: the pipeline asks for them per mail."""
+        return compile_rules(rule.rule() for rule in self.rules)
+
+    @cached_property
+    def web_forms(self) -> tuple[WebForm, ...]:
+        return tuple(form.form() for form in self.webforms)
+
+    @cached_property
+    def command_settings(self) -> CommandSettings:
+        """This helpdesk's side of the agents' commands (``rules.commands``)."""
+        return CommandSettings(
+            sla=self.sla_clock, tz=self.tz, group_policies={g.name: g.policy for g in self.groups},
+            categories=tuple(self.categories.all()), our_addresses=self.our_addresses(),
+            max_participants=self.limits.max_participants, closing_require=dict(self.closing.require),
+            templates_dir=self.helpdesk.templates_dir)
 
     @property
     def language_guesser(self) -> LanguageGuesser:

@@ -74,7 +74,7 @@ def handle_agent_mail(inc: Incoming) -> Outcome:
     if ticket is None and inc.subject.title.strip().casefold() in LIST_SUBJECTS:
         digest.send_list(inc.session, inc.config, agent, inc.now, "list", cause="inbound")
         return Outcome("done", reason="ticket list sent")
-    auth = authenticate_agent(inc.mail, inc.config, agent.email, ticket is not None, inc.now)
+    auth = authenticate_agent(inc.mail, inc.config.auth, agent.email, ticket is not None, inc.now)
     if not auth.ok:
         return refuse_unauthenticated(inc, agent, parsed, auth.how, auth.expired)
     if inc.match.conflict is not None:
@@ -108,7 +108,7 @@ def send_help(inc: Incoming, agent: Agent, cause: str) -> None:
         "commands": commands, "helpdesk_tag": inc.config.helpdesk.tag,
         "new_ticket_address": notify.signed_address(inc.config, 0, agent.email),
         "categories": inc.config.categories.all(), "groups": groups, "agents": agents,
-        "replies": canned_replies(inc.config),
+        "replies": canned_replies(inc.config.helpdesk.templates_dir),
     }, cause=cause)
 
 
@@ -157,8 +157,8 @@ def apply_agent_mail(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Out
         (ticket, opened_files), new = opened, True
         thread, commands = ticket, tuple(c for c in parsed.commands if c.name != "customer")
     assert thread is not None
-    ctx = CommandContext(inc.session, inc.config, agent.email, agent, ticket, inc.mail.message_id, inc.now,
-                         thread=thread)
+    ctx = CommandContext(inc.session, inc.config.command_settings, agent.email, agent, ticket, inc.mail.message_id,
+                         inc.now, thread=thread)
     results = run_commands(ctx, commands, parsed.errors)
     effects = ctx.effects
     mentioned: list[Agent] = []

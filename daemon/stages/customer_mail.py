@@ -182,7 +182,8 @@ def satisfaction_answer(inc: Incoming, ticket: Ticket, text: str) -> str | None:
     answers = tuple(c for c in parsed.commands if c.name in SATISFACTION)
     if not answers:
         return None
-    ctx = CommandContext(inc.session, inc.config, customer.email, None, ticket, inc.mail.message_id, inc.now)
+    ctx = CommandContext(inc.session, inc.config.command_settings, customer.email, None, ticket, inc.mail.message_id,
+                         inc.now)
     results = run_commands(ctx, answers[:1], (), requester=True)
     return answers[0].name if all(r.ok for r in results) else None
 
