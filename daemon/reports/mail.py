@@ -31,6 +31,7 @@ from ticketd.daemon.config.reports import ReportConfig
 from ticketd.daemon.outgoing import notify
 from ticketd.daemon.outgoing.outbox import MailAttachment, alert_admin, queue_mail
 from ticketd.daemon.reports.data import ReportData, Scope, collect
+from ticketd.daemon.reports.texts import TEXTS
 from ticketd.rules.states import OPEN_STATES
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import JobRun, utcnow
@@ -132,8 +133,6 @@ def workbook_name(report: ReportConfig, now: datetime, config: Config) -> str:
 
 def _chart_titles(language: str) -> dict[str, str]:
     """The workbook's words for the charts, as the pictures' alternative text."""
-    from ticketd.daemon.reports.texts import TEXTS
-
     texts = TEXTS.get(language, TEXTS.get("en", {}))
     return {key.removeprefix("chart."): value for key, value in texts.items() if key.startswith("chart.")}
 
