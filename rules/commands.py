@@ -26,7 +26,7 @@ from ticketd.parsers.message import is_one_of, strict_address
 from ticketd.rules import sla_clock
 from ticketd.rules.assignment import pick_assignee
 from ticketd.rules.sla_clock import SlaClock
-from ticketd.rules.states import FINISHED, StateError, change_state
+from ticketd.rules.states import FINISHED, OUTCOME_MAILS, Mover, StateChange, StateError, change_state
 from ticketd.storage.models import Agent, Customer, Event, Participant, Ticket
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -72,11 +72,25 @@ class Effects:
     source: str | None = None
     merged_into: Ticket | None = None
     satisfaction: str | None = None
-    state: str | None = None  # the state the mail's commands left the ticket in, if they changed it
-    reopened_from: str | None = None  # the finished state (resolved, closed, rejected) it was reopened from
+    moved: StateChange | None = None  # the mail's state changes as one move, and the mails it calls for
     unblocked: str | None = None  # the sender taken off the block list
     spam: bool = False
     canned: list[str] = field(default_factory=list)  # [reply=NAME]: canned replies to send, in order
+
+    @property
+    def state(self) -> str | None:
+        """The state the mail's commands left the ticket in, if they changed it."""
+        return self.moved.new if self.moved is not None else None
+
+    @property
+    def mails(self) -> tuple[str, ...]:
+        """The mails the mail's state changes call for (``states.MAILS``)."""
+        return self.moved.mails if self.moved is not None else ()
+
+    @property
+    def outcome(self) -> str | None:
+        """The outcome mail to the customer ("resolved", "rejected"), which may carry the agent's words."""
+        return next((mail for mail in self.mails if mail in OUTCOME_MAILS), None)
 
 
 @dataclass
@@ -124,23 +138,27 @@ def _fail(message: str) -> str:
     raise CommandFailed(message)
 
 
-def set_state(ctx: CommandContext, target: str, force: bool = False) -> None:
+def set_state(ctx: CommandContext, target: str, force: bool = False, by: Mover = "agent") -> None:
     """Every command's state change goes through ``states.change_state`` (the graph, the event, the SLA
-    clock); a ticket reopened from [spam] takes its sender off the block list with it."""
+    clock, the mails it calls for); a ticket reopened from [spam] takes its sender off the block list with it."""
     ticket = ctx.need_ticket()
-    old = ticket.state
     try:
-        changed = change_state(ctx.session, ticket, target, actor=ctx.actor, now=ctx.now,
-                               calendar=ctx.settings.sla.calendar, via_message_id=ctx.via_message_id, force=force)
+        change = change_state(ctx.session, ticket, target, by=by, actor=ctx.actor, now=ctx.now,
+                              calendar=ctx.settings.sla.calendar, via_message_id=ctx.via_message_id, force=force)
     except StateError as exc:
         raise CommandFailed(str(exc)) from None
-    if not changed:
+    if not change.changed:
         return
-    ctx.effects.state = target
-    if old in (*FINISHED, "resolved") and target == "open":
-        ctx.effects.reopened_from = old
-        if old == "closed" and _closed_as_spam(ctx.session, ticket):
-            _unblock(ctx, ticket)
+    ctx.effects.moved = change if ctx.effects.moved is None else ctx.effects.moved.then(change)
+    if change.old == "closed" and change.new == "open" and _closed_as_spam(ctx.session, ticket):
+        _unblock(ctx, ticket)
+
+
+def _close_quietly(ctx: CommandContext) -> None:
+    """A merge or spam closes without the "closed" mail: a spammer hears nothing, and a merged ticket's work
+    goes on in the ticket it was merged into."""
+    if ctx.effects.moved is not None:
+        ctx.effects.moved = ctx.effects.moved.without("closed")
 
 
 def _closed_as_spam(session: Session, ticket: Ticket) -> bool:
@@ -303,6 +321,7 @@ def cmd_merge(ctx: CommandContext, value: str | None) -> None:
     ticket.merged_into_id = target.id
     if ticket.state not in FINISHED:
         set_state(ctx, "closed", force=True)
+    _close_quietly(ctx)
     ctx.effects.merged_into = target
 
 
@@ -332,6 +351,7 @@ def cmd_spam(ctx: CommandContext, value: str | None) -> None:
         requester.blocked = True
         ctx.change("sender_blocked", None, requester.email)
     set_state(ctx, "closed", force=True)
+    _close_quietly(ctx)
     ctx.change("spam", None, "yes")
     ctx.effects.spam = True
 
@@ -416,7 +436,7 @@ def _satisfaction(answer: str) -> Callable[[CommandContext, str | None], None]:
             raise CommandFailed(f"ticket #{ticket.number} is {ticket.state}, not resolved")
         ctx.change("satisfaction", ticket.satisfaction, answer)
         ticket.satisfaction = answer
-        set_state(ctx, "closed" if answer == "satisfied" else "open")
+        set_state(ctx, "closed" if answer == "satisfied" else "open", by="customer")  # the customer's answer
         ctx.effects.satisfaction = answer
     return handler
 
