@@ -19,6 +19,7 @@ import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -296,9 +297,9 @@ class Config(Section):
     def command_settings(self) -> CommandSettings:
         """This helpdesk's side of the agents' commands (``rules.commands``)."""
         return CommandSettings(
-            sla=self.sla_clock, tz=self.tz, group_policies={g.name: g.policy for g in self.groups},
+            sla=self.sla_clock, tz=self.tz, group_policies=MappingProxyType({g.name: g.policy for g in self.groups}),
             categories=tuple(self.categories.all()), our_addresses=self.our_addresses(),
-            max_participants=self.limits.max_participants, closing_require=dict(self.closing.require),
+            max_participants=self.limits.max_participants, closing_require=MappingProxyType(dict(self.closing.require)),
             templates_dir=self.helpdesk.templates_dir)
 
     @property
