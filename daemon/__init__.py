@@ -5,5 +5,7 @@ allowed to import only the rooms listed before it (and ``parsers``, ``storage``,
 
     config → service → outgoing → reports → stages → pipeline.py → intake → runner.py → cli
 
-``tests/unit/test_imports.py`` enforces the order and fails on any import cycle.
+Below the daemon the same holds: ``parsers → storage → rules → mailtemplates``, and none of them imports the daemon
+(the rules take what they need of the configuration as values the config builds). ``tests/unit/test_imports.py``
+enforces the whole order, imports inside functions included, and fails on any import cycle.
 """

@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import storm
-from ticketd.daemon.outgoing.notify import alert_admin
+from ticketd.daemon.outgoing.outbox import alert_admin
 from ticketd.daemon.service import metrics
 from ticketd.daemon.stages import fast_path, loops
 from ticketd.daemon.stages.agent_mail import handle_agent_mail
@@ -76,7 +76,7 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, now: dat
         if outcome is not None:
             return finish(inbound, outcome, now)
     sender = identify_sender(session, mail.sender)
-    match = match_ticket(session, config, mail, subject, sender, now)
+    match = match_ticket(session, config.auth, mail, subject, sender, now)
     if match.ticket is None and defer and answers_mail_in_flight(session, inbound, mail, now):
         return Outcome("deferred", reason="the mail it answers is not processed yet")
     loop = loops.answers_us_automatically(session, mail, subject, sender, screening, match, answered)
@@ -116,8 +116,8 @@ def hold_conversations(session: Session, rows: list[Inbound]) -> None:
 
 def attribute_channel(config: Config, mail: ParsedMail) -> tuple[ParsedMail, str]:
     """A configured web form's mail is its customer's request: from here on it reads as sent by them."""
-    if config.webforms:
-        attributed = from_web_form(mail, config.webforms)
+    if config.web_forms:
+        attributed = from_web_form(mail, config.web_forms)
         if attributed is not None:
             return attributed, "web"
     return mail, "email"

@@ -8,6 +8,7 @@ starts with a ``Subject:`` line, then a blank line, then the body.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,13 @@ def make_environment(override_dir: Path | None = None) -> SandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+@cache
+def environment(override_dir: Path | None = None) -> SandboxedEnvironment:
+    """One environment per template folder, shared by every mail ticketd writes; SIGHUP clears the cache so
+    edited templates are read again."""
+    return make_environment(override_dir)
 
 
 def render(env: SandboxedEnvironment, name: str, language: str, context: dict[str, Any]) -> RenderedMail:

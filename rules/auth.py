@@ -7,18 +7,35 @@ authserv-id — recorded a DKIM or DMARC pass for the agent's domain in ``Authen
 Signed addresses are read from To and Cc only. ``Delivered-To``, ``X-Original-To`` and ``Envelope-To`` are
 headers like any other: the sender can write them, and ``ticketd deliver`` and IMAP do not tell us which of them
 our own MTA added. An agent answering our mail has the signed Reply-To in To, so nothing legitimate is lost.
+
+What this needs of the configuration (the secret, the support address, the trusted authserv-id…) comes in as
+one ``AuthPolicy`` value, built once by ``Config.auth``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 import authres
 
-from ticketd.daemon.config import Config
 from ticketd.parsers.message import ParsedMail
 from ticketd.rules.signing import verify_reply_address
+
+AgentAuth = Literal["signed-reply", "authentication-results", "from-header"]
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    """How an agent's mail is proven: reply addresses signed with ``secret`` on the support ``address`` and valid
+    ``signed_address_days``; by ``agent_auth``, also the trusted receiving server's verdict, or the From header."""
+
+    address: str
+    secret: str = field(repr=False)  # never in a log line
+    signed_address_days: int
+    agent_auth: AgentAuth = "signed-reply"
+    trusted_authserv_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -27,24 +44,24 @@ class SignedAddress:
     party: str
 
 
-def _signed(mail: ParsedMail, config: Config, party: str, now: datetime, expired: bool) -> SignedAddress | None:
-    secret = config.security.secret.get_secret_value() if config.security.secret else ""
+def _signed(mail: ParsedMail, policy: AuthPolicy, party: str, now: datetime,
+            expired: bool) -> SignedAddress | None:
     for address in (a.email for a in (*mail.to, *mail.cc)):
-        verified = verify_reply_address(address, config.helpdesk.address, party, secret, now,
-                                        config.security.signed_address_days)
+        verified = verify_reply_address(address, policy.address, party, policy.secret, now,
+                                        policy.signed_address_days)
         if verified is not None and verified.expired == expired:
             return SignedAddress(verified.ticket_number, party)
     return None
 
 
-def signed_recipient(mail: ParsedMail, config: Config, party: str, now: datetime) -> SignedAddress | None:
+def signed_recipient(mail: ParsedMail, policy: AuthPolicy, party: str, now: datetime) -> SignedAddress | None:
     """The first of our reply addresses in To/Cc that was signed for ``party`` and has not expired."""
-    return _signed(mail, config, party, now, expired=False)
+    return _signed(mail, policy, party, now, expired=False)
 
 
-def expired_recipient(mail: ParsedMail, config: Config, party: str, now: datetime) -> SignedAddress | None:
+def expired_recipient(mail: ParsedMail, policy: AuthPolicy, party: str, now: datetime) -> SignedAddress | None:
     """A reply address in To/Cc really signed for ``party`` but too old (or of the old shape without a day)."""
-    return _signed(mail, config, party, now, expired=True)
+    return _signed(mail, policy, party, now, expired=True)
 
 
 def _domain(value: str) -> str:
@@ -101,26 +118,26 @@ class AuthResult:
     expired: bool = False  # it went to this agent's signed address, but an expired one: they get a fresh one
 
 
-def authenticate_agent(mail: ParsedMail, config: Config, agent_email: str, on_ticket: bool,
+def authenticate_agent(mail: ParsedMail, policy: AuthPolicy, agent_email: str, on_ticket: bool,
                        now: datetime) -> AuthResult:
     """``on_ticket``: the mail acts on an existing ticket. The agent's ``+0`` address (for opening tickets,
     printed in the help mail) is meant to be shared with callers' forms and colleagues; it must not steer
     tickets it was never signed for."""
-    mode = config.security.agent_auth
-    signed = signed_recipient(mail, config, agent_email, now)
+    mode = policy.agent_auth
+    signed = signed_recipient(mail, policy, agent_email, now)
     if signed is not None and (signed.ticket_number > 0 or not on_ticket):
         return AuthResult(True, "signed reply address")
-    if mode == "authentication-results" and config.security.trusted_authserv_id:
+    if mode == "authentication-results" and policy.trusted_authserv_id:
         domain = agent_email.rsplit("@", 1)[1]
-        if authentication_results_pass(mail.authentication_results, config.security.trusted_authserv_id, domain):
-            return AuthResult(True, f"Authentication-Results from {config.security.trusted_authserv_id}")
+        if authentication_results_pass(mail.authentication_results, policy.trusted_authserv_id, domain):
+            return AuthResult(True, f"Authentication-Results from {policy.trusted_authserv_id}")
     if mode == "from-header":
         return AuthResult(True, "From header (agent_auth = from-header)")
     extra = " and no trusted DKIM/DMARC pass" if mode == "authentication-results" else ""
     if signed is not None:
         return AuthResult(False, "sent to the address for opening new tickets, which cannot act on an existing "
                           "ticket" + extra)
-    if expired_recipient(mail, config, agent_email, now) is not None:
+    if expired_recipient(mail, policy, agent_email, now) is not None:
         return AuthResult(False, f"sent to a reply address that has expired (valid "
-                          f"{config.security.signed_address_days} days){extra}", expired=True)
+                          f"{policy.signed_address_days} days){extra}", expired=True)
     return AuthResult(False, "not sent to a reply address signed for this agent" + extra)

@@ -4,17 +4,30 @@ The website's form mailer sends every visitor's request from one address; left a
 belong to the form mailer and every answer would go back to it. The form names the visitor (in Reply-To, or
 in an ``E-mail:`` line of the body), so the request is attributed to them. Whatever the visitor typed is
 untrusted: an address that is not exactly one plain address is refused rather than guessed at.
+
+Each form comes in as a ``WebForm`` value, converted from its ``[[webforms]]`` section by the configuration.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from ticketd.daemon.config.process import WebFormConfig
 from ticketd.parsers.message import Address, ParsedMail
 
-__all__ = ["from_web_form", "valid_address"]
+__all__ = ["WebForm", "from_web_form", "valid_address"]
+
+
+@dataclass(frozen=True)
+class WebForm:
+    """A form mailer: the address it sends from (lower-case) and the body lines that name the visitor."""
+
+    sender: str
+    use_reply_to: bool = True  # a Reply-To naming someone else than the form is the visitor
+    email_field: str = "E-mail"
+    name_field: str = "Name"
+    subject_field: str | None = "Subject"
 
 _ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[\w-]+(?:\.[\w-]+)+")
 _MAX_NAME = 200
@@ -29,7 +42,7 @@ def valid_address(value: str) -> str | None:
     return text.lower()
 
 
-def from_web_form(mail: ParsedMail, forms: list[WebFormConfig]) -> ParsedMail | None:
+def from_web_form(mail: ParsedMail, forms: Sequence[WebForm]) -> ParsedMail | None:
     """The form mail as sent by the visitor it names; None for other mail or a form mail naming nobody usable."""
     form = _form_of(mail, forms)
     if form is None:
@@ -42,12 +55,12 @@ def from_web_form(mail: ParsedMail, forms: list[WebFormConfig]) -> ParsedMail | 
     return replace(mail, sender=customer, subject=subject or mail.subject)
 
 
-def _form_of(mail: ParsedMail, forms: list[WebFormConfig]) -> WebFormConfig | None:
+def _form_of(mail: ParsedMail, forms: Sequence[WebForm]) -> WebForm | None:
     sender = mail.sender.email.lower() if mail.sender else None
     return next((form for form in forms if sender and form.sender == sender), None)
 
 
-def _body_fields(text: str, form: WebFormConfig) -> dict[str, str]:
+def _body_fields(text: str, form: WebForm) -> dict[str, str]:
     """``Field: value`` lines; the first of each name counts, so a visitor's message repeating a field line
     further down cannot replace what the form itself wrote."""
     wanted = {name.lower() for name in (form.email_field, form.name_field, form.subject_field) if name}
@@ -60,7 +73,7 @@ def _body_fields(text: str, form: WebFormConfig) -> dict[str, str]:
     return found
 
 
-def _customer(mail: ParsedMail, form: WebFormConfig, fields: dict[str, str]) -> Address | None:
+def _customer(mail: ParsedMail, form: WebForm, fields: dict[str, str]) -> Address | None:
     typed_name = _single_line(fields.get(form.name_field.lower(), ""), _MAX_NAME)
     reply = mail.reply_to[0] if form.use_reply_to and mail.reply_to else None
     reply_email = valid_address(reply.email) if reply else None

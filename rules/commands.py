@@ -5,24 +5,28 @@ the agent. ``run_commands`` runs them all inside a savepoint and rolls every cha
 a command mail is all-or-nothing (Mailman's "results of your email commands"). What a command asks for beyond
 the ticket's fields (mail to send, people to tell) is written into ``Effects``; the caller sends it once the
 whole mail has been applied.
+
+What the commands must know of this helpdesk (its groups, category tree, calendar and targets, limits) comes
+in as one ``CommandSettings`` value, built once by ``Config.command_settings``: the rules import no daemon code.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, func, select
 
-from ticketd.daemon.config import Config
-from ticketd.daemon.stages import sla_clock
 from ticketd.parsers.commands import Command, CommandError, suggest
-from ticketd.parsers.message import strict_address
+from ticketd.parsers.message import is_one_of, strict_address
+from ticketd.rules import sla_clock
 from ticketd.rules.assignment import pick_assignee
-from ticketd.rules.states import FINISHED, StateError, change_state
+from ticketd.rules.sla_clock import SlaClock
+from ticketd.rules.states import FINISHED, OUTCOME_MAILS, Mover, StateChange, StateError, change_state
 from ticketd.storage.models import Agent, Customer, Event, Participant, Ticket
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -35,6 +39,23 @@ _REPLY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 class CommandFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class CommandSettings:
+    """This helpdesk's side of the commands."""
+
+    sla: SlaClock  # the calendar (pending stops the clock) and the targets (a new priority's deadlines)
+    tz: ZoneInfo  # [due=2026-12-01] is the end of that day here
+    group_policies: Mapping[str, str]  # each configured group's assignment policy; others are "manual"
+    categories: tuple[str, ...]  # the category tree with its prefixes, sorted; empty: no tree, any path goes
+    our_addresses: frozenset[str]  # never a participant, in any +tagged form
+    max_participants: int
+    closing_require: Mapping[str, tuple[str, ...]]  # ticket type → the body lines needed to resolve or close it
+    templates_dir: Path | None = None  # the operator's templates, whose replies/ holds the canned replies
+
+    def group_policy(self, group: str) -> str:
+        return self.group_policies.get(group, "manual")
 
 
 @dataclass
@@ -51,17 +72,31 @@ class Effects:
     source: str | None = None
     merged_into: Ticket | None = None
     satisfaction: str | None = None
-    state: str | None = None  # the state the mail's commands left the ticket in, if they changed it
-    reopened_from: str | None = None  # the finished state (resolved, closed, rejected) it was reopened from
+    moved: StateChange | None = None  # the mail's state changes as one move, and the mails it calls for
     unblocked: str | None = None  # the sender taken off the block list
     spam: bool = False
     canned: list[str] = field(default_factory=list)  # [reply=NAME]: canned replies to send, in order
+
+    @property
+    def state(self) -> str | None:
+        """The state the mail's commands left the ticket in, if they changed it."""
+        return self.moved.new if self.moved is not None else None
+
+    @property
+    def mails(self) -> tuple[str, ...]:
+        """The mails the mail's state changes call for (``states.MAILS``)."""
+        return self.moved.mails if self.moved is not None else ()
+
+    @property
+    def outcome(self) -> str | None:
+        """The outcome mail to the customer ("resolved", "rejected"), which may carry the agent's words."""
+        return next((mail for mail in self.mails if mail in OUTCOME_MAILS), None)
 
 
 @dataclass
 class CommandContext:
     session: Session
-    config: Config
+    settings: CommandSettings
     actor: str  # e-mail address of whoever sent the commands
     agent: Agent | None
     ticket: Ticket | None  # the working ticket (a merged ticket's commands reach the one it was merged into)
@@ -103,23 +138,27 @@ def _fail(message: str) -> str:
     raise CommandFailed(message)
 
 
-def set_state(ctx: CommandContext, target: str, force: bool = False) -> None:
+def set_state(ctx: CommandContext, target: str, force: bool = False, by: Mover = "agent") -> None:
     """Every command's state change goes through ``states.change_state`` (the graph, the event, the SLA
-    clock); a ticket reopened from [spam] takes its sender off the block list with it."""
+    clock, the mails it calls for); a ticket reopened from [spam] takes its sender off the block list with it."""
     ticket = ctx.need_ticket()
-    old = ticket.state
     try:
-        changed = change_state(ctx.session, ticket, target, actor=ctx.actor, now=ctx.now,
-                               calendar=ctx.config.calendar, via_message_id=ctx.via_message_id, force=force)
+        change = change_state(ctx.session, ticket, target, by=by, actor=ctx.actor, now=ctx.now,
+                              calendar=ctx.settings.sla.calendar, via_message_id=ctx.via_message_id, force=force)
     except StateError as exc:
         raise CommandFailed(str(exc)) from None
-    if not changed:
+    if not change.changed:
         return
-    ctx.effects.state = target
-    if old in (*FINISHED, "resolved") and target == "open":
-        ctx.effects.reopened_from = old
-        if old == "closed" and _closed_as_spam(ctx.session, ticket):
-            _unblock(ctx, ticket)
+    ctx.effects.moved = change if ctx.effects.moved is None else ctx.effects.moved.then(change)
+    if change.old == "closed" and change.new == "open" and _closed_as_spam(ctx.session, ticket):
+        _unblock(ctx, ticket)
+
+
+def _close_quietly(ctx: CommandContext) -> None:
+    """A merge or spam closes without the "closed" mail: a spammer hears nothing, and a merged ticket's work
+    goes on in the ticket it was merged into."""
+    if ctx.effects.moved is not None:
+        ctx.effects.moved = ctx.effects.moved.without("closed")
 
 
 def _closed_as_spam(session: Session, ticket: Ticket) -> bool:
@@ -176,7 +215,7 @@ def cmd_assign(ctx: CommandContext, value: str | None) -> None:
         _assign(ctx, agent)
         return
     groups = {g for a in ctx.session.exec(select(Agent).where(Agent.active)) for g in (a.groups or [])}
-    groups |= {g.name for g in ctx.config.groups}
+    groups |= set(ctx.settings.group_policies)
     if value.strip().lower() in {g.lower() for g in groups}:
         group = next(g for g in sorted(groups) if g.lower() == value.strip().lower())
         assign_group(ctx, ticket, group)
@@ -192,7 +231,7 @@ def assign_group(ctx: CommandContext, ticket: Ticket, group: str) -> None:
     if ticket.group != group:
         ctx.change("group", ticket.group, group)
         ticket.group = group
-    chosen = pick_assignee(ctx.session, group, ctx.config.group_policy(group))
+    chosen = pick_assignee(ctx.session, group, ctx.settings.group_policy(group))
     if chosen is not None:
         _assign(ctx, chosen)
         return
@@ -234,7 +273,7 @@ def cmd_priority(ctx: CommandContext, value: str | None) -> None:
     old = ticket.priority
     _field("priority", PRIORITIES)(ctx, value)
     if ticket.priority != old:  # the new priority's deadlines, counted from the ticket's opening
-        sla_clock.reschedule(ctx.session, ctx.config, ticket)
+        sla_clock.reschedule(ctx.session, ctx.settings.sla, ticket)
 
 
 def cmd_category(ctx: CommandContext, value: str | None) -> None:
@@ -242,11 +281,11 @@ def cmd_category(ctx: CommandContext, value: str | None) -> None:
     path = value.strip().lower().strip("/")
     if not _CATEGORY.match(path):
         raise CommandFailed(f"category {value!r} must be a path like hardware/modem")
-    tree = ctx.config.categories
-    if tree.tree and not tree.known(path):  # with a configured tree, only its categories (reports count them)
-        hint = suggest(path, tree.all())
+    tree = ctx.settings.categories
+    if tree and path not in tree:  # with a configured tree, only its categories (reports count them)
+        hint = suggest(path, list(tree))
         raise CommandFailed(f"unknown category {path!r}" + (f"; did you mean {hint}?" if hint else "")
-                            + f" (categories: {', '.join(tree.all())})")
+                            + f" (categories: {', '.join(tree)})")
     _field("category")(ctx, path)
 
 
@@ -257,7 +296,7 @@ def cmd_due(ctx: CommandContext, value: str | None) -> None:
         day = date.fromisoformat(value.strip())
     except ValueError:
         raise CommandFailed(f"due {value!r} is not a date; write it as YYYY-MM-DD") from None
-    due = datetime.combine(day, time(23, 59), tzinfo=ctx.config.tz)
+    due = datetime.combine(day, time(23, 59), tzinfo=ctx.settings.tz)
     ctx.change("resolution_due", ticket.resolution_due.isoformat() if ticket.resolution_due else None,
                due.isoformat())
     ticket.resolution_due = due
@@ -282,6 +321,7 @@ def cmd_merge(ctx: CommandContext, value: str | None) -> None:
     ticket.merged_into_id = target.id
     if ticket.state not in FINISHED:
         set_state(ctx, "closed", force=True)
+    _close_quietly(ctx)
     ctx.effects.merged_into = target
 
 
@@ -311,6 +351,7 @@ def cmd_spam(ctx: CommandContext, value: str | None) -> None:
         requester.blocked = True
         ctx.change("sender_blocked", None, requester.email)
     set_state(ctx, "closed", force=True)
+    _close_quietly(ctx)
     ctx.change("spam", None, "yes")
     ctx.effects.spam = True
 
@@ -343,13 +384,13 @@ def cmd_cc(ctx: CommandContext, value: str | None) -> None:
             ctx.session.delete(existing)
             ctx.change("participant-removed", address, None, thread)
             continue
-        if ctx.config.is_our_address(address):
+        if is_one_of(address, ctx.settings.our_addresses):
             raise CommandFailed(f"{address} is the helpdesk's own address")
         if ctx.session.exec(select(Agent.id).where(Agent.email == address)).first() is not None:
             raise CommandFailed(f"{address} is an agent; agents read tickets through their notifications")
         if (requester and address == requester.email) or existing is not None:
             continue
-        cap = ctx.config.limits.max_participants  # as for people a mail brings: every one gets the whole thread
+        cap = ctx.settings.max_participants  # as for people a mail brings: every one gets the whole thread
         on_it = ctx.session.exec(select(func.count()).select_from(Participant)
                                  .where(Participant.ticket_id == thread.id)).one()
         if on_it >= cap:
@@ -359,9 +400,8 @@ def cmd_cc(ctx: CommandContext, value: str | None) -> None:
         ctx.change("participant-added", None, address, thread)
 
 
-def canned_replies(config: Config) -> list[str]:
+def canned_replies(folder: Path | None) -> list[str]:
     """The names of ``templates_dir/replies/NAME.txt.j2``, sorted; none without a templates_dir."""
-    folder = config.helpdesk.templates_dir
     if folder is None or not (folder / "replies").is_dir():
         return []
     names = (p.name.removesuffix(".txt.j2") for p in Path(folder, "replies").iterdir() if p.name.endswith(".txt.j2"))
@@ -371,7 +411,7 @@ def canned_replies(config: Config) -> list[str]:
 def cmd_reply(ctx: CommandContext, value: str | None) -> None:
     assert value is not None
     name = value.strip().lower()
-    known = canned_replies(ctx.config)
+    known = canned_replies(ctx.settings.templates_dir)
     if name not in known:
         if not known:
             raise CommandFailed("there are no canned replies (templates_dir/replies/NAME.txt.j2 holds them)")
@@ -396,7 +436,7 @@ def _satisfaction(answer: str) -> Callable[[CommandContext, str | None], None]:
             raise CommandFailed(f"ticket #{ticket.number} is {ticket.state}, not resolved")
         ctx.change("satisfaction", ticket.satisfaction, answer)
         ticket.satisfaction = answer
-        set_state(ctx, "closed" if answer == "satisfied" else "open")
+        set_state(ctx, "closed" if answer == "satisfied" else "open", by="customer")  # the customer's answer
         ctx.effects.satisfaction = answer
     return handler
 
@@ -469,7 +509,7 @@ def closing_requirements(ctx: CommandContext) -> list[CommandResult]:
     ticket = ctx.ticket
     if ticket is None or ctx.effects.state not in ("resolved", "closed") or ctx.effects.satisfaction:
         return []
-    missing = [name for name in ctx.config.closing.require.get(ticket.type, []) if not getattr(ticket, name)]
+    missing = [name for name in ctx.settings.closing_require.get(ticket.type, ()) if not getattr(ticket, name)]
     if not missing:
         return []
     lines = " and ".join(BODY_LINES[name] for name in missing)

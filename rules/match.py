@@ -20,10 +20,9 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from ticketd.daemon.config import Config
 from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.subject import SubjectInfo
-from ticketd.rules.auth import signed_recipient
+from ticketd.rules.auth import AuthPolicy, signed_recipient
 from ticketd.rules.identify import Sender
 from ticketd.storage.models import Awaited, Customer, Message, Outbox, Participant, Ticket
 
@@ -108,9 +107,9 @@ def _conflict(session: Session, addressed: Ticket, subject: SubjectInfo) -> tupl
     return addressed.number, subject.ticket_number
 
 
-def match_ticket(session: Session, config: Config, mail: ParsedMail, subject: SubjectInfo, sender: Sender,
+def match_ticket(session: Session, auth: AuthPolicy, mail: ParsedMail, subject: SubjectInfo, sender: Sender,
                  now: datetime) -> Match:
-    signed = signed_recipient(mail, config, sender.address.email, now)
+    signed = signed_recipient(mail, auth, sender.address.email, now)
     if signed is not None and signed.ticket_number > 0:
         ticket = _by_number(session, signed.ticket_number)
         if ticket is not None:

@@ -2,22 +2,52 @@
 
 A rule that matched says why (``subject matches '(?i)fatura'; sender_domain musteri.com.tr``) so the ticket's
 history explains its type, category and group to the agent who wonders why it landed in their queue.
+
+A rule arrives as a plain ``Rule`` value: the ``[[rules]]`` section validates the operator's text and converts
+it (``daemon.config.process.RuleConfig.rule``), so the rules never depend on the configuration's models.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 from email.utils import getaddresses
 
-from ticketd.daemon.config.process import RuleConfig, RuleMatch
 from ticketd.parsers.message import ParsedMail
 
-__all__ = ["CompiledRule", "Triage", "TriageFacts", "compile_rules", "facts_from_mail", "triage"]
+__all__ = ["CompiledRule", "Conditions", "Rule", "Triage", "TriageFacts", "compile_rules", "facts_from_mail",
+           "triage"]
 
 _ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
-_CACHE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a rule matches on, normalised (addresses and domains lower-case, expressions compiled); None: not a
+    condition of this rule. Every given condition must hold."""
+
+    sender: tuple[str, ...] | None = None
+    sender_domain: tuple[str, ...] | None = None
+    company: tuple[str, ...] | None = None
+    recipient: tuple[str, ...] | None = None
+    subject: re.Pattern[str] | None = None
+    body: re.Pattern[str] | None = None
+    has_attachment: bool | None = None
+    order: tuple[str, ...] = ()  # the keys in the order the operator wrote them, so a reason reads the same way
+
+    def given(self) -> tuple[str, ...]:
+        """The conditions given, in the order they were written (field order for those ``order`` leaves out)."""
+        given = [f.name for f in fields(self) if f.name != "order" and getattr(self, f.name) is not None]
+        return tuple(sorted(given, key=lambda k: self.order.index(k) if k in self.order else len(self.order)))
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match: Conditions
+    set_values: tuple[tuple[str, str], ...]  # (type|category|priority|group|assignee, value), only those it sets
+    continue_: bool = False  # later rules may fill in what this one left unset
 
 
 @dataclass(frozen=True)
@@ -138,40 +168,25 @@ _BUILDERS: dict[str, Callable[..., Check]] = {
 }
 
 
-def compile_rule(rule: RuleConfig) -> CompiledRule:
-    checks = _checks(rule.match)
-    return CompiledRule(rule.name, rule.continue_, tuple(rule.set_.values().items()), checks)
+def compile_rule(rule: Rule) -> CompiledRule:
+    return CompiledRule(rule.name, rule.continue_, rule.set_values, _checks(rule.match))
 
 
-def _checks(match: RuleMatch) -> tuple[tuple[int, Check], ...]:
+def _checks(match: Conditions) -> tuple[tuple[int, Check], ...]:
     given = match.given()
     cost = list(_BUILDERS)
     ordered = sorted(given, key=cost.index)
     return tuple((given.index(key), _BUILDERS[key](getattr(match, key))) for key in ordered)
 
 
-_compiled: dict[int, tuple[tuple[RuleConfig, ...], list[CompiledRule]]] = {}
-
-
-def compile_rules(rules: list[RuleConfig]) -> list[CompiledRule]:
-    """Compiled once per configured list (the pipeline asks per mail); a changed list is compiled afresh."""
-    snapshot = tuple(rules)
-    cached = _compiled.get(id(rules))
-    if cached is None or not _same(cached[0], snapshot):
-        if len(_compiled) >= _CACHE_SIZE:
-            _compiled.pop(next(iter(_compiled)))
-        cached = _compiled[id(rules)] = (snapshot, [compile_rule(rule) for rule in snapshot])
-    return list(cached[1])
-
-
-def _same(old: tuple[RuleConfig, ...], new: tuple[RuleConfig, ...]) -> bool:
-    """Identity, not equality: the models are frozen, so the same objects mean the same rules."""
-    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+def compile_rules(rules: Iterable[Rule]) -> tuple[CompiledRule, ...]:
+    """Once per loaded configuration (``Config.triage_rules``), not per mail."""
+    return tuple(compile_rule(rule) for rule in rules)
 
 
 # --- deciding -------------------------------------------------------------------------------------------------
 
-def triage(rules: list[CompiledRule], facts: TriageFacts) -> Triage:
+def triage(rules: Sequence[CompiledRule], facts: TriageFacts) -> Triage:
     """First match wins; a rule with ``continue`` lets later matches fill in what is still unset, never override."""
     values: dict[str, str] = {}
     matched: list[tuple[str, str]] = []

@@ -53,7 +53,7 @@ def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key
     nothing, instead of failing the whole batch on the unique key. ``large`` names a bytes column that may be big
     (an attachment, a raw mail), written on SQLite without being copied (``LARGE_BYTES``).
     """
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":  # each dialect's own INSERT … ON CONFLICT, imported where it is used
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert

@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ticketd.daemon.config import Config
-from ticketd.daemon.stages.sla_clock import due_times
 from ticketd.rules.sla import Duration
+from ticketd.rules.sla_clock import due_times
 from ticketd.storage.models import Agent, Company, CompanyDomain, Customer, Ticket
 
 # (name, domain, months before the history's end the contract ended: None runs on, SLA plan)
@@ -180,7 +180,7 @@ def _ticket(rng: random.Random, config: Config, world: World, created: datetime,
     customer_id, company_id = rng.choices(world.customers, weights=world.weights)[0]
     contract, plan = world.companies.get(company_id, (None, None)) if company_id else (None, None)
     kind, category, priority = _weighted(rng, TYPES), _weighted(rng, CATEGORIES), _weighted(rng, PRIORITIES)
-    fr_due, res_due = due_times(config, plan, priority, created)
+    fr_due, res_due = due_times(config.sla_clock, plan, priority, created)
     complaint = kind == "complaint"
     row: dict[str, Any] = {
         "subject": SUBJECTS[category], "requester_id": customer_id, "company_id": company_id,

@@ -130,7 +130,7 @@ def agents_deactivate(
     Mail on their tickets reaches the ticket's group, else the managers; with --reassign the open tickets are
     handed on at once and the new assignees and the customers told (the daemon sends the mail).
     """
-    from ticketd.daemon.stages.handover import hand_on
+    from ticketd.daemon.stages.handover import hand_on  # the stages: loaded only by the commands that run them
 
     config = get_config()
     _refuse_if_config_lists_agents(config, "remove them from there (then --reassign hands on their tickets)", email)
@@ -297,6 +297,7 @@ def inbound_retry(
     all_failed: Annotated[bool, typer.Option("--all-failed")] = False,
 ) -> None:
     """Process a failed (or any) stored message again."""
+    # The pipeline and the SMTP client: loaded only by the commands that run them
     from ticketd.daemon import pipeline
     from ticketd.daemon.outgoing import outbox as sender
 
@@ -335,7 +336,7 @@ def outbox_retry(
     all_failed: Annotated[bool, typer.Option("--all-failed")] = False,
 ) -> None:
     """Send failed or dead mail again now (same Message-ID)."""
-    from ticketd.daemon.outgoing import outbox as sender
+    from ticketd.daemon.outgoing import outbox as sender  # the SMTP client: loaded only by the commands that send
 
     config, engine, _ = _requeue(Outbox, row_id, all_failed, ["failed", "dead"], _reset_outbox)
     typer.echo(f"sent {sender.send_due(engine, config)} mail(s)")

@@ -9,6 +9,7 @@ import aiosmtplib
 import sqlalchemy as sa
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from ticketd.daemon.cli.common import database_name
 from ticketd.daemon.config import Config, ServerConfig
 from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.outgoing.outbox import smtp_client
@@ -23,8 +24,6 @@ NOT_A_DATABASE = "not a database ticketd can open"
 
 
 def check_database(config: Config) -> CheckResult:
-    from ticketd.daemon.cli.common import database_name
-
     where = database_name(config)
     try:
         current = db.schema_is_current(db.make_engine(config.database.connect_url))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import sqlalchemy as sa
+import structlog
 import typer
 
 from ticketd.daemon.config import Config, ConfigError, find_config_path, load_config
@@ -58,8 +59,6 @@ def get_config() -> Config:
         raise typer.Exit(EXIT_CONFIG) from None
     logs.configure(config.logging.level, config.logging.format)
     if config.security.agent_auth == "from-header":
-        import structlog
-
         structlog.get_logger("ticketd").warning(
             "security.agent_auth_from_header",
             detail="agent commands are trusted on the From header alone; anyone can forge it",
@@ -115,8 +114,6 @@ def sync_config_agents(engine: sa.Engine, config: Config) -> None:
     with db.session_scope(engine) as session:
         result = sync_agents(session, [(a.email, a.name, a.role, a.groups) for a in config.agents])
     if result.deactivated:
-        import structlog
-
         structlog.get_logger("ticketd").info("agents.deactivated", agents=result.deactivated,
                                              reason="not in the config's [[agents]]")
 

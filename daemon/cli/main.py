@@ -31,7 +31,7 @@ from ticketd.daemon.config import load_config
 from ticketd.daemon.service import systemd
 from ticketd.storage import db
 from ticketd.storage.directory import DirectoryError
-from ticketd.storage.inbound import OVERSIZE_PREFIX, truncated_message
+from ticketd.storage.inbound import OVERSIZE_PREFIX, store_inbound, truncated_message
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -115,6 +115,7 @@ def db_upgrade() -> None:
 @app.command()
 def run(once: Annotated[bool, typer.Option("--once", help="Handle everything waiting, then exit.")] = False) -> None:
     """Run the daemon (or one pass with --once)."""
+    # The daemon's modules load only for the commands that run them: every other command starts faster.
     from ticketd.daemon import runner
     from ticketd.daemon.service.coordination import AlreadyRunning, Coordinator
 
@@ -146,8 +147,9 @@ def deliver(
     process: Annotated[bool, typer.Option(help="Also process it now (else the daemon will).")] = True,
 ) -> None:
     """Store one message from standard input (an MTA pipe). Exit 75 tells the MTA to try again later."""
+    # The pipeline and the SMTP client: loaded only by the commands that run them
     from ticketd.daemon import pipeline
-    from ticketd.storage.inbound import store_inbound
+    from ticketd.daemon.outgoing import outbox
 
     raw = sys.stdin.buffer.read()
     if not raw.strip():
@@ -170,14 +172,13 @@ def deliver(
         fail(f"cannot store the message: {exc}", EXIT_TEMPFAIL)
     if process:  # the message is safe now; a processing error quarantines it, it does not fail delivery
         pipeline.process_pending(engine, config, [inbound_id])
-        from ticketd.daemon.outgoing.outbox import send_due
-
-        send_due(engine, config)
+        outbox.send_due(engine, config)
 
 
 @app.command()
 def check() -> None:
     """Validate the config, then log in to the database, IMAP and SMTP and say what works."""
+    # IMAP, SMTP and OAuth2 clients: loaded only by the command that tries them
     from ticketd.daemon.cli.checks import NOT_A_DATABASE, loose_permissions, run_checks
 
     config = get_config()
@@ -197,7 +198,7 @@ def demo(
     directory: Annotated[Path | None, typer.Argument(help="Working folder (default: a new temporary one).")] = None,
 ) -> None:
     """The whole flow on local defaults: sample mails become tickets, acknowledgments go to a local SMTP sink."""
-    from ticketd.daemon.cli.demo import run_demo
+    from ticketd.daemon.cli.demo import run_demo  # the demo's SMTP sink and the whole daemon: only for `demo`
 
     raise typer.Exit(run_demo(directory))
 

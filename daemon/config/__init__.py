@@ -5,14 +5,21 @@ Errors are turned into one line per problem, ``section.key: reason``, because an
 ``systemctl start`` needs the key, not a traceback.
 
 The sections live in this package's modules (``sla``, ``process``, ``mailboxes``, ``oauth2``, ``reports``,
-``fields``). May import only the lower packages (parsers, storage, rules, mailtemplates); every room imports it.
+``servers``, ``fields``), which never import this package back: it imports them. May import only the lower
+packages (parsers, storage, rules, mailtemplates); every room imports it.
+
+The rules never see a ``Config``: they take the few values they need as small frozen values of their own
+(``auth``, ``sla_clock``, ``triage_rules``, ``web_forms``, ``command_settings``), built here once per loaded
+configuration, so a reload builds them afresh and nothing else can go stale.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,7 +36,6 @@ from sqlalchemy.engine import make_url
 from ticketd.daemon.config.fields import (
     ConfigError,
     Email,
-    Port,
     PositiveInt,
     Section,
     existing_file,
@@ -46,11 +52,17 @@ from ticketd.daemon.config.process import (
     process_problems,
 )
 from ticketd.daemon.config.reports import ReportList, cron_schedule
+from ticketd.daemon.config.servers import ImapConfig, ServerConfig, SmtpConfig
 from ticketd.daemon.config.sla import SlaConfig
 from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
 from ticketd.parsers.language import LanguageGuesser
 from ticketd.parsers.message import is_one_of
+from ticketd.rules.auth import AuthPolicy
+from ticketd.rules.channels import WebForm
+from ticketd.rules.commands import CommandSettings
 from ticketd.rules.sla import BusinessCalendar
+from ticketd.rules.sla_clock import SlaClock
+from ticketd.rules.triage import CompiledRule, compile_rules
 
 __all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig", "SmtpConfig", "load_config"]
 
@@ -117,56 +129,6 @@ class DatabaseConfig(Section):
         if secret is None or not self.url.startswith("postgresql"):
             return self.url
         return make_url(self.url).set(password=secret.get_secret_value()).render_as_string(hide_password=False)
-
-
-TlsMode = Literal["implicit", "starttls", "none"]
-
-
-class ServerConfig(Section):
-    host: str
-    tls: TlsMode = "implicit"
-    auth: Literal["password", "xoauth2"] = "password"  # xoauth2: an OAuth2 access token from [oauth2]
-    username: str = ""
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    cafile: Path | None = None
-    timeout_seconds: PositiveInt = 30
-    # Set by Config from the shared [oauth2] section when auth = "xoauth2"; not a key of [imap] or [smtp].
-    _oauth2: OAuth2Config | None = PrivateAttr(default=None)
-
-    @field_validator("cafile", "password_file")
-    @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        return existing_file(value)
-
-    @property
-    def oauth2(self) -> OAuth2Config | None:
-        return self._oauth2
-
-
-class ImapConfig(ServerConfig):
-    port: Port = 993
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    idle: bool = True
-    poll_seconds: PositiveInt = 60
-
-    @model_validator(mode="after")
-    def _secret(self) -> ImapConfig:
-        pw = read_secret("imap", self.password, self.password_file, "TICKETD_IMAP_PASSWORD")
-        object.__setattr__(self, "password", pw)
-        return self
-
-
-class SmtpConfig(ServerConfig):
-    port: Port = 587
-    tls: TlsMode = "starttls"
-
-    @model_validator(mode="after")
-    def _secret(self) -> SmtpConfig:
-        pw = read_secret("smtp", self.password, self.password_file, "TICKETD_SMTP_PASSWORD")
-        object.__setattr__(self, "password", pw)
-        return self
 
 
 class SecurityConfig(Section):
@@ -309,6 +271,36 @@ class Config(Section):
         if self._calendar is None:
             self._calendar = self.sla.calendar(self.tz)
         return self._calendar
+
+    @cached_property
+    def auth(self) -> AuthPolicy:
+        """What proves an agent's mail (``rules.auth``)."""
+        secret = self.security.secret.get_secret_value() if self.security.secret else ""
+        return AuthPolicy(self.helpdesk.address, secret, self.security.signed_address_days,
+                          self.security.agent_auth, self.security.trusted_authserv_id)
+
+    @cached_property
+    def sla_clock(self) -> SlaClock:
+        """The calendar and the targets every deadline is computed from (``rules.sla_clock``)."""
+        return SlaClock(self.calendar, self.sla.target_table())
+
+    @cached_property
+    def triage_rules(self) -> tuple[CompiledRule, ...]:
+        """``[[rules]]`` compiled once: the pipeline asks for them per mail."""
+        return compile_rules(rule.rule() for rule in self.rules)
+
+    @cached_property
+    def web_forms(self) -> tuple[WebForm, ...]:
+        return tuple(form.form() for form in self.webforms)
+
+    @cached_property
+    def command_settings(self) -> CommandSettings:
+        """This helpdesk's side of the agents' commands (``rules.commands``)."""
+        return CommandSettings(
+            sla=self.sla_clock, tz=self.tz, group_policies=MappingProxyType({g.name: g.policy for g in self.groups}),
+            categories=tuple(self.categories.all()), our_addresses=self.our_addresses(),
+            max_participants=self.limits.max_participants, closing_require=MappingProxyType(dict(self.closing.require)),
+            templates_dir=self.helpdesk.templates_dir)
 
     @property
     def language_guesser(self) -> LanguageGuesser:

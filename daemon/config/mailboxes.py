@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import SecretStr, field_validator
 
 from ticketd.daemon.config.fields import Email, Section, existing_file
 from ticketd.daemon.config.process import CategoriesConfig, CategoryPath, Label, _duplicates, _unknown
-
-if TYPE_CHECKING:
-    from ticketd.daemon.config import ImapConfig
+from ticketd.daemon.config.servers import ImapConfig
 
 
 class MailboxDefaults(Section):

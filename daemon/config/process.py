@@ -3,6 +3,10 @@
 Everything that can be wrong with a rule is found at start, with its key: a regular expression that does not
 compile, a category outside the tree or a group nobody is in would otherwise route customers' mail nowhere,
 silently, until someone wonders where the tickets went.
+
+The models here validate the operator's text; what the rules compute with are plain values of ``rules``
+(``RuleConfig.rule`` → ``rules.triage.Rule``, ``WebFormConfig.form`` → ``rules.channels.WebForm``), so the rules
+import nothing of the configuration.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pydantic import (
 
 from ticketd.daemon.config.fields import Email, Section
 from ticketd.parsers.commands import suggest
+from ticketd.rules.channels import WebForm
+from ticketd.rules.triage import Conditions, Rule
 
 __all__ = [
     "CLOSING_FIELDS",
@@ -175,6 +181,9 @@ class RuleMatch(Section):
         given = [name for name in type(self).model_fields if getattr(self, name) is not None]
         return tuple(sorted(given, key=lambda k: self._order.index(k) if k in self._order else len(self._order)))
 
+    def conditions(self) -> Conditions:
+        return Conditions(**{name: getattr(self, name) for name in type(self).model_fields}, order=self.given())
+
 
 class RuleSet(Section):
     type: Literal["request", "complaint", "information"] | None = None
@@ -202,6 +211,9 @@ class RuleConfig(Section):
     set_: RuleSet = Field(alias="set")
     continue_: Flag = Field(default=False, alias="continue")
 
+    def rule(self) -> Rule:
+        return Rule(self.name, self.match.conditions(), tuple(self.set_.values().items()), self.continue_)
+
 
 class WebFormConfig(Section):
     sender: Email
@@ -209,6 +221,9 @@ class WebFormConfig(Section):
     email_field: Label = "E-mail"
     name_field: Label = "Name"
     subject_field: Label | None = "Subject"
+
+    def form(self) -> WebForm:
+        return WebForm(self.sender, self.use_reply_to, self.email_field, self.name_field, self.subject_field)
 
 
 class ClosingConfig(Section):

@@ -1,7 +1,8 @@
 """The ``[sla]`` section: business hours, holidays and the response and resolution targets per priority.
 
-Targets and hours are parsed once, while the config loads, into the values ``ticketd.rules.sla`` computes with;
-a bad one is reported as ``sla.first_response.high: reason`` like every other config problem.
+Targets and hours are parsed once, while the config loads, into the values ``ticketd.rules.sla`` and
+``ticketd.rules.sla_clock`` compute with (the rules never see this section); a bad one is reported as
+``sla.first_response.high: reason`` like every other config problem.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pydantic import Field, PlainSerializer, PlainValidator, field_validator
 
 from ticketd.daemon.config.fields import PositiveInt, Section
 from ticketd.rules.sla import BusinessCalendar, Duration, Interval, format_hours, parse_duration, parse_hours
+from ticketd.rules.sla_clock import PRIORITIES, SlaTargets
 
 __all__ = ["PRIORITIES", "BusinessHours", "SlaConfig", "SlaPlan"]
 
-PRIORITIES = ("low", "normal", "high", "urgent")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -119,15 +120,15 @@ class SlaConfig(Section):
         """The calendar in the helpdesk's time zone, which lives in ``[helpdesk]`` rather than here."""
         return BusinessCalendar(tz=tz, hours=self.business_hours.by_weekday(), holidays=frozenset(self.holidays))
 
+    def target_table(self) -> SlaTargets:
+        """The targets as the rules take them: per priority, and per plan the priorities it changes."""
+        def table(targets: Section) -> dict[str, Duration]:
+            return {p: value for p in PRIORITIES if (value := getattr(targets, p)) is not None}
+
+        return SlaTargets(table(self.first_response), table(self.resolution),
+                          {name: (table(plan.first_response), table(plan.resolution))
+                           for name, plan in self.plans.items()})
+
     def targets(self, plan: str | None, priority: str) -> tuple[Duration, Duration]:
-        """(first response, resolution) for a priority; an unknown plan (a company's stale setting) falls back to
-        the defaults instead of failing a ticket."""
-        if priority not in PRIORITIES:
-            raise ValueError(f"unknown priority {priority!r}; priorities are {', '.join(PRIORITIES)}")
-        first: Duration = getattr(self.first_response, priority)
-        resolution: Duration = getattr(self.resolution, priority)
-        chosen = self.plans.get(plan) if plan is not None else None
-        if chosen is not None:
-            first = getattr(chosen.first_response, priority) or first
-            resolution = getattr(chosen.resolution, priority) or resolution
-        return first, resolution
+        """(first response, resolution) for a priority, as ``rules.sla_clock.SlaTargets`` reads them."""
+        return self.target_table().targets(plan, priority)

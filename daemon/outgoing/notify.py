@@ -17,19 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from jinja2.sandbox import SandboxedEnvironment
 from sqlmodel import Session, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing.files import File, html_twin, pack, size_text
 from ticketd.daemon.outgoing.outbox import OutgoingMail, queue_mail
-from ticketd.daemon.outgoing.storm import ALERT_KIND, alert_recently_sent
-from ticketd.mailtemplates.render import make_environment, render
+from ticketd.mailtemplates.render import environment as templates
+from ticketd.mailtemplates.render import render
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules import identify
 from ticketd.rules.signing import reply_address
@@ -50,12 +47,6 @@ from ticketd.storage.models import (
 # handed back and forth in a few minutes tells its customer once, with the final name, or not at all when it
 # ends with the agent they heard of. The first name a customer hears goes out at once.
 ASSIGNED_QUIET = timedelta(minutes=5)
-
-
-@cache
-def templates(override_dir: Path | None = None) -> SandboxedEnvironment:
-    """One environment per template folder; SIGHUP clears the cache so edited templates are read again."""
-    return make_environment(override_dir)
 
 
 def _secret(config: Config) -> str:
@@ -254,16 +245,6 @@ def agents_to_notify(session: Session, ticket: Ticket, exclude: int | None = Non
 
 def managers(session: Session) -> list[Agent]:
     return [a for a in identify.agents(session) if a.active and a.role == "manager"]
-
-
-def alert_admin(session: Session, config: Config, topic: str, detail: str) -> list[Outbox]:
-    """Tell the operator (``helpdesk.admin``, else the managers), at most once an hour per topic."""
-    if alert_recently_sent(session, topic):
-        return []
-    people = [("", config.helpdesk.admin)] if config.helpdesk.admin else [(a.name, a.email) for a in managers(session)]
-    return [_send(session, config, kind=ALERT_KIND, template="admin_alert", language=config.helpdesk.language,
-                  ticket=None, to=[person], reply_party=None, cause="system",
-                  context={"topic": topic, "detail": detail}) for person in people]
 
 
 def withdraw_assigned(session: Session, ticket: Ticket, why: str) -> None:

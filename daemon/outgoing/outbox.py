@@ -30,12 +30,23 @@ from sqlmodel import Session, select
 
 from ticketd.daemon.config import Config, SmtpConfig
 from ticketd.daemon.outgoing import wire
+from ticketd.daemon.outgoing.files import size_text
 from ticketd.daemon.outgoing.outbox_parts import load_attachments, store_attachments
-from ticketd.daemon.outgoing.storm import ALERT_KIND, answers_automatic, hold_back_reason, is_capped, note_queued
+from ticketd.daemon.outgoing.storm import (
+    ALERT_KIND,
+    alert_recently_sent,
+    answers_automatic,
+    hold_back_reason,
+    is_capped,
+    note_queued,
+)
 from ticketd.daemon.outgoing.wire import MailAttachment
 from ticketd.daemon.outgoing.wire import clean as clean_header
 from ticketd.daemon.service import metrics, oauth2
+from ticketd.mailtemplates.render import environment as templates
+from ticketd.mailtemplates.render import render
 from ticketd.parsers.message import parse_addresses
+from ticketd.rules import identify
 from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Outbox, utcnow
 
@@ -138,12 +149,31 @@ def after_queued(session: Session, config: Config, cause: str, status: str, kind
     note_queued(session, cause, status, kind, recipient)
     if held:
         log.warning("outbox.suppressed", to=recipient, kind=kind, reason=held, ticket_id=ticket_id)
-        from ticketd.daemon.outgoing.notify import alert_admin  # here to avoid an import cycle
-
         topic = "circuit breaker open" if held.startswith("circuit breaker") else f"mail held back for {recipient}"
         alert_admin(session, config, topic, f"{held}.\nHeld back: the {kind!r} mail {message_id}"
                     + (f" of ticket id {ticket_id}" if ticket_id else "") + ".\n"
                     "`ticketd outbox list --failed` lists held mail; `ticketd outbox retry ID` sends one after all.")
+
+
+def alert_admin(session: Session, config: Config, topic: str, detail: str) -> list[Outbox]:
+    """Tell the operator (``helpdesk.admin``, else the managers), at most once an hour per topic.
+
+    Here beside ``queue_mail`` rather than in ``notify`` (which offers it to everyone else): queueing and sending
+    are what raise most alerts (a mail held back, a dead one), and an alert is itself a queued mail.
+    """
+    if alert_recently_sent(session, topic):
+        return []
+    if config.helpdesk.admin:
+        people = [("", config.helpdesk.admin)]
+    else:
+        people = [(a.name, a.email) for a in identify.agents(session) if a.active and a.role == "manager"]
+    context = {"helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
+               "attached": [], "left_out": [], "files_budget": size_text(config.limits.forward_attachments_bytes),
+               "topic": topic, "detail": detail}  # what ``notify.compose`` gives every template
+    rendered = render(templates(config.helpdesk.templates_dir), "admin_alert", config.helpdesk.language, context)
+    return [queue_mail(session, config, OutgoingMail(kind=ALERT_KIND, to=[person], subject=rendered.subject,
+                                                     body=rendered.body, cause="system", language=rendered.language))
+            for person in people]
 
 
 def row_headers(row: Outbox) -> list[tuple[str, str]]:
@@ -385,8 +415,6 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
             metrics.OUTGOING.labels(row.status).inc()
         dead = [r for r in recorded if r.status == "dead" and r.kind != ALERT_KIND]
         if dead:
-            from ticketd.daemon.outgoing.notify import alert_admin
-
             with session_scope(engine) as session:
                 alert_admin(session, config, "undeliverable mail", "\n".join(
                     f"outbox {r.id} to {r.to_addrs}: {r.last_error}" for r in dead))

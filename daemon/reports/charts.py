@@ -26,7 +26,8 @@ from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from ticketd.daemon.reports.data import ReportData, SatisfactionFigures
+from ticketd.daemon.reports.data import ReportData
+from ticketd.daemon.reports.figures import SatisfactionFigures
 
 CHARTS = ("monthly", "categories", "sla", "satisfaction")
 

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from ticketd.daemon.config import Config
+from ticketd.daemon.reports import figures
+from ticketd.daemon.reports.figures import AgentFigures, PartyFigures, SatisfactionFigures, SlaFigures, TicketRow
 from ticketd.rules.sla import BusinessCalendar
 from ticketd.storage.models import Agent, Company, Customer, Ticket
 
@@ -35,92 +37,6 @@ class Scope:
     until: date | None = None  # last day included (local date)
     company: str | None = None  # company name
     customer: str | None = None  # customer e-mail address
-
-
-@dataclass(frozen=True)
-class TicketRow:
-    """One ticket with every field a reader may want, times in the helpdesk's zone (naive, for Excel)."""
-
-    number: int
-    subject: str
-    state: str
-    type: str
-    category: str  # "" when none
-    priority: str
-    source: str
-    requester: str
-    requester_name: str
-    company: str  # "" when none
-    assignee: str  # e-mail, "" when none
-    group: str
-    created_at: datetime
-    first_response_due: datetime | None
-    first_response_at: datetime | None
-    resolution_due: datetime | None
-    resolution_at: datetime | None
-    closed_at: datetime | None
-    within_contract: bool | None
-    root_cause: str
-    action_plan: str
-    cost: str
-    resolution: str
-    satisfaction: str  # "satisfied" | "not-satisfied" | ""
-    first_response_hours: float | None  # business hours
-    resolution_hours: float | None
-    first_response_met: bool | None  # None: not yet due
-    resolution_met: bool | None
-
-    @property
-    def month(self) -> str:
-        return self.created_at.strftime("%Y-%m")
-
-
-@dataclass(frozen=True)
-class SlaFigures:
-    met: int = 0
-    missed: int = 0
-    median_hours: float | None = None
-    p90_hours: float | None = None
-
-    @property
-    def met_share(self) -> float | None:
-        total = self.met + self.missed
-        return self.met / total if total else None
-
-
-@dataclass(frozen=True)
-class SatisfactionFigures:
-    satisfied: int = 0
-    not_satisfied: int = 0
-    no_answer: int = 0
-
-    @property
-    def satisfied_share(self) -> float | None:
-        answered = self.satisfied + self.not_satisfied
-        return self.satisfied / answered if answered else None
-
-
-@dataclass(frozen=True)
-class PartyFigures:
-    """One company or one customer."""
-
-    name: str  # company name, or customer e-mail
-    tickets: int
-    complaints: int
-    open: int  # new, open or pending now
-    resolution: SlaFigures
-    satisfaction: SatisfactionFigures
-
-
-@dataclass(frozen=True)
-class AgentFigures:
-    email: str
-    name: str
-    assigned: int  # tickets of the period assigned to them
-    open: int  # of those, still new/open/pending
-    resolved: int  # of those, resolved or closed
-    first_response: SlaFigures  # median / p90 of their tickets' first response hours
-    resolution: SlaFigures
 
 
 @dataclass
@@ -150,8 +66,6 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
 
     ``now`` decides which open deadlines have passed; tests pass it so their figures do not depend on the clock.
     """
-    from ticketd.daemon.reports import figures  # it builds these dataclasses, so it imports this module
-
     now = now or datetime.now(UTC)
     scope, rows = _load(session, config.tz, scope)
     tickets = [_ticket_row(row, config, now) for row in rows]

@@ -1,7 +1,8 @@
 """The sums, shares and percentiles of a report, computed from its ``TicketRow`` list alone.
 
 Nothing here reads the database or the configuration: every figure follows from the rows, so a figure in the
-workbook can always be traced back to the rows on its Tickets sheet.
+workbook can always be traced back to the rows on its Tickets sheet. The rows and figures are defined here too,
+beside what computes them: ``data`` loads the rows and calls this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -9,20 +10,100 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from ticketd.daemon.reports.data import (
-    AgentFigures,
-    PartyFigures,
-    SatisfactionFigures,
-    SlaFigures,
-    TicketRow,
-)
 from ticketd.rules.states import OPEN_STATES
 
 TYPES = ("request", "complaint", "information")
 NO_CATEGORY = "(none)"
 DONE_STATES = frozenset({"resolved", "closed"})
 
+
+@dataclass(frozen=True)
+class TicketRow:
+    """One ticket with every field a reader may want, times in the helpdesk's zone (naive, for Excel)."""
+
+    number: int
+    subject: str
+    state: str
+    type: str
+    category: str  # "" when none
+    priority: str
+    source: str
+    requester: str
+    requester_name: str
+    company: str  # "" when none
+    assignee: str  # e-mail, "" when none
+    group: str
+    created_at: datetime
+    first_response_due: datetime | None
+    first_response_at: datetime | None
+    resolution_due: datetime | None
+    resolution_at: datetime | None
+    closed_at: datetime | None
+    within_contract: bool | None
+    root_cause: str
+    action_plan: str
+    cost: str
+    resolution: str
+    satisfaction: str  # "satisfied" | "not-satisfied" | ""
+    first_response_hours: float | None  # business hours
+    resolution_hours: float | None
+    first_response_met: bool | None  # None: not yet due
+    resolution_met: bool | None
+
+    @property
+    def month(self) -> str:
+        return self.created_at.strftime("%Y-%m")
+
+
+@dataclass(frozen=True)
+class SlaFigures:
+    met: int = 0
+    missed: int = 0
+    median_hours: float | None = None
+    p90_hours: float | None = None
+
+    @property
+    def met_share(self) -> float | None:
+        total = self.met + self.missed
+        return self.met / total if total else None
+
+
+@dataclass(frozen=True)
+class SatisfactionFigures:
+    satisfied: int = 0
+    not_satisfied: int = 0
+    no_answer: int = 0
+
+    @property
+    def satisfied_share(self) -> float | None:
+        answered = self.satisfied + self.not_satisfied
+        return self.satisfied / answered if answered else None
+
+
+@dataclass(frozen=True)
+class PartyFigures:
+    """One company or one customer."""
+
+    name: str  # company name, or customer e-mail
+    tickets: int
+    complaints: int
+    open: int  # new, open or pending now
+    resolution: SlaFigures
+    satisfaction: SatisfactionFigures
+
+
+@dataclass(frozen=True)
+class AgentFigures:
+    email: str
+    name: str
+    assigned: int  # tickets of the period assigned to them
+    open: int  # of those, still new/open/pending
+    resolved: int  # of those, resolved or closed
+    first_response: SlaFigures  # median / p90 of their tickets' first response hours
+    resolution: SlaFigures
 
 def percentiles(values: Sequence[float]) -> tuple[float | None, float | None]:
     """(median, 90th percentile); ``statistics.quantiles`` needs two values before Python 3.13, so one is itself."""

@@ -29,8 +29,9 @@ from sqlmodel import Session
 from ticketd.daemon.config import Config
 from ticketd.daemon.config.reports import ReportConfig
 from ticketd.daemon.outgoing import notify
-from ticketd.daemon.outgoing.outbox import MailAttachment, queue_mail
+from ticketd.daemon.outgoing.outbox import MailAttachment, alert_admin, queue_mail
 from ticketd.daemon.reports.data import ReportData, Scope, collect
+from ticketd.daemon.reports.texts import TEXTS
 from ticketd.rules.states import OPEN_STATES
 from ticketd.storage.db import session_scope
 from ticketd.storage.models import JobRun, utcnow
@@ -132,8 +133,6 @@ def workbook_name(report: ReportConfig, now: datetime, config: Config) -> str:
 
 def _chart_titles(language: str) -> dict[str, str]:
     """The workbook's words for the charts, as the pictures' alternative text."""
-    from ticketd.daemon.reports.texts import TEXTS
-
     texts = TEXTS.get(language, TEXTS.get("en", {}))
     return {key.removeprefix("chart."): value for key, value in texts.items() if key.startswith("chart.")}
 
@@ -204,7 +203,7 @@ def send_report(engine: sa.Engine, config: Config, report: ReportConfig, now: da
         log.exception("report.failed", report=report.name, error=f"{type(exc).__name__}: {exc}")
         try:
             with session_scope(engine) as session:
-                notify.alert_admin(session, config, f"report {report.name} failed",
+                alert_admin(session, config, f"report {report.name} failed",
                                    f"The report {report.name!r} ({report.schedule}) was not sent: "
                                    f"{type(exc).__name__}: {exc}")
         except Exception as alert_exc:  # the database itself may be what failed: the log line must do

@@ -19,7 +19,8 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from ticketd.daemon.reports.data import PartyFigures, ReportData, SatisfactionFigures, SlaFigures, scope_label
+from ticketd.daemon.reports.data import ReportData, scope_label
+from ticketd.daemon.reports.figures import PartyFigures, SatisfactionFigures, SlaFigures
 from ticketd.daemon.reports.texts import DEFINITIONS, Words
 
 DATE_FORMAT = "yyyy-mm-dd hh:mm"

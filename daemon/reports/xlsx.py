@@ -18,7 +18,8 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from ticketd.daemon.reports import sheets as report_sheets
-from ticketd.daemon.reports.data import ReportData, TicketRow
+from ticketd.daemon.reports.data import ReportData
+from ticketd.daemon.reports.figures import TicketRow
 from ticketd.daemon.reports.sheets import (
     DATE_FORMAT,
     HOURS_FORMAT,

@@ -40,6 +40,7 @@ from ticketd.storage.models import (
     SYSTEM_ACTOR,
     Attachment,
     Blob,
+    Company,
     Customer,
     Event,
     Inbound,
@@ -180,8 +181,6 @@ def export_person(session: Session, email: str, now: datetime | None = None) -> 
 
 
 def _company_name(session: Session, company_id: int) -> str | None:
-    from ticketd.storage.models import Company
-
     company = session.get(Company, company_id)
     return company.name if company else None
 

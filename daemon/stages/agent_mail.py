@@ -8,7 +8,8 @@ reach the ticket the agent meant, and nobody can tell which one that was.
 Everything the commands cause is told to whoever it concerns, once the whole mail is applied: the customer
 ("assigned to", "resolved", "reopened"), the new assignee, the previous one, a group whose policy chose nobody,
 a colleague named with ``@name`` in a note. The agent's words and files go to the people of the conversation
-they answered, and only to them.
+they answered, and only to them. Which mails a state change calls for is the rules' answer (``Effects.mails``,
+from ``rules.states.MAILS``); this module decides only how they go (the agent's words may ride in them).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def handle_agent_mail(inc: Incoming) -> Outcome:
     if ticket is None and inc.subject.title.strip().casefold() in LIST_SUBJECTS:
         digest.send_list(inc.session, inc.config, agent, inc.now, "list", cause="inbound")
         return Outcome("done", reason="ticket list sent")
-    auth = authenticate_agent(inc.mail, inc.config, agent.email, ticket is not None, inc.now)
+    auth = authenticate_agent(inc.mail, inc.config.auth, agent.email, ticket is not None, inc.now)
     if not auth.ok:
         return refuse_unauthenticated(inc, agent, parsed, auth.how, auth.expired)
     if inc.match.conflict is not None:
@@ -108,7 +109,7 @@ def send_help(inc: Incoming, agent: Agent, cause: str) -> None:
         "commands": commands, "helpdesk_tag": inc.config.helpdesk.tag,
         "new_ticket_address": notify.signed_address(inc.config, 0, agent.email),
         "categories": inc.config.categories.all(), "groups": groups, "agents": agents,
-        "replies": canned_replies(inc.config),
+        "replies": canned_replies(inc.config.helpdesk.templates_dir),
     }, cause=cause)
 
 
@@ -157,8 +158,8 @@ def apply_agent_mail(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Out
         (ticket, opened_files), new = opened, True
         thread, commands = ticket, tuple(c for c in parsed.commands if c.name != "customer")
     assert thread is not None
-    ctx = CommandContext(inc.session, inc.config, agent.email, agent, ticket, inc.mail.message_id, inc.now,
-                         thread=thread)
+    ctx = CommandContext(inc.session, inc.config.command_settings, agent.email, agent, ticket, inc.mail.message_id,
+                         inc.now, thread=thread)
     results = run_commands(ctx, commands, parsed.errors)
     effects = ctx.effects
     mentioned: list[Agent] = []
@@ -178,8 +179,8 @@ def apply_agent_mail(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Out
     spoke = False
     if not new and (text or has_files(inc)):
         spoke = answer(inc, agent, ticket, thread, text, effects, mentioned)
-    elif effects.state in ("resolved", "rejected"):
-        outcome_mail(inc, ticket, "", [])
+    elif effects.outcome is not None:
+        outcome_mail(inc, ticket, effects.outcome, "", [])
     tell_effects(inc, agent, ticket, thread, effects, parsed.text, new, spoke)
     return Outcome("done", ticket.number, new_ticket=new, ticket_id=ticket.id)
 
@@ -195,16 +196,16 @@ def answer(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, text: st
             notify.to_agents(inc.session, inc.config, ticket, mentioned, "agent_mention",
                              {"note": text, "by": {"name": agent.name, "email": agent.email}}, cause="agent",
                              conversation=thread, files=files)
-        if effects.state in ("resolved", "rejected"):
-            outcome_mail(inc, ticket, "", [])  # the customer learns the outcome; the note stays inside
+        if effects.outcome is not None:
+            outcome_mail(inc, ticket, effects.outcome, "", [])  # the customer learns the outcome; the note stays inside
         return False
     message, files = record_message(inc, thread, "agent-reply", text, direction="out", is_reply=True)
-    if effects.state in ("resolved", "rejected") and thread.id == ticket.id:
-        row = outcome_mail(inc, ticket, text, files)
+    if effects.outcome is not None and thread.id == ticket.id:
+        row = outcome_mail(inc, ticket, effects.outcome, text, files)
     else:
         row = notify.relay_agent_reply(inc.session, inc.config, ticket, agent, text, conversation=thread, files=files)
-        if effects.state in ("resolved", "rejected"):
-            outcome_mail(inc, ticket, "", [])  # the ticket's own requester learns the outcome, without those words
+        if effects.outcome is not None:  # the ticket's own requester learns the outcome, without those words
+            outcome_mail(inc, ticket, effects.outcome, "", [])
     too_big = pack(files, inc.config.limits.forward_attachments_bytes).left_out
     if too_big:  # the customer's mail says so too; the agent must know, or they think the file arrived
         notify.to_agent(inc.session, inc.config, agent, "agent_files_left_out", {"too_big": list(too_big)},
@@ -215,8 +216,9 @@ def answer(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, text: st
     return True
 
 
-def outcome_mail(inc: Incoming, ticket: Ticket, text: str, files: list[File]) -> object:
-    if ticket.state == "resolved":
+def outcome_mail(inc: Incoming, ticket: Ticket, outcome: str, text: str, files: list[File]) -> object:
+    """``outcome``: the mail the state change called for (``Effects.outcome``), resolved or rejected."""
+    if outcome == "resolved":
         return closing.send_resolved(inc.session, inc.config, ticket, text, files=files)
     return closing.send_rejected(inc.session, inc.config, ticket, text, files=files)
 
@@ -237,12 +239,12 @@ def tell_effects(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, ef
     session, config = inc.session, inc.config
     if ticket.state not in OPEN_STATES:  # an "assigned to" still waiting is moot once the ticket is finished
         notify.withdraw_assigned(session, ticket, f"the ticket is {ticket.state}")
-    if effects.state == "closed" and effects.merged_into is None and not effects.spam:  # a spammer hears nothing
+    if "closed" in effects.mails:  # not for a merge or spam: a spammer hears nothing
         closing.send_closed(session, config, ticket, "satisfied" if effects.satisfaction else "agent", cause="agent")
-    if effects.satisfaction == "not-satisfied":
+    if "agent_reopened" in effects.mails:  # the customer's "not satisfied", as an agent recorded it
         closing.tell_reopened(session, config, ticket, "agent", message_context(inc, said), unhappy=True,
                               cause="agent")
-    if effects.reopened_from is not None and effects.state == "open" and not spoke:
+    if "reopened" in effects.mails and not spoke:
         closing.send_reopened(session, config, ticket, "agent", cause="agent")
     if (effects.assigned is not None or effects.assigned_group is not None) and not new:
         tell_assignment(inc, agent, ticket, thread, effects, said)

@@ -20,7 +20,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import notify
 from ticketd.daemon.outgoing.files import File
 from ticketd.parsers.subject import ticket_tag
-from ticketd.rules.states import change_state
+from ticketd.rules.states import StateChange, change_state
 from ticketd.storage.models import SYSTEM_ACTOR, Agent, Customer, Event, Outbox, Ticket
 
 
@@ -85,23 +85,26 @@ def tell_reopened(session: Session, config: Config, ticket: Ticket, how: str, me
 
 
 def record_not_satisfied(session: Session, config: Config, ticket: Ticket, actor: str, via_message_id: str | None,
-                         now: datetime) -> None:
+                         now: datetime) -> StateChange:
     """The customer's complaint about the outcome: not satisfied, and the ticket is open again."""
     session.add(Event(ticket_id=ticket.id, actor=actor, what="satisfaction", old=ticket.satisfaction,
                       new="not-satisfied", via_message_id=via_message_id, at=now))
     ticket.satisfaction = "not-satisfied"
-    reopen(session, config, ticket, actor, via_message_id, now)
+    return reopen(session, config, ticket, actor, via_message_id, now)
 
 
 def reopen(session: Session, config: Config, ticket: Ticket, actor: str, via_message_id: str | None,
-           now: datetime) -> None:
-    change_state(session, ticket, "open", actor=actor, now=now, calendar=config.calendar,
-                 via_message_id=via_message_id)
+           now: datetime) -> StateChange:
+    """The customer is not done: open again; the change names the mails that tell it."""
+    return change_state(session, ticket, "open", by="customer", actor=actor, now=now, calendar=config.calendar,
+                        via_message_id=via_message_id)
 
 
 def auto_close(session: Session, config: Config, ticket: Ticket, now: datetime) -> None:
     """No answer to the resolved mail within ``closing.auto_close_after``: closed, and the customer told."""
-    change_state(session, ticket, "closed", actor=SYSTEM_ACTOR, now=now, calendar=config.calendar)
+    change = change_state(session, ticket, "closed", by="timer", actor=SYSTEM_ACTOR, now=now,
+                          calendar=config.calendar)
     session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="auto-close",
                       new=f"no answer since {notify.local_time(config, ticket.resolution_at)}", at=now))
-    send_closed(session, config, ticket, "auto", cause="timer")
+    if "closed" in change.mails:
+        send_closed(session, config, ticket, "auto", cause="timer")

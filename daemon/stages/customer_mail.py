@@ -25,7 +25,7 @@ from ticketd.daemon.stages.conversation import (
 from ticketd.parsers.commands import parse_commands
 from ticketd.parsers.quotes import strip_reply
 from ticketd.parsers.reply_intent import classify_reply
-from ticketd.rules.commands import CommandContext, run_commands
+from ticketd.rules.commands import CommandContext, Effects, run_commands
 from ticketd.rules.screen import Verdict
 from ticketd.rules.states import FINISHED, change_state
 from ticketd.storage.inbound import TRUNCATED_HEADER
@@ -118,15 +118,17 @@ def add_to_ticket(inc: Incoming, ticket: Ticket, thread: Ticket) -> Outcome:
                        ticket_id=ticket.id)
     tell_if_truncated(inc, ticket, thread)
     said = message_context(inc, text)
-    answer = satisfaction_answer(inc, ticket, text)
-    if answer == "satisfied":
-        closing.send_closed(inc.session, inc.config, ticket, "satisfied", cause="inbound")
-        return Outcome("done", ticket.number, reason="satisfaction: satisfied", ticket_id=ticket.id)
-    if answer == "not-satisfied":
-        closing.tell_reopened(inc.session, inc.config, ticket, "link", said, unhappy=True, cause="inbound",
-                              conversation=thread)
-        closing.send_reopened(inc.session, inc.config, ticket, "link", cause="inbound", conversation=thread)
-        return Outcome("done", ticket.number, reason="satisfaction: not-satisfied", ticket_id=ticket.id)
+    answered = satisfaction_answer(inc, ticket, text)
+    if answered is not None:
+        mails = answered.mails
+        if "closed" in mails:
+            closing.send_closed(inc.session, inc.config, ticket, "satisfied", cause="inbound")
+        if "agent_reopened" in mails:
+            closing.tell_reopened(inc.session, inc.config, ticket, "link", said, unhappy=True, cause="inbound",
+                                  conversation=thread)
+        if "reopened" in mails:
+            closing.send_reopened(inc.session, inc.config, ticket, "link", cause="inbound", conversation=thread)
+        return Outcome("done", ticket.number, reason=f"satisfaction: {answered.satisfaction}", ticket_id=ticket.id)
     if ticket.state == "resolved":
         intent = classify_reply(text)
         if intent == "thanks":
@@ -134,8 +136,8 @@ def add_to_ticket(inc: Incoming, ticket: Ticket, thread: Ticket) -> Outcome:
         reopen(inc, ticket, thread, text, intent == "complaint" and inc.customer_is_requester(ticket), files)
         return Outcome("done", ticket.number, reason=f"reopened ({intent})", ticket_id=ticket.id)
     if ticket.state == "pending":  # the customer answered what we waited for: our move again
-        change_state(inc.session, ticket, "open", actor=inc.sender.address.email, now=inc.now,
-                     calendar=inc.config.calendar, via_message_id=inc.mail.message_id)
+        change_state(inc.session, ticket, "open", by="customer", actor=inc.sender.address.email, now=inc.now,
+                     calendar=inc.config.calendar, via_message_id=inc.mail.message_id)  # calls for no mail
     notify.to_agents(inc.session, inc.config, ticket, notify.agents_to_notify(inc.session, ticket), "agent_update",
                      {"message": said, "thanks": False}, cause="inbound", conversation=thread, files=files)
     return Outcome("done", ticket.number, ticket_id=ticket.id)
@@ -160,21 +162,24 @@ def reopen(inc: Incoming, ticket: Ticket, thread: Ticket, text: str, unhappy: bo
     agents hear of it (the managers too when the customer is unhappy) and the customer is told."""
     how = "reply"
     if unhappy:
-        closing.record_not_satisfied(inc.session, inc.config, ticket, inc.sender.address.email, inc.mail.message_id,
-                                     inc.now)
+        change = closing.record_not_satisfied(inc.session, inc.config, ticket, inc.sender.address.email,
+                                              inc.mail.message_id, inc.now)
     else:
-        closing.reopen(inc.session, inc.config, ticket, inc.sender.address.email, inc.mail.message_id, inc.now)
-    closing.tell_reopened(inc.session, inc.config, ticket, how, message_context(inc, text), unhappy=unhappy,
-                          cause="inbound", conversation=thread, files=files)
-    closing.send_reopened(inc.session, inc.config, ticket, how, cause="inbound", conversation=thread)
+        change = closing.reopen(inc.session, inc.config, ticket, inc.sender.address.email, inc.mail.message_id,
+                                inc.now)
+    if "agent_reopened" in change.mails:
+        closing.tell_reopened(inc.session, inc.config, ticket, how, message_context(inc, text), unhappy=unhappy,
+                              cause="inbound", conversation=thread, files=files)
+    if "reopened" in change.mails:
+        closing.send_reopened(inc.session, inc.config, ticket, how, cause="inbound", conversation=thread)
 
 
 def _on_thread(ticket: Ticket, thread: Ticket) -> str | None:
     return f"on #{thread.number}" if thread.id != ticket.id else None
 
 
-def satisfaction_answer(inc: Incoming, ticket: Ticket, text: str) -> str | None:
-    """The requester's one-click answer to a resolved ticket; only through their signed reply address."""
+def satisfaction_answer(inc: Incoming, ticket: Ticket, text: str) -> Effects | None:
+    """The requester's one-click answer to a resolved ticket, applied; only through their signed reply address."""
     customer = inc.sender.customer
     if customer is None or customer.id != ticket.requester_id or inc.match.via != "signed-address":
         return None
@@ -182,9 +187,10 @@ def satisfaction_answer(inc: Incoming, ticket: Ticket, text: str) -> str | None:
     answers = tuple(c for c in parsed.commands if c.name in SATISFACTION)
     if not answers:
         return None
-    ctx = CommandContext(inc.session, inc.config, customer.email, None, ticket, inc.mail.message_id, inc.now)
+    ctx = CommandContext(inc.session, inc.config.command_settings, customer.email, None, ticket, inc.mail.message_id,
+                         inc.now)
     results = run_commands(ctx, answers[:1], (), requester=True)
-    return answers[0].name if all(r.ok for r in results) else None
+    return ctx.effects if all(r.ok for r in results) else None
 
 
 def tell_if_truncated(inc: Incoming, ticket: Ticket, thread: Ticket | None = None) -> None:

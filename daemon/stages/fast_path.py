@@ -54,7 +54,7 @@ def is_plain_new_mail(session: Session, config: Config, mail: ParsedMail, screen
     return (sender is not None and screening.verdict is Verdict.CONTINUE and not mail.in_reply_to
             and not mail.references and subject.ticket_number is None and not mail.attachments
             and not mail.header(TRUNCATED) and active_agent(session, sender.email) is None
-            and signed_recipient(mail, config, sender.email, now) is None and answered_by(session, mail) is None)
+            and signed_recipient(mail, config.auth, sender.email, now) is None and answered_by(session, mail) is None)
 
 
 def open_ticket(session: Session, config: Config, inbound: Inbound, mail: ParsedMail,

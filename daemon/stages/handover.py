@@ -32,7 +32,7 @@ def hand_on(session: Session, config: Config, leaving: Agent, now: datetime) -> 
     handed = []
     by = {"name": config.helpdesk.name, "email": config.helpdesk.address}
     for ticket in list(tickets):
-        ctx = CommandContext(session, config, SYSTEM_ACTOR, None, ticket, None, now)
+        ctx = CommandContext(session, config.command_settings, SYSTEM_ACTOR, None, ticket, None, now)
         if ticket.group:
             assign_group(ctx, ticket, ticket.group)
         else:

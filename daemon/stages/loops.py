@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from ticketd.daemon.outgoing import notify, storm
+from ticketd.daemon.outgoing import notify, outbox, storm
 from ticketd.daemon.stages.conversation import Incoming, Outcome, event, message_context, record_message
 from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.quotes import strip_reply
@@ -62,7 +62,7 @@ def record_unanswered(inc: Incoming) -> Outcome:
     sender = inc.sender.address.email
     domain = sender.rsplit("@", 1)[-1]
     thread = inc.session.get(Ticket, answered.ticket_id) if answered.ticket_id is not None else None
-    notify.alert_admin(inc.session, inc.config, f"automatic answers stopped for {domain}", (
+    outbox.alert_admin(inc.session, inc.config, f"automatic answers stopped for {domain}", (
         f"{reason}.\nIt is not answered automatically: another ticket system or an auto-responder answering "
         "our receipts from a new address each time would otherwise loop. "
         + (f"It is recorded on ticket id {thread.id}." if thread else "It is not recorded on any ticket.")))

@@ -15,11 +15,11 @@ from typing import Any
 from sqlmodel import Session
 
 from ticketd.daemon.config import Config
-from ticketd.daemon.stages import sla_clock
 from ticketd.parsers.message import ParsedMail
 from ticketd.rules import identify
 from ticketd.rules.assignment import pick_assignee
-from ticketd.rules.triage import compile_rules, facts_from_mail, triage
+from ticketd.rules.sla_clock import due_times
+from ticketd.rules.triage import facts_from_mail, triage
 from ticketd.storage.models import Agent, Company, Customer
 
 
@@ -45,8 +45,8 @@ def prepare(session: Session, config: Config, customer: Customer, now: datetime,
         fields.update(defaults)
         events.append(("mailbox", None, f"{mailbox}: " + ", ".join(f"{k}={v}" for k, v in defaults.items())))
     wanted: str | None = None
-    if mail is not None and config.rules:
-        decided = triage(compile_rules(config.rules), facts_from_mail(mail, company.name if company else None))
+    if mail is not None and config.triage_rules:
+        decided = triage(config.triage_rules, facts_from_mail(mail, company.name if company else None))
         for name in ("type", "category", "priority", "group"):
             if getattr(decided, name) is not None:
                 fields[name] = getattr(decided, name)
@@ -56,8 +56,8 @@ def prepare(session: Session, config: Config, customer: Customer, now: datetime,
     if fields["within_contract"] is False:
         ended = company.contract_until.date().isoformat() if company and company.contract_until else None
         events.append(("contract", None, f"out of contract (ended {ended})" if ended else "out of contract (none)"))
-    fields["first_response_due"], fields["resolution_due"] = sla_clock.due_times(
-        config, company.sla_plan if company else None, fields["priority"], now)
+    fields["first_response_due"], fields["resolution_due"] = due_times(
+        config.sla_clock, company.sla_plan if company else None, fields["priority"], now)
     assignee = choose_assignee(session, config, wanted, fields["group"], events)
     if assignee is None and opened_by is not None:
         assignee = opened_by

@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 from ticketd.daemon.config import Config
 from ticketd.daemon.config.reports import ReportConfig, cron_trigger
 from ticketd.daemon.outgoing import notify
+from ticketd.daemon.service.privacy import purge_raw_mail
 from ticketd.daemon.stages import closing
 from ticketd.daemon.stages.digest import send_digests
 from ticketd.storage.db import session_scope
@@ -131,8 +132,6 @@ class Timers:
                                    id=self.RETENTION_JOB, name="raw mail retention", next_run_time=datetime.now(UTC))
 
     def retention(self) -> None:
-        from ticketd.daemon.service.privacy import purge_raw_mail
-
         try:
             purge_raw_mail(self.engine, self.config.retention.raw_mail_days, utcnow())
         except Exception as exc:  # the next hour tries again; raw mail kept an hour longer harms nobody

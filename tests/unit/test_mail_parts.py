@@ -103,16 +103,18 @@ def test_change_state_records_stamps_and_moves_the_sla_clock() -> None:
     due = datetime(2026, 12, 8, 10, tzinfo=IST).astimezone(UTC)
     ticket = Ticket(number=1, subject="s", requester_id=1, state="open", resolution_due=due)
     session = FakeSession()
-    assert change_state(session, ticket, "pending", actor="ali", now=monday_10, calendar=CALENDAR)  # type: ignore[arg-type]
+    assert change_state(session, ticket, "pending", by="agent", actor="ali", now=monday_10,  # type: ignore[arg-type]
+                        calendar=CALENDAR).changed
     assert ticket.sla_paused_at == monday_10
     back = monday_10 + timedelta(hours=3)
-    change_state(session, ticket, "closed", actor="ticketd", now=back, calendar=CALENDAR)  # type: ignore[arg-type]
+    change_state(session, ticket, "closed", by="agent", actor="ticketd", now=back, calendar=CALENDAR)  # type: ignore[arg-type]
     assert ticket.sla_paused_at is None and ticket.sla_paused_seconds == 3 * 3600
     assert ticket.resolution_due == due + timedelta(hours=3)  # the pause no longer hangs on after closing
     assert ticket.closed_at == back and ticket.updated_at == back
     assert [(e.what, e.old, e.new, e.at) for e in session.added if isinstance(e, Event)] == [
         ("state", "open", "pending", monday_10), ("state", "pending", "closed", back)]
-    assert not change_state(session, ticket, "closed", actor="x", now=back, calendar=CALENDAR)  # type: ignore[arg-type]
+    assert not change_state(session, ticket, "closed", by="agent", actor="x", now=back,  # type: ignore[arg-type]
+                            calendar=CALENDAR).changed
 
 
 def test_change_state_refuses_moves_outside_the_graph_unless_forced() -> None:
@@ -120,10 +122,11 @@ def test_change_state_refuses_moves_outside_the_graph_unless_forced() -> None:
     session = FakeSession()
     now = datetime(2026, 12, 7, 10, tzinfo=IST)
     with pytest.raises(StateError, match="a resolved ticket cannot become pending"):
-        change_state(session, ticket, "pending", actor="ali", now=now, calendar=CALENDAR)  # type: ignore[arg-type]
+        change_state(session, ticket, "pending", by="agent", actor="ali", now=now, calendar=CALENDAR)  # type: ignore[arg-type]
     with pytest.raises(StateError, match="unknown state 'resolvd'; did you mean resolved"):
-        change_state(session, ticket, "resolvd", actor="ali", now=now, calendar=CALENDAR)  # type: ignore[arg-type]
+        change_state(session, ticket, "resolvd", by="agent", actor="ali", now=now, calendar=CALENDAR)  # type: ignore[arg-type]
     assert ticket.state == "resolved" and not session.added
     ticket.state = "rejected"
-    change_state(session, ticket, "closed", actor="ticketd", now=now, calendar=CALENDAR, force=True)  # type: ignore[arg-type]
+    change_state(session, ticket, "closed", by="agent", actor="ticketd", now=now, calendar=CALENDAR,  # type: ignore[arg-type]
+                 force=True)
     assert ticket.state == "closed"

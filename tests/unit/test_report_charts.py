@@ -32,13 +32,8 @@ from ticketd.daemon.reports.charts import (
     draw_charts,
     figures,
 )
-from ticketd.daemon.reports.data import (
-    ReportData,
-    SatisfactionFigures,
-    Scope,
-    SlaFigures,
-    TicketRow,
-)
+from ticketd.daemon.reports.data import ReportData, Scope
+from ticketd.daemon.reports.figures import SatisfactionFigures, SlaFigures, TicketRow
 
 MONTHS = ["2025-10", "2025-11", "2025-12", "2026-01", "2026-02", "2026-03"]
 TYPES = ["request", "complaint", "information"]

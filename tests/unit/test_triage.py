@@ -12,8 +12,8 @@ import pytest
 from ticketd.daemon.config import ConfigError, parse_config
 from ticketd.daemon.config.process import CategoriesConfig, RuleConfig, WebFormConfig
 from ticketd.parsers.message import Address, parse_message
-from ticketd.rules.channels import from_web_form
-from ticketd.rules.triage import Triage, TriageFacts, compile_rules, facts_from_mail, triage
+from ticketd.rules.channels import WebForm, from_web_form
+from ticketd.rules.triage import Rule, Triage, TriageFacts, compile_rules, facts_from_mail, triage
 
 TREE = ["hardware/modem", "hardware/cable", "billing/invoice", "service/installation"]
 
@@ -136,8 +136,9 @@ def test_with_no_tree_every_category_is_unknown(tmp_path: Path) -> None:
 
 # --- triage semantics -----------------------------------------------------------------------------------------
 
-def rules(*raw: dict[str, Any]) -> list[RuleConfig]:
-    return [RuleConfig.model_validate(r) for r in raw]
+def rules(*raw: dict[str, Any]) -> list[Rule]:
+    """As the configuration hands them to the rules: validated, then converted."""
+    return [RuleConfig.model_validate(r).rule() for r in raw]
 
 
 def facts(**kw: Any) -> TriageFacts:
@@ -232,13 +233,23 @@ def test_body_is_searched_anywhere() -> None:
     assert decided.matched == (("modem", r"body matches '(?i)\\bmodem\\b'"),)
 
 
-def test_compiled_once_per_configured_list() -> None:
-    configured = rules(rule("a"), rule("b"))
-    first = compile_rules(configured)
-    assert [r.name for r in first] == ["a", "b"]
-    assert all(x is y for x, y in zip(first, compile_rules(configured), strict=True))
-    configured.append(rules(rule("c"))[0])
-    assert [r.name for r in compile_rules(configured)] == ["a", "b", "c"]
+def test_compiled_once_per_loaded_config(tmp_path: Path) -> None:
+    config = parse_config(base(tmp_path) | {"rules": [rule("a"), rule("b", {"subject": "x"}, group="network")]})
+    first = config.triage_rules
+    assert [r.name for r in first] == ["a", "b"] and config.triage_rules is first
+    reloaded = parse_config(base(tmp_path) | {"rules": [rule("a"), rule("b"), rule("c")]})
+    assert [r.name for r in reloaded.triage_rules] == ["a", "b", "c"]
+
+
+def test_a_rule_reaches_the_rules_as_written(tmp_path: Path) -> None:
+    """The conversion keeps the operator's key order (the reason reads the same way) and only what is set."""
+    config = parse_config(base(tmp_path) | {"rules": [
+        rule("r", {"subject": "(?i)modem", "sender": "A@B.example"}, group="network") | {"continue": True}],
+        "webforms": [{"sender": "Forms@acme.example", "subject_field": "Topic"}]})
+    converted = config.rules[0].rule()
+    assert converted.name == "r" and converted.continue_ and converted.set_values == (("group", "network"),)
+    assert converted.match.given() == ("subject", "sender") and converted.match.sender == ("a@b.example",)
+    assert config.web_forms == (WebForm("forms@acme.example", True, "E-mail", "Name", "Topic"),)
 
 
 # --- facts from a real mail -----------------------------------------------------------------------------------
@@ -289,7 +300,7 @@ def test_rules_against_a_parsed_mail() -> None:
 
 # --- web forms ------------------------------------------------------------------------------------------------
 
-FORMS = [WebFormConfig(sender="forms@acme.example")]
+FORMS = [WebForm(sender="forms@acme.example")]
 
 
 def form_mail(body: str, reply_to: str | None = "Mehmet Kaya <Mehmet.Kaya@example.net>",
@@ -338,8 +349,8 @@ def test_body_field_when_there_is_no_usable_reply_to() -> None:
     for reply_to in (None, "Acme web site <forms@acme.example>"):
         attributed = from_web_form(parse_message(form_mail(BODY, reply_to=reply_to)), FORMS)
         assert attributed is not None and attributed.sender == Address("mehmet.kaya@example.net", "Mehmet Kaya")
-    no_reply_to = [WebFormConfig(sender="forms@acme.example", use_reply_to=False, email_field="Your address",
-                                 name_field="Full name", subject_field="Topic")]
+    no_reply_to = [WebForm(sender="forms@acme.example", use_reply_to=False, email_field="Your address",
+                           name_field="Full name", subject_field="Topic")]
     body = "Full name: Zeynep Ak\n  Your address :  Zeynep@Example.com.tr\nTopic: Fatura\n"
     attributed = from_web_form(parse_message(form_mail(body)), no_reply_to)
     assert attributed is not None and attributed.sender == Address("zeynep@example.com.tr", "Zeynep Ak")
@@ -379,5 +390,5 @@ def test_other_mail_is_left_alone() -> None:
     assert from_web_form(parse_message(form_mail(BODY, sender="Mehmet <mehmet.kaya@example.net>")), FORMS) is None
     assert from_web_form(parse_message(b"Subject: no sender\r\n\r\nE-mail: a@b.example\r\n"), FORMS) is None
     assert from_web_form(parse_message(form_mail(BODY)), []) is None
-    upper = [WebFormConfig(sender="FORMS@ACME.EXAMPLE")]
+    upper = [WebFormConfig(sender="FORMS@ACME.EXAMPLE").form()]  # the configuration lower-cases it
     assert from_web_form(parse_message(form_mail(BODY, sender="<Forms@Acme.Example>")), upper) is not None
