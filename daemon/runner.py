@@ -21,7 +21,7 @@ from ticketd.daemon import pipeline
 from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.intake import threads as intake
-from ticketd.daemon.outgoing import notify, outbox
+from ticketd.daemon.outgoing import outbox
 from ticketd.daemon.service import metrics, systemd
 from ticketd.daemon.service.coordination import Coordinator
 from ticketd.daemon.stages import sweep
@@ -180,7 +180,6 @@ def _reload(config: Config, reload_config: Callable[[], Config] | None) -> tuple
         problems = "; ".join(exc.problems)
         systemd.notify(f"STATUS=config reload rejected ({problems}); running on the previous configuration")
         return config, f" (config reload rejected: {problems})"
-    notify.templates.cache_clear()
     log.info("config.reloaded", source=str(new.source))
     systemd.notify(f"STATUS=configuration reloaded from {new.source}")
     return new, ""

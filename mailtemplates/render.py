@@ -38,7 +38,7 @@ def make_environment(override_dir: Path | None = None) -> SandboxedEnvironment:
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        auto_reload=False,  # cached until SIGHUP clears the cache: no stat() per mail
+        auto_reload=False,  # no stat() per mail: a reload builds a new environment (Config.templates)
         trim_blocks=True,
         lstrip_blocks=True,
     )

@@ -17,19 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from jinja2.sandbox import SandboxedEnvironment
 from sqlmodel import Session, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing.files import File, html_twin, pack, size_text
 from ticketd.daemon.outgoing.outbox import OutgoingMail, queue_mail
 from ticketd.daemon.outgoing.storm import ALERT_KIND, alert_recently_sent
-from ticketd.mailtemplates.render import make_environment, render
+from ticketd.mailtemplates.render import render
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules import identify
 from ticketd.rules.signing import reply_address
@@ -50,12 +47,6 @@ from ticketd.storage.models import (
 # handed back and forth in a few minutes tells its customer once, with the final name, or not at all when it
 # ends with the agent they heard of. The first name a customer hears goes out at once.
 ASSIGNED_QUIET = timedelta(minutes=5)
-
-
-@cache
-def templates(override_dir: Path | None = None) -> SandboxedEnvironment:
-    """One environment per template folder; SIGHUP clears the cache so edited templates are read again."""
-    return make_environment(override_dir)
 
 
 def _secret(config: Config) -> str:
@@ -127,7 +118,7 @@ def compose(session: Session, config: Config, *, kind: str, template: str, langu
         ctx.setdefault("tag", ticket_tag(config.helpdesk.tag, conversation.number))
         ctx.setdefault("merged_into", ticket_tag(config.helpdesk.tag, ticket.number)
                        if conversation.id != ticket.id else "")
-    rendered = render(templates(config.helpdesk.templates_dir), template, language, ctx)
+    rendered = render(config.templates, template, language, ctx)
     subject = rendered.subject
     in_reply_to, references = (None, ())
     if conversation is not None:
