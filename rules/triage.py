@@ -17,7 +17,6 @@ from ticketd.parsers.message import ParsedMail
 __all__ = ["CompiledRule", "Triage", "TriageFacts", "compile_rules", "facts_from_mail", "triage"]
 
 _ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
-_CACHE_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -150,23 +149,10 @@ def _checks(match: RuleMatch) -> tuple[tuple[int, Check], ...]:
     return tuple((given.index(key), _BUILDERS[key](getattr(match, key))) for key in ordered)
 
 
-_compiled: dict[int, tuple[tuple[RuleConfig, ...], list[CompiledRule]]] = {}
-
-
 def compile_rules(rules: list[RuleConfig]) -> list[CompiledRule]:
-    """Compiled once per configured list (the pipeline asks per mail); a changed list is compiled afresh."""
-    snapshot = tuple(rules)
-    cached = _compiled.get(id(rules))
-    if cached is None or not _same(cached[0], snapshot):
-        if len(_compiled) >= _CACHE_SIZE:
-            _compiled.pop(next(iter(_compiled)))
-        cached = _compiled[id(rules)] = (snapshot, [compile_rule(rule) for rule in snapshot])
-    return list(cached[1])
-
-
-def _same(old: tuple[RuleConfig, ...], new: tuple[RuleConfig, ...]) -> bool:
-    """Identity, not equality: the models are frozen, so the same objects mean the same rules."""
-    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+    """Not cached here: the caller keeps the result as long as the configuration it came from (the pipeline
+    asks per mail, and gets the list compiled when that configuration was first used)."""
+    return [compile_rule(rule) for rule in rules]
 
 
 # --- deciding -------------------------------------------------------------------------------------------------

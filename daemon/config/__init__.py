@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2.sandbox import SandboxedEnvironment
@@ -58,6 +59,7 @@ __all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig"
 
 DEFAULT_PATHS = (Path("ticketd.toml"), Path("/etc/ticketd/ticketd.toml"))
 LANGUAGES = ("en", "tr")
+T = TypeVar("T")
 
 
 class HelpdeskConfig(Section):
@@ -275,6 +277,7 @@ class Config(Section):
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
     _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)
     _templates: SandboxedEnvironment | None = PrivateAttr(default=None)
+    _derived: dict[Callable[[Config], Any], Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_process(self) -> Config:
@@ -328,6 +331,15 @@ class Config(Section):
         if self._templates is None:
             self._templates = make_environment(self.helpdesk.templates_dir)
         return self._templates
+
+    def derived(self, build: Callable[[Config], T]) -> T:
+        """``build(self)``, made the first time it is asked for and kept with this configuration: what depends on
+        the configuration alone is made once per load, and a reload's new Config makes its own. For what this
+        module cannot build itself: the compiled triage rules (``rules.triage`` imports the rule models here)."""
+        try:
+            return cast(T, self._derived[build])
+        except KeyError:
+            return cast(T, self._derived.setdefault(build, build(self)))
 
     def polled_mailboxes(self) -> list[Mailbox]:
         """What the daemon polls: each ``[[mailboxes]]`` entry on the ``[imap]`` server, or ``[imap]`` alone."""

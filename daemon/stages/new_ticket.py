@@ -19,7 +19,7 @@ from ticketd.daemon.stages import sla_clock
 from ticketd.parsers.message import ParsedMail
 from ticketd.rules import identify
 from ticketd.rules.assignment import pick_assignee
-from ticketd.rules.triage import compile_rules, facts_from_mail, triage
+from ticketd.rules.triage import CompiledRule, compile_rules, facts_from_mail, triage
 from ticketd.storage.models import Agent, Company, Customer
 
 
@@ -46,7 +46,7 @@ def prepare(session: Session, config: Config, customer: Customer, now: datetime,
         events.append(("mailbox", None, f"{mailbox}: " + ", ".join(f"{k}={v}" for k, v in defaults.items())))
     wanted: str | None = None
     if mail is not None and config.rules:
-        decided = triage(compile_rules(config.rules), facts_from_mail(mail, company.name if company else None))
+        decided = triage(config.derived(triage_rules), facts_from_mail(mail, company.name if company else None))
         for name in ("type", "category", "priority", "group"):
             if getattr(decided, name) is not None:
                 fields[name] = getattr(decided, name)
@@ -65,6 +65,12 @@ def prepare(session: Session, config: Config, customer: Customer, now: datetime,
         fields["assignee_id"], fields["state"] = assignee.id, "open"
         events += [("assignee", None, assignee.email), ("state", "new", "open")]
     return Setup(fields, assignee, events)
+
+
+def triage_rules(config: Config) -> list[CompiledRule]:
+    """The configured rules compiled, once per loaded configuration (``Config.derived``): not per mail, and a
+    reload's new rules are compiled with the new configuration."""
+    return compile_rules(config.rules)
 
 
 def within_contract(company: Company | None, now: datetime) -> bool | None:

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ticketd.daemon.config import parse_config
+from ticketd.daemon.stages.new_ticket import triage_rules
 from ticketd.mailtemplates.render import render
+from ticketd.rules.triage import compile_rules
 
 
 def base(tmp_path: Path, **sections: Any) -> dict[str, Any]:
@@ -34,3 +36,20 @@ def test_a_reload_reads_edited_templates_without_clearing_anything(tmp_path: Pat
     reloaded = parse_config(data)
     assert reloaded.templates is not running.templates
     assert render(reloaded.templates, "received", "en", {}).subject == "Received (second wording)"
+
+
+def test_triage_rules_are_compiled_once_per_loaded_configuration(tmp_path: Path) -> None:
+    """The pipeline asks per mail and gets the list its configuration compiled once; a reload's rules are
+    compiled with the new configuration. Nothing is kept in rules.triage: the compiled list goes with its
+    configuration."""
+    data = base(tmp_path, rules=[{"name": "a", "set": {"priority": "high"}},
+                                 {"name": "b", "set": {"type": "complaint"}}])
+    running = parse_config(data)
+    first = running.derived(triage_rules)
+    assert [r.name for r in first] == ["a", "b"]
+    assert running.derived(triage_rules) is first
+    reloaded = parse_config(data | {"rules": [*data["rules"], {"name": "c", "set": {"priority": "low"}}]})
+    assert [r.name for r in reloaded.derived(triage_rules)] == ["a", "b", "c"]
+    assert running.derived(triage_rules) is first  # the running configuration keeps its own until replaced
+    assert parse_config(data).derived(triage_rules) is not first
+    assert compile_rules(running.rules)[0] is not compile_rules(running.rules)[0]
