@@ -34,7 +34,8 @@ from ticketd.daemon.outgoing.outbox_parts import load_attachments, store_attachm
 from ticketd.daemon.outgoing.storm import ALERT_KIND, answers_automatic, hold_back_reason, is_capped, note_queued
 from ticketd.daemon.outgoing.wire import MailAttachment
 from ticketd.daemon.outgoing.wire import clean as clean_header
-from ticketd.daemon.service import metrics, oauth2
+from ticketd.daemon.service import oauth2
+from ticketd.daemon.service.metrics import Metrics
 from ticketd.parsers.message import parse_addresses
 from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Outbox, utcnow
@@ -356,14 +357,16 @@ async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], ledgers: Sequence[Ledg
 
 
 def send_due(engine: sa.Engine, config: Config, limit: int = 100,
-             unreachable: Callable[[], None] = lambda: None) -> int:
+             unreachable: Callable[[], None] = lambda: None, metrics: Metrics | None = None) -> int:
     """Send every row that is due; returns how many were sent. Each row's outcome is committed with it.
 
     ``unreachable`` is called when the server could not be reached (refused, or no greeting in time), so the
-    caller can stop trying for a while instead of waiting out a connect timeout after every batch.
+    caller can stop trying for a while instead of waiting out a connect timeout after every batch. The daemon
+    passes its ``metrics``; a one-shot caller leaves them out and the counts go to a private registry.
     """
     if config.smtp is None:
         return 0
+    metrics = metrics or Metrics()
     sent = 0
     while True:
         with Session(engine, expire_on_commit=False) as session:
@@ -382,7 +385,7 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
         recorded = [row for ledger in ledgers for row in ledger.recorded]
         sent += sum(1 for r in recorded if r.status == "sent")
         for row in recorded:
-            metrics.OUTGOING.labels(row.status).inc()
+            metrics.outgoing.labels(row.status).inc()
         dead = [r for r in recorded if r.status == "dead" and r.kind != ALERT_KIND]
         if dead:
             from ticketd.daemon.outgoing.notify import alert_admin

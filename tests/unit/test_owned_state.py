@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ticketd.daemon.config import parse_config
+from ticketd.daemon.service.metrics import Metrics
 from ticketd.daemon.stages.new_ticket import triage_rules
 from ticketd.mailtemplates.render import render
 from ticketd.rules.triage import compile_rules
@@ -16,6 +17,35 @@ def base(tmp_path: Path, **sections: Any) -> dict[str, Any]:
     (tmp_path / "secret").write_text("s" * 32)
     return {"helpdesk": {"address": "support@acme.example"}, "security": {"secret_file": str(tmp_path / "secret")},
             **sections}
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+
+def test_two_metrics_do_not_share_counts() -> None:
+    first, second = Metrics(), Metrics()
+    first.processed("done", 0.2)
+    first.outgoing.labels("sent").inc()
+    assert first.registry.get_sample_value("ticketd_messages_total", {"status": "done"}) == 1.0
+    assert first.registry.get_sample_value("ticketd_processing_seconds_count") == 1.0
+    assert first.registry.get_sample_value("ticketd_outgoing_total", {"status": "sent"}) == 1.0
+    assert second.registry.get_sample_value("ticketd_messages_total", {"status": "done"}) is None
+    assert second.registry.get_sample_value("ticketd_processing_seconds_count") == 0.0
+    assert second.registry.get_sample_value("ticketd_outgoing_total", {"status": "sent"}) is None
+
+
+def test_each_mailbox_has_its_own_connected_series() -> None:
+    """One gauge for every mailbox showed whichever thread wrote last: a dead mailbox looked alive."""
+    metrics = Metrics()
+
+    def connected(mailbox: str) -> float | None:
+        return metrics.registry.get_sample_value("ticketd_imap_connected", {"mailbox": mailbox})
+
+    metrics.mailbox_connected("complaints", False)
+    metrics.mailbox_connected("support", True)  # written last, and the complaints series still says 0
+    assert (connected("support"), connected("complaints")) == (1.0, 0.0)
+    metrics.mailbox_gone("complaints")
+    metrics.mailbox_gone("complaints")  # already gone: nothing to do
+    assert (connected("support"), connected("complaints")) == (1.0, None)
 
 
 # --- the configuration's own derived state ----------------------------------------------------------------------
