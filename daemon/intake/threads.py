@@ -23,6 +23,7 @@ from sqlmodel import Session, func, select
 
 from ticketd.daemon.config.mailboxes import Mailbox
 from ticketd.daemon.intake import imap as poller
+from ticketd.daemon.service.connections import Connections
 from ticketd.daemon.service.coordination import LOCK_RETRY_SECONDS, Coordinator, LeaseLost, MailboxLease
 from ticketd.daemon.service.metrics import Metrics
 from ticketd.storage.models import Inbound
@@ -44,14 +45,14 @@ class IntakeState:
 
 
 class MailboxIntake:
-    """One mailbox's thread. ``metrics`` are the daemon's: its ``ticketd_imap_connected`` series is labelled
-    with the mailbox's name."""
+    """One mailbox's thread. ``metrics`` and ``connections`` are the daemon's: its ``ticketd_imap_connected``
+    series is labelled with the mailbox's name, and its reconnects reuse the daemon's OAuth2 token."""
 
     def __init__(self, engine: sa.Engine, mailbox: Mailbox, max_bytes: int, coordinator: Coordinator,
-                 wake: Callable[[], None], metrics: Metrics) -> None:
+                 wake: Callable[[], None], metrics: Metrics, connections: Connections) -> None:
         self.engine, self.mailbox, self.max_bytes = engine, mailbox, max_bytes
         self.coordinator, self.wake = coordinator, wake
-        self.metrics = metrics
+        self.metrics, self.connections = metrics, connections
         self.state = IntakeState()
         self._checked = 0.0
         self._stop = threading.Event()
@@ -84,7 +85,7 @@ class MailboxIntake:
                 try:
                     lease.check()
                     if client is None:
-                        client = poller.connect(cfg)
+                        client = poller.connect(cfg, self.connections)
                         self._report(connected=True)
                         log.info("imap.connected", host=cfg.host, folder=cfg.folder, mailbox=self.mailbox.name)
                     if self._stored_ahead():
@@ -176,9 +177,10 @@ class MailboxIntake:
 
 
 def start_all(engine: sa.Engine, mailboxes: list[Mailbox], max_bytes: int, coordinator: Coordinator,
-              wake: Callable[[], None], metrics: Metrics) -> list[MailboxIntake]:
+              wake: Callable[[], None], metrics: Metrics, connections: Connections) -> list[MailboxIntake]:
     coordinator.mailbox_count = max(1, len(mailboxes))
-    return [MailboxIntake(engine, box, max_bytes, coordinator, wake, metrics).start() for box in mailboxes]
+    return [MailboxIntake(engine, box, max_bytes, coordinator, wake, metrics, connections).start()
+            for box in mailboxes]
 
 
 def stop_all(intakes: list[MailboxIntake]) -> None:

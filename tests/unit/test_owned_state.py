@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ticketd.daemon.config import parse_config
+from ticketd.daemon.outgoing.outbox import smtp_client
+from ticketd.daemon.service.connections import Connections
 from ticketd.daemon.service.metrics import Metrics
 from ticketd.daemon.stages.new_ticket import triage_rules
 from ticketd.mailtemplates.render import render
@@ -83,3 +85,21 @@ def test_triage_rules_are_compiled_once_per_loaded_configuration(tmp_path: Path)
     assert running.derived(triage_rules) is first  # the running configuration keeps its own until replaced
     assert parse_config(data).derived(triage_rules) is not first
     assert compile_rules(running.rules)[0] is not compile_rules(running.rules)[0]
+
+
+# --- the connections' shared state ------------------------------------------------------------------------------
+
+def test_the_ehlo_name_is_looked_up_once_per_connections(tmp_path: Path) -> None:
+    lookups: list[int] = []
+
+    def lookup() -> str:
+        lookups.append(1)
+        return f"host{len(lookups)}.acme.example"
+
+    config = parse_config(base(tmp_path, smtp={"host": "smtp.acme.example", "tls": "none"}))
+    assert config.smtp is not None
+    daemon = Connections(lookup)
+    assert smtp_client(config.smtp, daemon).local_hostname == "host1.acme.example"
+    assert smtp_client(config.smtp, daemon).local_hostname == "host1.acme.example"
+    assert Connections(lookup).local_hostname() == "host2.acme.example"  # another daemon asks for itself
+    assert len(lookups) == 2
