@@ -1,9 +1,10 @@
 """What one run of ticketd holds stays with that run: the daemon's metrics with the daemon, the templates with the
-loaded configuration (a reload swaps them together). Each test runs two of something in one process and checks that
-the second sees nothing of the first."""
+loaded configuration (a reload swaps them together), the CLI's options with one invocation. Each test runs two of
+something in one process and checks that the second sees nothing of the first."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.request
@@ -11,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from conftest import DATA, Mailbox, Site, client_mail
 from ticketd.daemon import pipeline, runner
+from ticketd.daemon.cli.main import app
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import outbox
 from ticketd.daemon.outgoing.smtp_sink import SmtpSink, free_port
@@ -142,3 +145,26 @@ def test_processing_and_sending_count_into_the_callers_metrics(site: Site, smtp_
     assert metrics.registry.get_sample_value("ticketd_messages_total", {"status": "done"}) == 1.0
     assert metrics.registry.get_sample_value("ticketd_processing_seconds_count") == 1.0
     assert metrics.registry.get_sample_value("ticketd_outgoing_total", {"status": "sent"}) == 1.0
+
+
+def test_the_cli_twice_in_one_process_with_different_configs(site: Site, tmp_path: Path) -> None:
+    """``--config`` lives in the invocation's context: the next invocation in the same process reads its own
+    option, or, given none, ``$TICKETD_CONFIG``; nothing of the previous one is left over."""
+    other = site.clone(tmp_path / "other")
+    site.sections["agents"] = [{"email": "ali@acme.example", "name": "Ali Veli"}]
+    other.sections["agents"] = [{"email": "ayse@acme.example", "name": "Ayşe Demir"}]
+    site.upgrade()
+    other.upgrade()
+    cli = CliRunner()
+
+    def agents(*args: str, env: dict[str, str | None]) -> list[str]:
+        result = cli.invoke(app, [*args, "agents", "list", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        return [agent["email"] for agent in json.loads(result.stdout)]
+
+    no_env: dict[str, str | None] = {"TICKETD_CONFIG": None}
+    assert agents("--config", str(site.write()), env=no_env) == ["ali@acme.example"]
+    assert agents("--config", str(other.write()), env=no_env) == ["ayse@acme.example"]
+    assert agents(env={"TICKETD_CONFIG": str(site.config_path)}) == ["ali@acme.example"]
+    assert agents("-c", str(other.config_path), env={"TICKETD_CONFIG": str(site.config_path)}) == [
+        "ayse@acme.example"]
