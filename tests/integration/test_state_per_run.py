@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from conftest import DATA, Mailbox, Site, client_mail
@@ -168,3 +169,4 @@ def test_the_cli_twice_in_one_process_with_different_configs(site: Site, tmp_pat
     assert agents(env={"TICKETD_CONFIG": str(site.config_path)}) == ["ali@acme.example"]
     assert agents("-c", str(other.config_path), env={"TICKETD_CONFIG": str(site.config_path)}) == [
         "ayse@acme.example"]
+    structlog.get_logger("ticketd").info("cli.done")  # the runs' captured output is closed: logging still works
