@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import storm
 from ticketd.daemon.outgoing.outbox import alert_admin
-from ticketd.daemon.service import metrics
+from ticketd.daemon.service.metrics import Metrics
 from ticketd.daemon.stages import fast_path, loops
 from ticketd.daemon.stages.agent_mail import handle_agent_mail
 from ticketd.daemon.stages.bounce_mail import handle_bounce
@@ -199,7 +199,8 @@ def batches(sizes: list[tuple[int, int]]) -> list[list[int]]:
 
 def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = None,
                     should_stop: Callable[[], bool] = lambda: False,
-                    after_batch: Callable[[], None] = lambda: None, clock: Clock = utcnow) -> list[Outcome]:
+                    after_batch: Callable[[], None] = lambda: None, clock: Clock = utcnow,
+                    metrics: Metrics | None = None) -> list[Outcome]:
     """Process every ``new`` inbound row (or the given ones) in batches of ``BATCH_SIZE``.
 
     Each batch is claimed inside its transaction with ``FOR UPDATE SKIP LOCKED``: instances sharing a
@@ -207,8 +208,10 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
     one instance and ignores the clause). A deferred reply is taken again once a batch made progress.
     ``should_stop`` is checked between messages: a stopping daemon finishes the current one, commits the
     batch so far, and leaves the rest ``new`` for the next start. ``after_batch`` runs after each commit,
-    so the daemon sends a batch's mail at once instead of after the whole backlog.
+    so the daemon sends a batch's mail at once instead of after the whole backlog. ``metrics`` are the
+    daemon's; a one-shot caller leaves them out and the counts go to a private registry.
     """
+    metrics = metrics or Metrics()
     outcomes: list[Outcome] = []
     if ids is not None:  # an operator's choice (retry, deliver): done now, in the order given
         with Session(engine) as session:
@@ -216,13 +219,14 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
         for chunk in batches([(i, known.get(i, 0)) for i in ids]):
             if should_stop():
                 break
-            outcomes.extend(o for _, o in process_batch(engine, config, chunk, should_stop, clock=clock))
+            outcomes.extend(o for _, o in process_batch(engine, config, chunk, should_stop, clock=clock,
+                                                        metrics=metrics))
             after_batch()
         return outcomes
     deferred: set[int] = set()
     progressed = False
     while not should_stop():
-        batch = process_batch(engine, config, None, should_stop, skip=deferred, clock=clock)
+        batch = process_batch(engine, config, None, should_stop, skip=deferred, clock=clock, metrics=metrics)
         if not batch:
             if deferred and progressed:  # the mail they answer may be done now
                 deferred.clear()
@@ -241,7 +245,8 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
 
 def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
                   should_stop: Callable[[], bool] = lambda: False,
-                  skip: set[int] | None = None, clock: Clock = utcnow) -> list[tuple[int, Outcome]]:
+                  skip: set[int] | None = None, clock: Clock = utcnow,
+                  metrics: Metrics | None = None) -> list[tuple[int, Outcome]]:
     """Many messages, one transaction: the commit, the session and the lookups are paid once per batch.
 
     Without ``ids`` the batch is the oldest ``new`` rows nobody else is working on, claimed in this transaction
@@ -252,6 +257,7 @@ def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
     one message per transaction, so the bad message alone is quarantined and the others go through. Logs and
     metrics are written only after the commit they describe.
     """
+    metrics = metrics or Metrics()
     handled: list[tuple[int, str | None, Outcome, float]] = []
     defer = ids is None
     todo: list[int] = list(ids or [])
@@ -275,14 +281,13 @@ def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
                 handled.append((inbound_id, inbound.message_id, outcome, time.perf_counter() - started))
     except Exception as exc:  # find the culprit: one transaction per message, the bad one quarantined alone
         log.warning("batch.redo_one_by_one", size=len(todo), error=f"{type(exc).__name__}: {exc}"[:500])
-        return [(i, process_one(engine, config, i, defer, clock)) for i in todo if not should_stop()]
+        return [(i, process_one(engine, config, i, defer, clock, metrics)) for i in todo if not should_stop()]
     for inbound_id, message_id, outcome, seconds in handled:
         if outcome.status == "deferred":
             if outcome.reason != TAKEN:
                 log.info("inbound.deferred", inbound_id=inbound_id, message_id=message_id, reason=outcome.reason)
             continue
-        metrics.LATENCY.observe(seconds)
-        metrics.MESSAGES.labels(outcome.status).inc()
+        metrics.processed(outcome.status, seconds)
         log.info("inbound.processed", inbound_id=inbound_id, message_id=message_id,
                  status=outcome.status, ticket=outcome.ticket_number, reason=outcome.reason,
                  new_ticket=outcome.new_ticket)
@@ -329,12 +334,11 @@ def taken_elsewhere(session: Session, inbound_id: int) -> Outcome:
 
 
 def process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool = False,
-                clock: Clock = utcnow) -> Outcome:
+                clock: Clock = utcnow, metrics: Metrics | None = None) -> Outcome:
     started = time.perf_counter()
     outcome = _process_one(engine, config, inbound_id, defer, clock)
     if outcome.status != "deferred":
-        metrics.LATENCY.observe(time.perf_counter() - started)
-        metrics.MESSAGES.labels(outcome.status).inc()
+        (metrics or Metrics()).processed(outcome.status, time.perf_counter() - started)
     return outcome
 
 

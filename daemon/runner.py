@@ -21,9 +21,11 @@ from ticketd.daemon import pipeline
 from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.intake import threads as intake
-from ticketd.daemon.outgoing import notify, outbox
-from ticketd.daemon.service import metrics, systemd
+from ticketd.daemon.outgoing import outbox
+from ticketd.daemon.service import systemd
+from ticketd.daemon.service.connections import Connections
 from ticketd.daemon.service.coordination import Coordinator
+from ticketd.daemon.service.metrics import Metrics
 from ticketd.daemon.stages import sweep
 from ticketd.storage import db
 from ticketd.storage.directory import sync_agents
@@ -60,38 +62,43 @@ class SmtpGate:
 
 def process_and_send(engine: sa.Engine, config: Config, summary: RunSummary,
                      should_stop: Callable[[], bool] = lambda: False, gate: SmtpGate | None = None,
-                     heartbeat: Callable[[], None] = lambda: None) -> None:
+                     heartbeat: Callable[[], None] = lambda: None, metrics: Metrics | None = None,
+                     connections: Connections | None = None) -> None:
     """Process stored mail batch by batch, sending each batch's mail as soon as its transaction commits."""
     gate = gate or SmtpGate()
+    metrics, connections = metrics or Metrics(), connections or Connections()
 
     def send() -> None:
         heartbeat()
         if not gate.is_open():
             return
         try:
-            summary.sent += outbox.send_due(engine, config, unreachable=gate.close)
+            summary.sent += outbox.send_due(engine, config, unreachable=gate.close, metrics=metrics,
+                                            connections=connections)
         except Exception as exc:  # the outbox keeps its rows; log and go on with intake
             summary.errors.append(f"smtp: {exc}")
             log.exception("outbox.error", error=str(exc))
         heartbeat()
 
-    for outcome in pipeline.process_pending(engine, config, should_stop=should_stop, after_batch=send):
+    for outcome in pipeline.process_pending(engine, config, should_stop=should_stop, after_batch=send,
+                                            metrics=metrics):
         summary.processed[outcome.status] = summary.processed.get(outcome.status, 0) + 1
     send()  # retries that fell due while nothing new came in
 
 
 def run_once(engine: sa.Engine, config: Config, coordinator: Coordinator | None = None) -> RunSummary:
     """Handle everything waiting: the inboxes (those no other instance is polling), stored rows not yet
-    processed, due timers, due outgoing mail."""
+    processed, due timers, due outgoing mail. IMAP and SMTP share one token for the pass."""
     summary = RunSummary()
     coordinator = coordinator or Coordinator(engine)
+    connections = Connections()
     for box in config.polled_mailboxes():
         lease = coordinator.try_mailbox(box.name)
         if lease is None:
             log.info("mailbox.busy", mailbox=box.name, detail="another instance is polling it")
             continue
         try:
-            client = poller.connect(box.imap)
+            client = poller.connect(box.imap, connections)
         except (IMAPClientError, OSError) as exc:
             summary.errors.append(f"imap: {exc}")
             log.error("imap.connect_failed", host=box.imap.host, mailbox=box.name, error=str(exc))
@@ -103,9 +110,9 @@ def run_once(engine: sa.Engine, config: Config, coordinator: Coordinator | None 
         finally:
             poller.close(client)
             lease.release()
-    process_and_send(engine, config, summary)
+    process_and_send(engine, config, summary, connections=connections)
     if sweep.sweep(engine, config).total:  # due timers, after the mail that may have answered them
-        process_and_send(engine, config, summary)
+        process_and_send(engine, config, summary, connections=connections)
     return summary
 
 
@@ -180,7 +187,6 @@ def _reload(config: Config, reload_config: Callable[[], Config] | None) -> tuple
         problems = "; ".join(exc.problems)
         systemd.notify(f"STATUS=config reload rejected ({problems}); running on the previous configuration")
         return config, f" (config reload rejected: {problems})"
-    notify.templates.cache_clear()
     log.info("config.reloaded", source=str(new.source))
     systemd.notify(f"STATUS=configuration reloaded from {new.source}")
     return new, ""
@@ -188,29 +194,38 @@ def _reload(config: Config, reload_config: Callable[[], Config] | None) -> tuple
 
 def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
                 reload_config: Callable[[], Config] | None = None,
-                coordinator: Coordinator | None = None) -> None:
+                coordinator: Coordinator | None = None, metrics: Metrics | None = None,
+                connections: Connections | None = None) -> None:
+    """Run until stopped. The metrics and the connections' tokens live as long as this call, across reloads:
+    a reload swaps the configuration (and with it the templates and triage rules built from it), not the
+    counters a scraper follows nor a token still valid."""
     coordinator = coordinator or Coordinator(engine).start()
+    metrics, connections = metrics or Metrics(), connections or Connections()
     log.info("daemon.started", imap=bool(config.imap), smtp=bool(config.smtp), instance=coordinator.id,
              mailboxes=[box.name for box in config.polled_mailboxes()])
+    stop_serving: Callable[[], None] | None = None
     if config.metrics.listen:
-        metrics.serve(config.metrics.listen, engine)
+        stop_serving = metrics.serve(config.metrics.listen, engine)
         log.info("metrics.listening", listen=config.metrics.listen)
     stop.heartbeat = Watchdog().ping
     timers = sweep.Timers(engine, config, stop.wake).start()
     intakes = intake.start_all(engine, config.polled_mailboxes(), config.limits.max_message_bytes, coordinator,
-                               stop.wake)
+                               stop.wake, metrics, connections)
     try:
-        _loop(engine, config, stop, reload_config, timers, intakes, coordinator)
+        _loop(engine, config, stop, reload_config, timers, intakes, coordinator, metrics, connections)
     finally:
         systemd.notify("STOPPING=1", "STATUS=stopping")
         intake.stop_all(intakes)
         timers.stop()
         coordinator.stop()
+        if stop_serving is not None:
+            stop_serving()
     log.info("daemon.stopped")
 
 
 def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Callable[[], Config] | None,
-          timers: sweep.Timers, intakes: list[intake.MailboxIntake], coordinator: Coordinator) -> None:
+          timers: sweep.Timers, intakes: list[intake.MailboxIntake], coordinator: Coordinator, metrics: Metrics,
+          connections: Connections) -> None:
     """Process what is stored (by this instance's intake or another's), send, and wait to be woken.
 
     ``intakes`` is replaced in place when a reload changes the mailboxes. Other instances' intake does not
@@ -228,15 +243,18 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
             new, status_note = _reload(config, reload_config)
             if new.polled_mailboxes() != config.polled_mailboxes() or new.limits != config.limits:
                 intake.stop_all(intakes)
+                for dropped in {b.name for b in config.polled_mailboxes()} - {b.name for b in new.polled_mailboxes()}:
+                    metrics.mailbox_gone(dropped)
                 intakes[:] = intake.start_all(engine, new.polled_mailboxes(), new.limits.max_message_bytes,
-                                              coordinator, stop.wake)
+                                              coordinator, stop.wake, metrics, connections)
+            connections.tokens.keep_only(new.oauth2)
             if new is not config and new.agents:  # the edited [[agents]] holds from now on, as for every command
                 with db.session_scope(engine) as session:
                     sync_agents(session, [(a.email, a.name, a.role, a.groups) for a in new.agents])
             config = new
             timers.reconfigure(config)
         summary = RunSummary()
-        process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat)
+        process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat, metrics, connections)
         coordinator.seen(time.monotonic())
         status = f"{status_line(config, intakes)}{status_note}"
         if not ready or status != shown:  # told once, not at every turn

@@ -8,7 +8,6 @@ starts with a ``Subject:`` line, then a blank line, then the body.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +38,10 @@ def make_environment(override_dir: Path | None = None) -> SandboxedEnvironment:
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        auto_reload=False,  # cached until SIGHUP clears the cache: no stat() per mail
+        auto_reload=False,  # no stat() per mail: a reload builds a new environment (Config.templates)
         trim_blocks=True,
         lstrip_blocks=True,
     )
-
-
-@cache
-def environment(override_dir: Path | None = None) -> SandboxedEnvironment:
-    """One environment per template folder, shared by every mail ticketd writes; SIGHUP clears the cache so
-    edited templates are read again."""
-    return make_environment(override_dir)
 
 
 def render(env: SandboxedEnvironment, name: str, language: str, context: dict[str, Any]) -> RenderedMail:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
         app.add_typer(sub, name=name)
 
 
-def _session() -> Session:
-    return Session(get_engine(get_config()), expire_on_commit=False)
+def _session(config: Config) -> Session:
+    return Session(get_engine(config), expire_on_commit=False)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
@@ -43,35 +43,37 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
         typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _local(value: str | None) -> str:
-    """An ISO timestamp shown in the helpdesk's time zone, where agents read it."""
+def _local(value: str | None, tz: tzinfo) -> str:
+    """An ISO timestamp shown in the helpdesk's time zone (``config.tz``), where agents read it."""
     if not value:
         return "-"
-    return datetime.fromisoformat(value).astimezone(get_config().tz).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromisoformat(value).astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
 # --- directory ----------------------------------------------------------------------------------------------
 
 @customers.command("import")
-def customers_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+def customers_import(ctx: typer.Context, file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
     """Import customers from CSV: email,name,company[,language,phone,domains]. All rows or none."""
     with file.open("rb") as fh:
         rows = max(0, sum(1 for _ in fh) - 1)
-    with _session() as session, session.begin(), progress(f"importing {file.name}", rows) as bar:
+    with _session(get_config(ctx)) as session, session.begin(), progress(f"importing {file.name}", rows) as bar:
         result = import_customers(session, file, on_row=bar.advance)
     typer.echo(f"imported {result.customers} customers, {len(result.companies)} companies")
 
 
 @agents.command("add")
 def agents_add(
+    ctx: typer.Context,
     email: str,
     name: Annotated[str, typer.Option("--name", help="Full name, shown to customers.")],
     role: Annotated[str, typer.Option(help="agent or manager.")] = "agent",
     group: Annotated[list[str] | None, typer.Option("--group", help="Group membership (repeatable).")] = None,
 ) -> None:
     """Add or update an agent (only when the config has no [[agents]]: then the config is the list)."""
-    _refuse_if_config_lists_agents(get_config(), "add them there")
-    with _session() as session, session.begin():
+    config = get_config(ctx)
+    _refuse_if_config_lists_agents(config, "add them there")
+    with _session(config) as session, session.begin():
         agent = upsert_agent(session, email, name, role, group or [])
         typer.echo(f"agent {agent.email} ({agent.name}, {agent.role}) saved")
 
@@ -84,9 +86,9 @@ def _refuse_if_config_lists_agents(config: Config, what: str, email: str | None 
 
 
 @agents.command("list")
-def agents_list(as_json: JsonOption = False) -> None:
+def agents_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Agents with their role, groups, and whether they are away or deactivated."""
-    with _session() as session:
+    with _session(get_config(ctx)) as session:
         rows = [{"email": a.email, "name": a.name, "role": a.role, "groups": a.groups or [], "active": a.active,
                  "away": a.away} for a in session.exec(select(Agent).order_by(Agent.email))]
     if as_json:
@@ -97,8 +99,8 @@ def agents_list(as_json: JsonOption = False) -> None:
            ["EMAIL", "NAME", "ROLE", "GROUPS", "STATUS"])
 
 
-def _set_agent(email: str, **values: bool) -> None:
-    with _session() as session, session.begin():
+def _set_agent(ctx: typer.Context, email: str, **values: bool) -> None:
+    with _session(get_config(ctx)) as session, session.begin():
         agent = session.exec(select(Agent).where(Agent.email == email.strip().lower())).first()
         if agent is None:
             fail(f"no agent {email} (see `ticketd agents list`)", EXIT_CONFIG)
@@ -108,19 +110,20 @@ def _set_agent(email: str, **values: bool) -> None:
 
 
 @agents.command("away")
-def agents_away(email: str) -> None:
+def agents_away(ctx: typer.Context, email: str) -> None:
     """Mark an agent away: assignment policies skip them and unassigned tickets do not notify them."""
-    _set_agent(email, away=True)
+    _set_agent(ctx, email, away=True)
 
 
 @agents.command("back")
-def agents_back(email: str) -> None:
+def agents_back(ctx: typer.Context, email: str) -> None:
     """The agent is back at work."""
-    _set_agent(email, away=False)
+    _set_agent(ctx, email, away=False)
 
 
 @agents.command("deactivate")
 def agents_deactivate(
+    ctx: typer.Context,
     email: str,
     reassign: Annotated[bool, typer.Option("--reassign", help="Hand their open tickets on by each group's policy "
                                            "(unassigned, their group or the managers are told).")] = False,
@@ -132,7 +135,7 @@ def agents_deactivate(
     """
     from ticketd.daemon.stages.handover import hand_on  # the stages: loaded only by the commands that run them
 
-    config = get_config()
+    config = get_config(ctx)
     _refuse_if_config_lists_agents(config, "remove them from there (then --reassign hands on their tickets)", email)
     with Session(get_engine(config), expire_on_commit=False) as session, session.begin():
         agent = session.exec(select(Agent).where(Agent.email == email.strip().lower())).first()
@@ -150,6 +153,7 @@ def agents_deactivate(
 
 @companies.command("add")
 def companies_add(
+    ctx: typer.Context,
     name: str,
     domain: Annotated[list[str] | None, typer.Option("--domain", help="Mail domain (repeatable).")] = None,
     contract_until: Annotated[str | None, typer.Option(help="Contract end, YYYY-MM-DD.")] = None,
@@ -162,15 +166,15 @@ def companies_add(
             until = date.fromisoformat(contract_until)
         except ValueError:
             fail(f"--contract-until: {contract_until!r} is not a date (YYYY-MM-DD)", 2)
-    with _session() as session, session.begin():
+    with _session(get_config(ctx)) as session, session.begin():
         company = add_company(session, name, domain or [], until, sla_plan)
         typer.echo(f"company {company.name} saved ({', '.join(company_domains(session, company)) or 'no domains'})")
 
 
 @companies.command("list")
-def companies_list(as_json: JsonOption = False) -> None:
+def companies_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List companies with their domains and contracts."""
-    with _session() as session:
+    with _session(get_config(ctx)) as session:
         rows = [{"name": c.name, "domains": company_domains(session, c),
                  "contract_until": c.contract_until.date().isoformat() if c.contract_until else None,
                  "sla_plan": c.sla_plan}
@@ -186,11 +190,13 @@ def companies_list(as_json: JsonOption = False) -> None:
 
 @tickets.command("list")
 def tickets_list(
+    ctx: typer.Context,
     state: Annotated[str | None, typer.Option(help="Only tickets in this state.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List tickets, newest first."""
-    with _session() as session:
+    config = get_config(ctx)
+    with _session(config) as session:
         stmt = select(Ticket).order_by(Ticket.number.desc())
         if state:
             stmt = stmt.where(Ticket.state == state)
@@ -199,14 +205,15 @@ def tickets_list(
         print_json(rows)
         return
     _table([[f"#{r['number']}", r["state"], r["priority"], r["requester"], r["assignee"] or "-",
-             _local(r["created_at"]), r["subject"][:60]] for r in rows],
+             _local(r["created_at"], config.tz), r["subject"][:60]] for r in rows],
            ["NUMBER", "STATE", "PRIORITY", "REQUESTER", "ASSIGNEE", "CREATED", "SUBJECT"])
 
 
 @tickets.command("show")
-def tickets_show(number: int, as_json: JsonOption = False) -> None:
+def tickets_show(ctx: typer.Context, number: int, as_json: JsonOption = False) -> None:
     """One ticket with its conversation and history."""
-    with _session() as session:
+    config = get_config(ctx)
+    with _session(config) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == number)).first()
         if ticket is None:
             fail(f"no ticket #{number} (see `ticketd tickets list`)", EXIT_CONFIG)
@@ -223,7 +230,7 @@ def tickets_show(number: int, as_json: JsonOption = False) -> None:
         typer.echo("  merged in: " + ", ".join(f"#{n}" for n in data["merged_from"])
                    + " (each keeps its customer's conversation: `ticketd tickets show N`)")
     for m in data["messages"]:
-        typer.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {_local(m['date'])}")
+        typer.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {_local(m['date'], config.tz)}")
         typer.echo(m["text"].rstrip())
         for a in m["attachments"]:
             typer.echo(f"  [attachment {a['id']}] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
@@ -232,18 +239,19 @@ def tickets_show(number: int, as_json: JsonOption = False) -> None:
     typer.echo("\nhistory:")
     for e in data["events"]:
         change = f" {e['old'] or ''} → {e['new']}" if e["new"] is not None else ""
-        typer.echo(f"  {_local(e['at'])}  {e['actor']}: {e['what']}{change}")
+        typer.echo(f"  {_local(e['at'], config.tz)}  {e['actor']}: {e['what']}{change}")
 
 
 # --- queues -------------------------------------------------------------------------------------------------
 
 @inbound.command("list")
 def inbound_list(
+    ctx: typer.Context,
     failed: Annotated[bool, typer.Option("--failed", help="Only quarantined rows.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Stored inbound mail and what became of it."""
-    with _session() as session:
+    with _session(get_config(ctx)) as session:
         stmt = select(Inbound).order_by(Inbound.id)
         if failed:
             stmt = stmt.where(Inbound.status == "failed")
@@ -263,13 +271,13 @@ def _has_raw(row: Inbound) -> None:
              "it cannot be processed again", EXIT_CONFIG)
 
 
-def _requeue(model: type[Inbound] | type[Outbox], row_id: int | None, all_failed: bool,
+def _requeue(ctx: typer.Context, model: type[Inbound] | type[Outbox], row_id: int | None, all_failed: bool,
              failed_states: list[str], reset: Callable[[Any], None],
              check: Callable[[Any], None] = lambda _row: None) -> tuple[Config, sa.Engine, list[int]]:
     """Select one row or every failed one, reset it for another attempt, commit; shared by both retry commands."""
     if (row_id is None) == (not all_failed):
         fail("give an ID or --all-failed", 2)
-    config = get_config()
+    config = get_config(ctx)
     engine = get_engine(config)
     with db.session_scope(engine) as session:
         stmt = select(model).where(model.status.in_(failed_states) if all_failed else model.id == row_id)
@@ -293,6 +301,7 @@ def _reset_outbox(row: Outbox) -> None:
 
 @inbound.command("retry")
 def inbound_retry(
+    ctx: typer.Context,
     row_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed")] = False,
 ) -> None:
@@ -301,7 +310,7 @@ def inbound_retry(
     from ticketd.daemon import pipeline
     from ticketd.daemon.outgoing import outbox as sender
 
-    config, engine, ids = _requeue(Inbound, row_id, all_failed, ["failed"], _reset_inbound, _has_raw)
+    config, engine, ids = _requeue(ctx, Inbound, row_id, all_failed, ["failed"], _reset_inbound, _has_raw)
     outcomes = pipeline.process_pending(engine, config, ids)
     sender.send_due(engine, config)
     for inbound_id, outcome in zip(ids, outcomes, strict=True):
@@ -314,11 +323,12 @@ def inbound_retry(
 
 @outbox.command("list")
 def outbox_list(
+    ctx: typer.Context,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed, dead and suppressed mail.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Outgoing mail and its delivery state."""
-    with _session() as session:
+    with _session(get_config(ctx)) as session:
         stmt = select(Outbox).order_by(Outbox.id)
         if failed:
             stmt = stmt.where(Outbox.status.in_(["failed", "dead", "suppressed"]))
@@ -332,11 +342,12 @@ def outbox_list(
 
 @outbox.command("retry")
 def outbox_retry(
+    ctx: typer.Context,
     row_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed")] = False,
 ) -> None:
     """Send failed or dead mail again now (same Message-ID)."""
     from ticketd.daemon.outgoing import outbox as sender  # the SMTP client: loaded only by the commands that send
 
-    config, engine, _ = _requeue(Outbox, row_id, all_failed, ["failed", "dead"], _reset_outbox)
+    config, engine, _ = _requeue(ctx, Outbox, row_id, all_failed, ["failed", "dead"], _reset_outbox)
     typer.echo(f"sent {sender.send_due(engine, config)} mail(s)")

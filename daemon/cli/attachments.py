@@ -89,12 +89,13 @@ def attachment_rows(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
 
 @attachments.command("list")
 def attachments_list(
+    ctx: typer.Context,
     number: Annotated[str, typer.Argument(metavar="N", help="The ticket number (1040 or #1040).")],
     as_json: JsonOption = False,
 ) -> None:
     """The files of a ticket and of the tickets merged into it, with the IDs `attachments get` takes."""
     wanted = _number(number, "ticket number", "1040", prefix="#")
-    config = get_config()
+    config = get_config(ctx)
     with Session(get_engine(config)) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == wanted)).first() if wanted <= _MAX_ID else None
         if ticket is None:
@@ -175,6 +176,7 @@ def write_file(path: Path, data: bytes, force: bool) -> None:
 
 @attachments.command("get")
 def attachments_get(
+    ctx: typer.Context,
     attachment_id: Annotated[str, typer.Argument(metavar="ID", help="From `ticketd attachments list`.")],
     output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
                                                help="Where to write the file; - for standard output.")] = None,
@@ -183,7 +185,7 @@ def attachments_get(
     """Save one attachment exactly as it was sent (checked against its SHA-256)."""
     wanted = _number(attachment_id, "attachment ID", "17")
     path = output_target(output, force, "FILE")
-    with Session(get_engine(get_config())) as session:
+    with Session(get_engine(get_config(ctx))) as session:
         attachment = session.get(Attachment, wanted) if wanted <= _MAX_ID else None
         if attachment is None:
             fail(f"no attachment {wanted} (see `ticketd attachments list N`)", EXIT_CONFIG)

@@ -14,6 +14,7 @@ from ticketd.daemon.config import Config, ServerConfig
 from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.outgoing.outbox import smtp_client
 from ticketd.daemon.service import oauth2
+from ticketd.daemon.service.connections import Connections
 from ticketd.storage import db
 
 CheckResult = tuple[str, bool, str]
@@ -38,13 +39,13 @@ def check_database(config: Config) -> CheckResult:
     return "database", True, "reachable, schema current"
 
 
-def check_imap(config: Config) -> CheckResult:
+def check_imap(config: Config, connections: Connections) -> CheckResult:
     cfg = config.imap
     if cfg is None:
         return "imap", True, "not configured (mail arrives through `ticketd deliver` only)"
     where = f"{cfg.username}@{cfg.host}:{cfg.port} ({cfg.tls})"
     try:
-        client = poller.connect(cfg)
+        client = poller.connect(cfg, connections)
     except oauth2.TokenUnavailable as exc:
         return "imap", False, f"{where}: not logged in: {_text(exc)}"
     except LoginError as exc:
@@ -62,14 +63,14 @@ def check_imap(config: Config) -> CheckResult:
     return "imap", True, f"{where}: logged in, folder {cfg.folder!r} found; server offers {features}"
 
 
-def check_smtp(config: Config) -> CheckResult:
+def check_smtp(config: Config, connections: Connections) -> CheckResult:
     cfg = config.smtp
     if cfg is None:
         return "smtp", False, "not configured: acknowledgments stay queued in the outbox"
     where = f"{cfg.host}:{cfg.port} ({cfg.tls})"
 
     async def probe() -> None:
-        client = smtp_client(cfg)
+        client = smtp_client(cfg, connections)
         await client.connect()
         await client.quit()
 
@@ -82,15 +83,16 @@ def check_smtp(config: Config) -> CheckResult:
     return "smtp", True, f"{where}: connected" + (" and logged in" if cfg.username else "")
 
 
-def check_oauth2(config: Config) -> CheckResult | None:
-    """Get a token on its own first, so a broken token source is named as such, not as a refused login."""
+def check_oauth2(config: Config, connections: Connections) -> CheckResult | None:
+    """Get a token on its own first, so a broken token source is named as such, not as a refused login; the
+    IMAP and SMTP checks after it log in with that token (``connections``)."""
     if config.oauth2 is None:
         return None
     users = [name for name, server in (("imap", config.imap), ("smtp", config.smtp))
              if server is not None and server.auth == "xoauth2"]
     if not users:
         return "oauth2", True, 'configured, but neither [imap] nor [smtp] has auth = "xoauth2"'
-    source = oauth2.token_source(config.oauth2)
+    source = connections.tokens.source(config.oauth2)
     try:
         source.token()
     except oauth2.TokenError as exc:
@@ -132,8 +134,9 @@ def run_checks(config: Config) -> list[CheckResult]:
     results: list[CheckResult] = [("config", True, f"{config.source} is valid"), check_database(config)]
     authentication = check_authentication(config)
     results += [authentication] if authentication else []
-    token = check_oauth2(config)
-    return [*results, *([token] if token else []), check_imap(config), check_smtp(config)]
+    connections = Connections()
+    token = check_oauth2(config, connections)
+    return [*results, *([token] if token else []), check_imap(config, connections), check_smtp(config, connections)]
 
 
 def loose_permissions(config: Config) -> list[str]:

@@ -1,11 +1,15 @@
 """What every ``ticketd`` subcommand shares: the Typer app, config loading, exit codes, JSON output.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (the message names the key), 75 temporary failure.
+
+The options given before the subcommand (``--config``) travel in the invocation's click context (``ctx.obj``),
+never in a module: the app run twice in one process (the tests, a wrapper script) starts clean each time.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -31,16 +35,16 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output (stable keys).")]
 
 
-class State:
+@dataclass
+class Options:
+    """The options of the whole command, given before the subcommand: this invocation's ``ctx.obj``."""
+
     config_path: Path | None = None
 
 
-STATE = State()
-
-
 @app.callback()
-def _main(config: ConfigOption = None) -> None:
-    STATE.config_path = config
+def _main(ctx: typer.Context, config: ConfigOption = None) -> None:
+    ctx.obj = Options(config_path=config)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -48,8 +52,14 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def get_config() -> Config:
-    path = find_config_path(STATE.config_path)
+def get_config(ctx: typer.Context) -> Config:
+    """The configuration this invocation names (``--config``, else ``$TICKETD_CONFIG``, else the default paths)."""
+    options = ctx.find_object(Options)
+    return read_config(find_config_path(options.config_path if options is not None else None))
+
+
+def read_config(path: Path) -> Config:
+    """Load ``path``, or exit 2 naming each problem; logging is set up as the configuration asks."""
     try:
         config = load_config(path)
     except ConfigError as exc:

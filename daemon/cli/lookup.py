@@ -9,7 +9,7 @@ import typer
 from sqlmodel import Session, select
 
 from ticketd.daemon.cli.admin import _local, _session, _table, customers, tickets
-from ticketd.daemon.cli.common import EXIT_CONFIG, JsonOption, fail, print_json
+from ticketd.daemon.cli.common import EXIT_CONFIG, JsonOption, fail, get_config, print_json
 from ticketd.daemon.cli.views import iso, ticket_dict
 from ticketd.storage.db import fold
 from ticketd.storage.models import Company, Customer, Event, Message, Ticket, utcnow
@@ -26,11 +26,12 @@ def customer_dict(session: Session, customer: Customer) -> dict[str, Any]:
 
 @customers.command("list")
 def customers_list(
+    ctx: typer.Context,
     company: Annotated[str | None, typer.Option(help="Only this company's customers.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Customers with their company and how many tickets they opened."""
-    with _session() as session:
+    with _session(get_config(ctx)) as session:
         stmt = select(Customer).order_by(Customer.email)
         if company:
             found = session.exec(select(Company).where(sa.func.lower(Company.name) == fold(company))).first()
@@ -47,9 +48,10 @@ def customers_list(
 
 
 @customers.command("show")
-def customers_show(email: str, as_json: JsonOption = False) -> None:
+def customers_show(ctx: typer.Context, email: str, as_json: JsonOption = False) -> None:
     """One customer and every ticket they opened, newest first."""
-    with _session() as session:
+    config = get_config(ctx)
+    with _session(config) as session:
         customer = session.exec(select(Customer).where(Customer.email == email.strip().lower())).first()
         if customer is None:
             fail(f"no customer {email} (see `ticketd customers list`)", EXIT_CONFIG)
@@ -62,15 +64,15 @@ def customers_show(email: str, as_json: JsonOption = False) -> None:
     typer.echo(f"{data['name'] or '-'} <{data['email']}>   company: {data['company'] or '-'}   "
                f"language: {data['language'] or '-'}   phone: {data['phone'] or '-'}"
                + ("   BLOCKED as spam" if data["blocked"] else ""))
-    _table([[f"#{t['number']}", t["state"], t["type"], t["category"] or "-", _local(t["created_at"]),
+    _table([[f"#{t['number']}", t["state"], t["type"], t["category"] or "-", _local(t["created_at"], config.tz),
              t["subject"][:60]] for t in data["ticket_list"]], ["NUMBER", "STATE", "TYPE", "CATEGORY", "CREATED",
                                                                 "SUBJECT"])
 
 
 @customers.command("unblock")
-def customers_unblock(email: str) -> None:
+def customers_unblock(ctx: typer.Context, email: str) -> None:
     """Take a sender off the block list ([spam] put them there); their mail opens tickets again."""
-    with _session() as session, session.begin():
+    with _session(get_config(ctx)) as session, session.begin():
         customer = session.exec(select(Customer).where(Customer.email == email.strip().lower())).first()
         if customer is None:
             fail(f"no customer {email} (see `ticketd customers list`)", EXIT_CONFIG)
@@ -95,7 +97,7 @@ def like_pattern(needle: str) -> str:
 
 
 @tickets.command("search")
-def tickets_search(text: str, as_json: JsonOption = False) -> None:
+def tickets_search(ctx: typer.Context, text: str, as_json: JsonOption = False) -> None:
     """Tickets whose number, subject, messages, customer address or name, or company contain TEXT."""
     needle = text.strip().lstrip("#")
     if not needle:
@@ -107,7 +109,8 @@ def tickets_search(text: str, as_json: JsonOption = False) -> None:
     def like(column: Any) -> Any:
         return sa.func.lower(column).like(pattern, escape="\\")
 
-    with _session() as session:
+    config = get_config(ctx)
+    with _session(config) as session:
         in_messages = select(Message.ticket_id).where(like(Message.text))
         people = select(Customer.id).where(sa.or_(like(Customer.email), like(Customer.name)))
         firms = select(Company.id).where(like(Company.name))
@@ -120,5 +123,5 @@ def tickets_search(text: str, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    _table([[f"#{r['number']}", r["state"], r["requester"], r["company"] or "-", _local(r["created_at"]),
+    _table([[f"#{r['number']}", r["state"], r["requester"], r["company"] or "-", _local(r["created_at"], config.tz),
              r["subject"][:60]] for r in rows], ["NUMBER", "STATE", "REQUESTER", "COMPANY", "CREATED", "SUBJECT"])

@@ -19,12 +19,12 @@ from ticketd.daemon.cli.common import (
     EXIT_CONFIG,
     EXIT_RUNTIME,
     EXIT_TEMPFAIL,
-    STATE,
     app,
     database_problem,
     fail,
     get_config,
     get_engine,
+    read_config,
     sync_config_agents,
 )
 from ticketd.daemon.config import load_config
@@ -93,16 +93,15 @@ def init(
         secret_path.touch(mode=0o600)
         secret_path.write_text(secrets.token_urlsafe(32) + "\n")
     config_path.write_text(EXAMPLE_CONFIG.format(name=name, address=address, tag=tag))
-    STATE.config_path = config_path
-    config = get_config()
+    config = read_config(config_path)
     db.upgrade(get_engine(config, require_schema=False))
     typer.echo(f"wrote {config_path} and {secret_path}; database {config.database.url} is ready")
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(ctx: typer.Context) -> None:
     """Bring the database schema up to date (safe to run on every deploy)."""
-    config = get_config()
+    config = get_config(ctx)
     try:
         db.upgrade(get_engine(config, require_schema=False))
     except sa.exc.OperationalError as exc:
@@ -113,13 +112,14 @@ def db_upgrade() -> None:
 # --- the daemon ---------------------------------------------------------------------------------------------
 
 @app.command()
-def run(once: Annotated[bool, typer.Option("--once", help="Handle everything waiting, then exit.")] = False) -> None:
+def run(ctx: typer.Context,
+        once: Annotated[bool, typer.Option("--once", help="Handle everything waiting, then exit.")] = False) -> None:
     """Run the daemon (or one pass with --once)."""
     # The daemon's modules load only for the commands that run them: every other command starts faster.
     from ticketd.daemon import runner
     from ticketd.daemon.service.coordination import AlreadyRunning, Coordinator
 
-    config = get_config()
+    config = get_config(ctx)
     engine = get_engine(config)
     try:
         coordinator = Coordinator(engine).start()
@@ -143,6 +143,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="Handle everything wai
 
 @app.command()
 def deliver(
+    ctx: typer.Context,
     mailbox: Annotated[str, typer.Option(help="Name recorded as the message's mailbox.")] = "deliver",
     process: Annotated[bool, typer.Option(help="Also process it now (else the daemon will).")] = True,
 ) -> None:
@@ -154,7 +155,7 @@ def deliver(
     raw = sys.stdin.buffer.read()
     if not raw.strip():
         fail("no message on standard input", EXIT_CONFIG)
-    config = get_config()
+    config = get_config(ctx)
     # For an MTA every failure to store is temporary (exit 75: it keeps the mail and retries), never a bounce.
     try:
         engine = db.make_engine(config.database.connect_url)
@@ -176,12 +177,12 @@ def deliver(
 
 
 @app.command()
-def check() -> None:
+def check(ctx: typer.Context) -> None:
     """Validate the config, then log in to the database, IMAP and SMTP and say what works."""
     # IMAP, SMTP and OAuth2 clients: loaded only by the command that tries them
     from ticketd.daemon.cli.checks import NOT_A_DATABASE, loose_permissions, run_checks
 
-    config = get_config()
+    config = get_config(ctx)
     results = run_checks(config)
     for name, ok, detail in results:
         typer.echo(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")

@@ -24,6 +24,7 @@ def _address(email: str) -> str:
 
 @customers.command("export")
 def customers_export(
+    ctx: typer.Context,
     email: str,
     output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE.zip",
                                                help="Where to write the zip; - for standard output.")] = None,
@@ -36,7 +37,7 @@ def customers_export(
     """
     address = _address(email)
     path = output_target(output, force, "FILE.zip")
-    with Session(get_engine(get_config())) as session:
+    with Session(get_engine(get_config(ctx))) as session:
         try:
             data = export_person(session, address)
         except UnknownPerson:
@@ -48,6 +49,7 @@ def customers_export(
 
 @customers.command("erase")
 def customers_erase(
+    ctx: typer.Context,
     email: str,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask; required when not run on a terminal.")] = False,
     vacuum_full: Annotated[bool, typer.Option(
@@ -65,7 +67,7 @@ def customers_erase(
             fail("erasing cannot be undone; not on a terminal, so give --yes", EXIT_CONFIG)
         if not typer.confirm(f"Erase every trace of {address}? This cannot be undone", default=False):
             fail("nothing erased", EXIT_CONFIG)
-    engine = get_engine(get_config())
+    engine = get_engine(get_config(ctx))
     try:
         counts = erase_person(engine, address)
     except UnknownPerson:

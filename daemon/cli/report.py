@@ -26,6 +26,7 @@ def _day(option: str, value: str | None) -> date | None:
 
 @app.command()
 def report(
+    ctx: typer.Context,
     xlsx: Annotated[Path, typer.Option("--xlsx", help="The workbook to write.", dir_okay=False)],
     since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (in the helpdesk's time zone).")] = None,
     until: Annotated[str | None, typer.Option(help="Last day included, YYYY-MM-DD.")] = None,
@@ -43,7 +44,7 @@ def report(
 
     if company and customer:
         fail("--company and --customer exclude each other", EXIT_CONFIG)
-    config = get_config()
+    config = get_config(ctx)
     lang = language or config.helpdesk.language
     if lang not in ("en", "tr"):
         fail(f"--language: {lang!r} must be en or tr", EXIT_CONFIG)

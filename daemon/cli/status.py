@@ -6,7 +6,7 @@ not its lock, so it shows as gone at once (on PostgreSQL from ``pg_locks``; on S
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -73,26 +73,26 @@ def _ago(value: str | None) -> str:
 
 
 @app.command()
-def status(as_json: JsonOption = False) -> None:
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Instances, the mailbox each one polls, backlog sizes, last poll and outbox depth."""
-    config = get_config()
+    config = get_config(ctx)
     report = collect_status(get_engine(config), [box.name for box in config.polled_mailboxes()])
     if as_json:
         print_json(report)
         return
-    print_report(report)
+    print_report(report, config.tz)
 
 
-def print_report(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any], tz: tzinfo) -> None:
     typer.echo(f"instances ({report['backend']}):")
     if report["instances"]:
-        _table([["  " + i["id"], str(i["pid"]), _local(i["started_at"]), _ago(i["seen_at"]),
+        _table([["  " + i["id"], str(i["pid"]), _local(i["started_at"], tz), _ago(i["seen_at"]),
                  "running" if i["running"] else "gone (no clean stop)", ", ".join(i["mailboxes"]) or "-"]
                 for i in report["instances"]], ["  ID", "PID", "STARTED", "LAST TURN", "STATE", "POLLS"])
     else:
         typer.echo("  none running")
     typer.echo("mailboxes:")
-    _table([["  " + m["name"], m["holder"] or "nobody", _local(m["held_since"]), _ago(m["last_poll_at"]),
+    _table([["  " + m["name"], m["holder"] or "nobody", _local(m["held_since"], tz), _ago(m["last_poll_at"]),
              str(m["last_uid"] if m["last_uid"] is not None else "-")] for m in report["mailboxes"]],
            ["  NAME", "POLLED BY", "SINCE", "LAST POLL", "LAST UID"])
     inbound, outbox = report["inbound"], report["outbox"]

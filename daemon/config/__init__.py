@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     Field,
     PrivateAttr,
@@ -55,6 +56,7 @@ from ticketd.daemon.config.reports import ReportList, cron_schedule
 from ticketd.daemon.config.servers import ImapConfig, ServerConfig, SmtpConfig
 from ticketd.daemon.config.sla import SlaConfig
 from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
+from ticketd.mailtemplates.render import make_environment
 from ticketd.parsers.language import LanguageGuesser
 from ticketd.parsers.message import is_one_of
 from ticketd.rules.auth import AuthPolicy
@@ -234,6 +236,7 @@ class Config(Section):
     source: Path | None = Field(default=None, exclude=True)
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
     _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)
+    _templates: SandboxedEnvironment | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_process(self) -> Config:
@@ -308,6 +311,15 @@ class Config(Section):
         if self._language_guesser is None:
             self._language_guesser = LanguageGuesser(TEMPLATE_LANGUAGES, cache_folder())
         return self._language_guesser
+
+    @property
+    def templates(self) -> SandboxedEnvironment:
+        """The mail templates (``helpdesk.templates_dir`` before the packaged ones), read once per loaded
+        configuration: a reload loads a new Config, so templates edited on disk are read again with it, and
+        nothing outside the configuration has to be cleared."""
+        if self._templates is None:
+            self._templates = make_environment(self.helpdesk.templates_dir)
+        return self._templates
 
     def polled_mailboxes(self) -> list[Mailbox]:
         """What the daemon polls: each ``[[mailboxes]]`` entry on the ``[imap]`` server, or ``[imap]`` alone."""

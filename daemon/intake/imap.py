@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 
 from ticketd.daemon.config import ImapConfig
 from ticketd.daemon.service import oauth2
+from ticketd.daemon.service.connections import Connections
 from ticketd.storage.db import session_scope
 from ticketd.storage.inbound import OVERSIZE_PREFIX, store_inbound, truncated_message
 from ticketd.storage.models import Inbound, MailboxState, utcnow
@@ -39,8 +40,11 @@ class PollResult:
     remaining: int = 0  # left in the inbox because of ``limit``
 
 
-def connect(cfg: ImapConfig) -> IMAPClient:
-    """Log in with the configured TLS mode; raises imapclient's errors or OSError with the server's words."""
+def connect(cfg: ImapConfig, connections: Connections | None = None) -> IMAPClient:
+    """Log in with the configured TLS mode; raises imapclient's errors or OSError with the server's words.
+
+    An XOAUTH2 login takes its token from ``connections`` (the daemon's, shared by its reconnects); without, a
+    fresh token is fetched for this one connection."""
     context = ssl.create_default_context(cafile=str(cfg.cafile) if cfg.cafile else None)
     client = IMAPClient(cfg.host, port=cfg.port, ssl=cfg.tls == "implicit",
                         ssl_context=context if cfg.tls == "implicit" else None, timeout=cfg.timeout_seconds)
@@ -48,7 +52,7 @@ def connect(cfg: ImapConfig) -> IMAPClient:
         if cfg.tls == "starttls":
             client.starttls(context)
         if cfg.auth == "xoauth2":  # Microsoft 365, Gmail: a bearer token instead of a password
-            oauth2.imap_login(client, cfg)
+            oauth2.imap_login(client, cfg, (connections or Connections()).tokens)
         else:
             client.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
     except BaseException:

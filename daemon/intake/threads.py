@@ -23,8 +23,9 @@ from sqlmodel import Session, func, select
 
 from ticketd.daemon.config.mailboxes import Mailbox
 from ticketd.daemon.intake import imap as poller
-from ticketd.daemon.service import metrics
+from ticketd.daemon.service.connections import Connections
 from ticketd.daemon.service.coordination import LOCK_RETRY_SECONDS, Coordinator, LeaseLost, MailboxLease
+from ticketd.daemon.service.metrics import Metrics
 from ticketd.storage.models import Inbound
 
 log = structlog.get_logger("ticketd.intake")
@@ -44,10 +45,14 @@ class IntakeState:
 
 
 class MailboxIntake:
+    """One mailbox's thread. ``metrics`` and ``connections`` are the daemon's: its ``ticketd_imap_connected``
+    series is labelled with the mailbox's name, and its reconnects reuse the daemon's OAuth2 token."""
+
     def __init__(self, engine: sa.Engine, mailbox: Mailbox, max_bytes: int, coordinator: Coordinator,
-                 wake: Callable[[], None]) -> None:
+                 wake: Callable[[], None], metrics: Metrics, connections: Connections) -> None:
         self.engine, self.mailbox, self.max_bytes = engine, mailbox, max_bytes
         self.coordinator, self.wake = coordinator, wake
+        self.metrics, self.connections = metrics, connections
         self.state = IntakeState()
         self._checked = 0.0
         self._stop = threading.Event()
@@ -80,8 +85,8 @@ class MailboxIntake:
                 try:
                     lease.check()
                     if client is None:
-                        client = poller.connect(cfg)
-                        metrics.IMAP_CONNECTED.set(1)
+                        client = poller.connect(cfg, self.connections)
+                        self._report(connected=True)
                         log.info("imap.connected", host=cfg.host, folder=cfg.folder, mailbox=self.mailbox.name)
                     if self._stored_ahead():
                         self._stop.wait(0.5)  # processing is behind: leave the rest in the inbox meanwhile
@@ -102,7 +107,7 @@ class MailboxIntake:
                     self.state.held = False
                 except (IMAPClientError, OSError) as exc:
                     log.error("imap.error", error=str(exc), mailbox=self.mailbox.name, retry_in=round(delay, 1))
-                    metrics.IMAP_CONNECTED.set(0)
+                    self._report(connected=False)
                     self.state.error = f"IMAP unreachable ({exc}); retrying in {round(delay)} s"
                     client = self._close(client)
                     self._stop.wait(delay * random.uniform(0.8, 1.2))
@@ -157,17 +162,25 @@ class MailboxIntake:
                 select(Inbound.id).where(Inbound.status == "new").limit(STORED_AHEAD).subquery())).one()
         return waiting >= STORED_AHEAD
 
-    @staticmethod
-    def _close(client: IMAPClient | None) -> None:
+    def _close(self, client: IMAPClient | None) -> None:
+        """Log out; the gauge says so at once, whether the server failed or the lease went to another instance."""
         if client is not None:
             poller.close(client)
+            self._report(connected=False)
         return None
+
+    def _report(self, connected: bool) -> None:
+        """The mailbox's ``ticketd_imap_connected`` series. A stopping intake leaves it alone: after a reload its
+        successor for the same mailbox may already be writing it (a dropped mailbox's series the runner removes)."""
+        if not self._stop.is_set():
+            self.metrics.mailbox_connected(self.mailbox.name, connected)
 
 
 def start_all(engine: sa.Engine, mailboxes: list[Mailbox], max_bytes: int, coordinator: Coordinator,
-              wake: Callable[[], None]) -> list[MailboxIntake]:
+              wake: Callable[[], None], metrics: Metrics, connections: Connections) -> list[MailboxIntake]:
     coordinator.mailbox_count = max(1, len(mailboxes))
-    return [MailboxIntake(engine, box, max_bytes, coordinator, wake).start() for box in mailboxes]
+    return [MailboxIntake(engine, box, max_bytes, coordinator, wake, metrics, connections).start()
+            for box in mailboxes]
 
 
 def stop_all(intakes: list[MailboxIntake]) -> None:

@@ -25,7 +25,6 @@ from sqlmodel import Session, select
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing.files import File, html_twin, pack, size_text
 from ticketd.daemon.outgoing.outbox import OutgoingMail, queue_mail
-from ticketd.mailtemplates.render import environment as templates
 from ticketd.mailtemplates.render import render
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules import identify
@@ -118,7 +117,7 @@ def compose(session: Session, config: Config, *, kind: str, template: str, langu
         ctx.setdefault("tag", ticket_tag(config.helpdesk.tag, conversation.number))
         ctx.setdefault("merged_into", ticket_tag(config.helpdesk.tag, ticket.number)
                        if conversation.id != ticket.id else "")
-    rendered = render(templates(config.helpdesk.templates_dir), template, language, ctx)
+    rendered = render(config.templates, template, language, ctx)
     subject = rendered.subject
     in_reply_to, references = (None, ())
     if conversation is not None:

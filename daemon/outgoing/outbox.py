@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +18,6 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
-from functools import cache
 from typing import Any
 
 import aiosmtplib
@@ -42,8 +40,9 @@ from ticketd.daemon.outgoing.storm import (
 )
 from ticketd.daemon.outgoing.wire import MailAttachment
 from ticketd.daemon.outgoing.wire import clean as clean_header
-from ticketd.daemon.service import metrics, oauth2
-from ticketd.mailtemplates.render import environment as templates
+from ticketd.daemon.service import oauth2
+from ticketd.daemon.service.connections import Connections
+from ticketd.daemon.service.metrics import Metrics
 from ticketd.mailtemplates.render import render
 from ticketd.parsers.message import parse_addresses
 from ticketd.rules import identify
@@ -170,7 +169,7 @@ def alert_admin(session: Session, config: Config, topic: str, detail: str) -> li
     context = {"helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
                "attached": [], "left_out": [], "files_budget": size_text(config.limits.forward_attachments_bytes),
                "topic": topic, "detail": detail}  # what ``notify.compose`` gives every template
-    rendered = render(templates(config.helpdesk.templates_dir), "admin_alert", config.helpdesk.language, context)
+    rendered = render(config.templates, "admin_alert", config.helpdesk.language, context)
     return [queue_mail(session, config, OutgoingMail(kind=ALERT_KIND, to=[person], subject=rendered.subject,
                                                      body=rendered.body, cause="system", language=rendered.language))
             for person in people]
@@ -210,8 +209,10 @@ def _tls_context(cfg: SmtpConfig) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cfg.cafile) if cfg.cafile else None)
 
 
-def smtp_client(cfg: SmtpConfig) -> aiosmtplib.SMTP:
-    smtp_class, login = oauth2.smtp_login(cfg)  # a password, or XOAUTH2 with a token fetched at each login
+def smtp_client(cfg: SmtpConfig, connections: Connections | None = None) -> aiosmtplib.SMTP:
+    """A client for ``cfg``, its XOAUTH2 token and EHLO name from ``connections`` (a fresh set without)."""
+    connections = connections or Connections()
+    smtp_class, login = oauth2.smtp_login(cfg, connections.tokens)  # a password, or XOAUTH2 with a token each login
     return smtp_class(
         hostname=cfg.host,
         port=cfg.port,
@@ -220,15 +221,8 @@ def smtp_client(cfg: SmtpConfig) -> aiosmtplib.SMTP:
         tls_context=_tls_context(cfg) if cfg.tls != "none" else None,
         **login,
         timeout=cfg.timeout_seconds,
-        local_hostname=local_hostname(),
+        local_hostname=connections.local_hostname(),
     )
-
-
-@cache
-def local_hostname() -> str:
-    """Our name for EHLO, looked up once: aiosmtplib otherwise asks the resolver on every connection, and a slow
-    reverse lookup would stall each sending run."""
-    return socket.getfqdn()
 
 
 PENDING = ("queued", "failed")
@@ -339,9 +333,9 @@ class Ledger:
 
 
 async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], ledger: Ledger, unreachable: Callable[[], None],
-                     parts: Mapping[int, Sequence[MailAttachment]]) -> None:
+                     parts: Mapping[int, Sequence[MailAttachment]], connections: Connections) -> None:
     """Send on one reused connection, reconnecting when the server drops it between mails."""
-    client = smtp_client(cfg)
+    client = smtp_client(cfg, connections)
     held_up: set[tuple[int, str]] = set()  # (ticket, recipient) whose earlier mail failed in this run
     try:
         for i, row in enumerate(rows):
@@ -374,26 +368,32 @@ async def _send_lane(cfg: SmtpConfig, rows: list[Outbox], ledger: Ledger, unreac
 
 async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], ledgers: Sequence[Ledger],
                      unreachable: Callable[[], None] = lambda: None,
-                     parts: Mapping[int, Sequence[MailAttachment]] | None = None) -> None:
+                     parts: Mapping[int, Sequence[MailAttachment]] | None = None,
+                     connections: Connections | None = None) -> None:
     """A few connections at once, so one mail's round trips overlap another's; a ticket's mail keeps one
     connection and its order. Each lane commits each row's outcome as soon as the server has answered: a
     crash then repeats at most the mails whose SMTP transactions it cut, never a whole batch."""
     lanes: dict[int, list[Outbox]] = {}
     for row in rows:
         lanes.setdefault((row.ticket_id or row.id or 0) % len(ledgers), []).append(row)
-    await asyncio.gather(*(_send_lane(cfg, lane, ledgers[key], unreachable, parts or {})
+    connections = connections or Connections()
+    await asyncio.gather(*(_send_lane(cfg, lane, ledgers[key], unreachable, parts or {}, connections)
                            for key, lane in lanes.items()))
 
 
 def send_due(engine: sa.Engine, config: Config, limit: int = 100,
-             unreachable: Callable[[], None] = lambda: None) -> int:
+             unreachable: Callable[[], None] = lambda: None, metrics: Metrics | None = None,
+             connections: Connections | None = None) -> int:
     """Send every row that is due; returns how many were sent. Each row's outcome is committed with it.
 
     ``unreachable`` is called when the server could not be reached (refused, or no greeting in time), so the
-    caller can stop trying for a while instead of waiting out a connect timeout after every batch.
+    caller can stop trying for a while instead of waiting out a connect timeout after every batch. The daemon
+    passes its ``metrics`` and ``connections`` (its cached token, its EHLO name); a one-shot caller leaves them
+    out and gets fresh ones.
     """
     if config.smtp is None:
         return 0
+    metrics, connections = metrics or Metrics(), connections or Connections()
     sent = 0
     while True:
         with Session(engine, expire_on_commit=False) as session:
@@ -408,11 +408,11 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
             else:
                 conn = stack.enter_context(engine.connect())
                 ledgers = [Ledger(conn) for _ in range(SMTP_LANES)]
-            asyncio.run(_send_rows(config.smtp, rows, ledgers, unreachable, parts))
+            asyncio.run(_send_rows(config.smtp, rows, ledgers, unreachable, parts, connections))
         recorded = [row for ledger in ledgers for row in ledger.recorded]
         sent += sum(1 for r in recorded if r.status == "sent")
         for row in recorded:
-            metrics.OUTGOING.labels(row.status).inc()
+            metrics.outgoing.labels(row.status).inc()
         dead = [r for r in recorded if r.status == "dead" and r.kind != ALERT_KIND]
         if dead:
             with session_scope(engine) as session:

@@ -31,6 +31,13 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_to_stderr,
         cache_logger_on_first_use=False,
     )
+
+
+def _to_stderr(*_args: object) -> structlog.PrintLogger:
+    """Lines go to ``sys.stderr`` as it is when they are written, not as it was when logging was configured: a
+    command run in-process (the tests run the CLI so) may swap it for a buffer and close that afterwards, and the
+    logging configuration, which is the process's, must not keep writing there."""
+    return structlog.PrintLogger(sys.stderr)

@@ -3,11 +3,16 @@
 Counters and the latency histogram are updated where the work happens; the gauges that describe queues
 (backlog, outbox depth and age) are read from the database at scrape time, so they are right even with
 several processes writing.
+
+A :class:`Metrics` owns its registry and is made by whoever runs the work (the daemon once, from start to stop,
+across reloads) and handed down: two daemons or two tests in one process count apart, and a one-shot command
+that is given none counts into a private one nobody scrapes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -18,12 +23,53 @@ from sqlmodel import Session, func, select
 
 from ticketd.storage.models import Inbound, Outbox
 
-REGISTRY = CollectorRegistry()
-MESSAGES = Counter("ticketd_messages", "Inbound messages processed, by outcome", ["status"], registry=REGISTRY)
-OUTGOING = Counter("ticketd_outgoing", "Outgoing mail attempts, by result", ["status"], registry=REGISTRY)
-LATENCY = Histogram("ticketd_processing_seconds", "Time to process one inbound message", registry=REGISTRY,
-                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-IMAP_CONNECTED = Gauge("ticketd_imap_connected", "1 while the IMAP connection is up", registry=REGISTRY)
+
+class Metrics:
+    """The counters of one running ticketd and the registry they are scraped from.
+
+    ``imap_connected`` is one series per mailbox: each mailbox has its own thread and connection, and a single
+    gauge would show whichever thread wrote last.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter("ticketd_messages", "Inbound messages processed, by outcome", ["status"],
+                                registry=self.registry)
+        self.outgoing = Counter("ticketd_outgoing", "Outgoing mail attempts, by result", ["status"],
+                                registry=self.registry)
+        self.latency = Histogram("ticketd_processing_seconds", "Time to process one inbound message",
+                                 registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.imap_connected = Gauge("ticketd_imap_connected", "1 while the mailbox's IMAP connection is up",
+                                    ["mailbox"], registry=self.registry)
+
+    def processed(self, status: str, seconds: float) -> None:
+        self.latency.observe(seconds)
+        self.messages.labels(status).inc()
+
+    def mailbox_connected(self, mailbox: str, up: bool) -> None:
+        self.imap_connected.labels(mailbox).set(1 if up else 0)
+
+    def mailbox_gone(self, mailbox: str) -> None:
+        """A mailbox no longer polled here (stopped, or dropped from the config) leaves no series behind."""
+        with contextlib.suppress(KeyError):
+            self.imap_connected.remove(mailbox)
+
+    def serve(self, listen: str, engine: sa.Engine) -> Callable[[], None]:
+        """Serve this registry, with the queue gauges read from ``engine``; returns what stops the server, so a
+        daemon run again in the same process can listen on the same port."""
+        host, _, port = listen.rpartition(":")
+        queues = QueueCollector(engine)
+        self.registry.register(queues)
+        server, thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+            self.registry.unregister(queues)
+
+        return stop
 
 
 class QueueCollector(Collector):
@@ -43,9 +89,3 @@ class QueueCollector(Collector):
         age = (datetime.now(UTC) - oldest.replace(tzinfo=UTC)).total_seconds() if oldest is not None else 0.0
         yield GaugeMetricFamily("ticketd_outbox_oldest_seconds", "Age of the oldest waiting outgoing mail",
                                 value=max(age, 0.0))
-
-
-def serve(listen: str, engine: sa.Engine) -> None:
-    host, _, port = listen.rpartition(":")
-    REGISTRY.register(QueueCollector(engine))
-    start_http_server(int(port), addr=host or "127.0.0.1", registry=REGISTRY)

@@ -264,33 +264,44 @@ def make_fetcher(cfg: OAuth2Config) -> Callable[[], AccessToken]:
     return RefreshTokenGrant(cfg)
 
 
-_sources: dict[OAuth2Config, TokenSource] = {}
-_sources_lock = threading.Lock()
+class TokenSources:
+    """One source per distinct [oauth2] section, so IMAP and SMTP share one token.
 
+    Owned by whatever owns the connections (``Connections``: the daemon's from start to stop, a command's for its
+    run), never by this module: two daemons or two tests in one process get their own tokens. The daemon keeps it
+    across a reload, so a section left as it was keeps its cached token and a refresh token the provider rotated
+    (held in memory only); a changed section is a different key, and gets a fresh source.
+    """
 
-def token_source(cfg: OAuth2Config) -> TokenSource:
-    """One source per distinct [oauth2] section: IMAP and SMTP share one token, and a config reload that
-    leaves the section as it was keeps the cached token (and a rotated refresh token)."""
-    with _sources_lock:
-        source = _sources.get(cfg)
-        if source is None:
-            source = _sources[cfg] = TokenSource(make_fetcher(cfg), describe(cfg))
-        return source
+    def __init__(self) -> None:
+        self._sources: dict[OAuth2Config, TokenSource] = {}
+        self._lock = threading.Lock()
 
+    def source(self, cfg: OAuth2Config) -> TokenSource:
+        with self._lock:
+            source = self._sources.get(cfg)
+            if source is None:
+                source = self._sources[cfg] = TokenSource(make_fetcher(cfg), describe(cfg))
+            return source
 
-def source_for(server: ServerConfig) -> TokenSource:
-    if server.oauth2 is None:
-        raise TokenError('auth = "xoauth2" but no [oauth2] section was given to this server')
-    return token_source(server.oauth2)
+    def for_server(self, server: ServerConfig) -> TokenSource:
+        if server.oauth2 is None:
+            raise TokenError('auth = "xoauth2" but no [oauth2] section was given to this server')
+        return self.source(server.oauth2)
+
+    def keep_only(self, cfg: OAuth2Config | None) -> None:
+        """After a reload: the sources of sections no longer configured are dropped with their tokens."""
+        with self._lock:
+            self._sources = {key: value for key, value in self._sources.items() if key == cfg}
 
 
 # --- the logins ------------------------------------------------------------------------------------------
 
 
-def imap_login(client: IMAPClient, cfg: ImapConfig) -> None:
+def imap_login(client: IMAPClient, cfg: ImapConfig, tokens: TokenSources) -> None:
     """XOAUTH2 instead of LOGIN; a refused token is dropped so the next connect fetches a fresh one."""
     try:
-        source = source_for(cfg)
+        source = tokens.for_server(cfg)
         token = source.token()
     except TokenError as exc:
         raise TokenUnavailable(f"cannot get an OAuth2 access token: {exc}") from exc
@@ -325,9 +336,9 @@ class XOAuth2SMTP(aiosmtplib.SMTP):
             raise
 
 
-def smtp_login(cfg: SmtpConfig) -> tuple[type[aiosmtplib.SMTP], dict[str, Any]]:
+def smtp_login(cfg: SmtpConfig, tokens: TokenSources) -> tuple[type[aiosmtplib.SMTP], dict[str, Any]]:
     """The client class and its login arguments: a password, or XOAUTH2 with a token fetched at each login."""
     if cfg.auth == "xoauth2":
-        return XOAuth2SMTP, {"username": cfg.username, "token_source": source_for(cfg)}
+        return XOAuth2SMTP, {"username": cfg.username, "token_source": tokens.for_server(cfg)}
     return aiosmtplib.SMTP, {"username": cfg.username or None,
                              "password": cfg.password.get_secret_value() if cfg.password else None}

@@ -304,7 +304,7 @@ def render_canned(inc: Incoming, ticket: Ticket, thread: Ticket, agent: Agent,
         return texts, errors
     customer = notify.requester_of(inc.session, thread)
     language = notify.customer_language(inc.config, customer)
-    env = notify.templates(inc.config.helpdesk.templates_dir)
+    env = inc.config.templates
     context = {"ticket": notify.ticket_context(inc.session, inc.config, ticket),
                "tag": ticket_tag(inc.config.helpdesk.tag, thread.number),
                "customer": {"name": customer.name or "", "email": customer.email},

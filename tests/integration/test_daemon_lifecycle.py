@@ -270,8 +270,8 @@ def test_prometheus_metrics_when_enabled(live_site: Site, mailbox: Mailbox, smtp
     mailbox.append((DATA / "unknown-sender.eml").read_bytes())
     daemon = start(live_site, tmp_path / "unused.sock")
     expected = {'ticketd_messages_total{status="done"} 1.0', "ticketd_processing_seconds_count 1.0",
-                "ticketd_imap_connected 1.0", "ticketd_inbound_backlog 0.0", "ticketd_outbox_depth 0.0",
-                'ticketd_outgoing_total{status="sent"} 1.0'}
+                'ticketd_imap_connected{mailbox="INBOX"} 1.0', "ticketd_inbound_backlog 0.0",
+                "ticketd_outbox_depth 0.0", 'ticketd_outgoing_total{status="sent"} 1.0'}
     lines: set[str] = set()
 
     def scraped() -> bool:  # the SMTP server has the mail a moment before the sender counts it: scrape until then

@@ -23,7 +23,7 @@ from servers.dovecot import DovecotServer, dovecot_available, start_dovecot
 from servers.smtp_oauth import OAuthProvider, XOAuth2SmtpServer, token_command
 from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.outgoing import outbox
-from ticketd.daemon.service import oauth2
+from ticketd.daemon.service.connections import Connections
 
 pytestmark = [
     pytest.mark.integration,
@@ -250,16 +250,17 @@ def test_a_refused_token_is_dropped_and_the_next_login_refreshes(
     revokes it early (an admin's "sign out everywhere"); the login that is refused drops it, the next refreshes."""
     config = oauth_site.config()
     assert config.imap is not None and config.smtp is not None
+    connections = Connections()  # the daemon's, shared by its reconnects
 
-    poller.close(poller.connect(config.imap))
+    poller.close(poller.connect(config.imap, connections))
     provider.revoke_access_tokens(account.user)
     with pytest.raises(LoginError):
-        poller.connect(config.imap)
-    poller.close(poller.connect(config.imap))
+        poller.connect(config.imap, connections)
+    poller.close(poller.connect(config.imap, connections))
     assert len(provider.refreshes_for(account.user)) == 2
 
     async def smtp_login() -> None:
-        client = outbox.smtp_client(config.smtp)  # type: ignore[arg-type]
+        client = outbox.smtp_client(config.smtp, connections)  # type: ignore[arg-type]
         await client.connect()
         await client.quit()
 
@@ -269,7 +270,7 @@ def test_a_refused_token_is_dropped_and_the_next_login_refreshes(
     asyncio.run(smtp_login())
     assert len(provider.refreshes_for(account.user)) == 3
     assert [login.accepted for login in smtp_server.logins] == [False, True]
-    assert oauth2.token_source(config.oauth2).remaining() is not None  # type: ignore[arg-type]
+    assert connections.tokens.source(config.oauth2).remaining() is not None  # type: ignore[arg-type]
 
 
 def test_unreachable_token_endpoint_keeps_outgoing_mail_queued(

@@ -248,12 +248,31 @@ def test_one_source_per_section_shared_by_imap_and_smtp(tmp_path: Path) -> None:
     config = parse_config(xoauth2_config(tmp_path))
     assert config.imap is not None and config.smtp is not None and config.oauth2 is not None
     assert config.imap.oauth2 is config.oauth2 and config.smtp.oauth2 is config.oauth2
-    shared = oauth2.source_for(config.imap)
-    assert oauth2.source_for(config.smtp) is shared
+    tokens = oauth2.TokenSources()
+    shared = tokens.for_server(config.imap)
+    assert tokens.for_server(config.smtp) is shared
     reloaded = parse_config(xoauth2_config(tmp_path))  # SIGHUP with the section unchanged: the cached token stays
-    assert reloaded.oauth2 is not None and oauth2.token_source(reloaded.oauth2) is shared
-    smtp_class, login = oauth2.smtp_login(config.smtp)
+    assert reloaded.oauth2 is not None and tokens.source(reloaded.oauth2) is shared
+    tokens.keep_only(reloaded.oauth2)
+    assert tokens.source(config.oauth2) is shared
+    smtp_class, login = oauth2.smtp_login(config.smtp, tokens)
     assert smtp_class is oauth2.XOAuth2SMTP and login == {"username": "support@acme.example", "token_source": shared}
+
+
+def test_tokens_belong_to_their_owner_not_to_the_module(tmp_path: Path) -> None:
+    """Two daemons (or two tests) in one process never share a token; a changed section gets a fresh source,
+    and a reload drops the sources of sections no longer configured."""
+    config = parse_config(xoauth2_config(tmp_path))
+    assert config.oauth2 is not None
+    first, second = oauth2.TokenSources(), oauth2.TokenSources()
+    assert first.source(config.oauth2) is not second.source(config.oauth2)
+    kept = first.source(config.oauth2)
+    changed = parse_config(xoauth2_config(tmp_path, timeout_seconds=7)).oauth2
+    assert changed is not None and changed != config.oauth2
+    fresh = first.source(changed)
+    assert fresh is not kept
+    first.keep_only(changed)  # the reload that changed the section
+    assert first.source(changed) is fresh and first.source(config.oauth2) is not kept
 
 
 def test_password_login_arguments_are_unchanged(tmp_path: Path) -> None:
@@ -263,7 +282,8 @@ def test_password_login_arguments_are_unchanged(tmp_path: Path) -> None:
     data["imap"]["auth"] = "password"
     config = parse_config(data)
     assert config.smtp is not None and config.smtp.oauth2 is None
-    assert oauth2.smtp_login(config.smtp) == (aiosmtplib.SMTP, {"username": "u", "password": "pw"})
+    assert oauth2.smtp_login(config.smtp, oauth2.TokenSources()) == (aiosmtplib.SMTP,
+                                                                     {"username": "u", "password": "pw"})
 
 
 # --- config -------------------------------------------------------------------------------------------------
