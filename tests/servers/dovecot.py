@@ -178,7 +178,7 @@ class DovecotServer:
         # imap process in IDLE has been seen serving its client 15 s later. A stopped server drops every client.
         for child in children:
             with contextlib.suppress(OSError):  # gone already, or its pid reused by something not ours
-                if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"dovecot/"):
+                if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"dovecot"):  # "dovecot-<instance>/imap"
                     os.kill(child, signal.SIGKILL)
 
     def restart(self) -> None:
