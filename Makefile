@@ -18,7 +18,10 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Reinstalled (not editable) on every run so tests exercise the package exactly as a wheel installs it.
+# build/ goes first: setuptools copies into it and never deletes, so a module removed from the tree would live on
+# in the installed package.
 install: $(VENV)/.deps
+	rm -rf build
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --force-reinstall .
 
 demo: install
