@@ -158,6 +158,20 @@ class Db:
         self.con.close()
 
 
+class PgDb:
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.con = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True,
+                                   connect_timeout=10)
+
+    def counts(self, table: str) -> Counter[str]:
+        return Counter(dict(self.con.execute(f"SELECT status, count(*) FROM {table} GROUP BY status").fetchall()))
+
+    def close(self) -> None:
+        self.con.close()
+
+
 def log_events(path: Path) -> list[dict[str, Any]]:
     events = []
     with path.open(encoding="utf-8", errors="replace") as fh:
@@ -212,7 +226,8 @@ def verdict(ok: bool) -> str:
 
 # --- set-up --------------------------------------------------------------------------------------------------
 
-def write_config(work: Path, imap_port: int, smtp_port: int, agents: list[tuple[str, str, str, list[str]]]) -> Path:
+def write_config(work: Path, imap_port: int, smtp_port: int, agents: list[tuple[str, str, str, list[str]]],
+                 url: str = "sqlite:///ticketd.db") -> Path:
     (work / "secret").write_text(secrets.token_urlsafe(32))
     tables = "".join(f'\n[[agents]]\nemail = "{e}"\nname = "{n}"\nrole = "{r}"\ngroups = {json.dumps(g)}\n'
                      for e, n, r, g in agents)
@@ -226,7 +241,7 @@ timezone = "Europe/Istanbul"
 admin = "{ADMIN}"
 
 [database]
-url = "sqlite:///ticketd.db"
+url = "{url}"
 
 [imap]
 host = "127.0.0.1"
@@ -386,7 +401,7 @@ class Run:
     server: Any = None
     sink: TimedSink | None = None
     daemon: subprocess.Popen[bytes] | None = None
-    db: Db | None = None
+    db: Db | PgDb | None = None
     out: Outgoing | None = None
     idle_delay: float | None = None  # the server's IDLE notice delay, measured before the daemon starts
     lines: list[str] = field(default_factory=list)  # the summary, printed again at the end
@@ -611,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-timeout", type=float, default=120.0,
                         help="give up a phase when nothing moved for this many seconds (default 120)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (config, database, log)")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the database: a SQLite file (default) or a private PostgreSQL cluster")
     args = parser.parse_args(argv)
     if args.n < 1 or args.latency_n < 0 or args.rate <= 0:
         parser.error("--n must be >= 1, --latency-n >= 0, --rate > 0")
@@ -623,6 +640,11 @@ def main(argv: list[str] | None = None) -> int:
     if not dovecot_available():
         print("Dovecot is not installed (`make test` installs it: apt-get install dovecot-imapd)", file=sys.stderr)
         return 2
+    from servers.postgres import postgres_available, start_postgres
+
+    if args.backend == "postgresql" and not postgres_available():
+        print("PostgreSQL is not installed (`make test` installs it: apt-get install postgresql)", file=sys.stderr)
+        return 2
 
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="ticketd-ingest-"))
@@ -633,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         world, mails = mailgen.generate(args.n + args.latency_n, args.seed)
         run = Run(args, work, mails)
-        run.say(f"=== ticketd end-to-end benchmark: backlog {args.n}"
+        run.say(f"=== ticketd end-to-end benchmark on {args.backend}: backlog {args.n}"
                 + (f", latency {args.latency_n} at {args.rate:g}/s" if args.latency_n else ", backlog only")
                 + f", seed {args.seed}", summary=True)
         run.say(f"generated            {len(mails)} mails in {time.perf_counter() - started:.2f} s")
@@ -648,12 +670,18 @@ def main(argv: list[str] | None = None) -> int:
         (work / "site").mkdir()
         (work / "site" / "imap-password").write_text(password)
         agents = AGENT_POOL[:args.agents]
-        config = write_config(work / "site", run.server.port, run.sink.port, agents)
+        url = "sqlite:///ticketd.db"
+        if args.backend == "postgresql":
+            cluster = start_postgres()
+            stack.callback(cluster.stop)
+            url = cluster.new_database()
+            stack.callback(cluster.drop_database, url)
+        config = write_config(work / "site", run.server.port, run.sink.port, agents, url)
         run.say(f"directory            {load_directory(config, world)}; {len(agents)} agent(s) in the config, "
                 "each new ticket notifies all of them")
         if args.latency_n:
             run.idle_delay = idle_notice_delay(run.server, password)
-        run.db = Db(work / "site" / "ticketd.db")
+        run.db = PgDb(url) if args.backend == "postgresql" else Db(work / "site" / "ticketd.db")
         stack.callback(run.db.close)
         run.out = Outgoing(run.sink, {m.message_id for m in mails}, {a[0] for a in agents})
         log = work / "site" / "daemon.log"

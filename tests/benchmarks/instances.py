@@ -127,20 +127,6 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
-class PgDb:
-    def __init__(self, url: str) -> None:
-        import psycopg
-
-        self.con = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True,
-                                   connect_timeout=10)
-
-    def counts(self, table: str) -> Counter[str]:
-        return Counter(dict(self.con.execute(f"SELECT status, count(*) FROM {table} GROUP BY status").fetchall()))
-
-    def close(self) -> None:
-        self.con.close()
-
-
 def scalar(db: Reader, sql: str) -> int:
     return int(db.con.execute(sql).fetchone()[0])
 
@@ -172,13 +158,12 @@ def parse_configs(text: str) -> list[Spec]:
 def write_config(site: Path, imap_port: int, smtp_port: int, agents: list[tuple[str, str, str, list[str]]],
                  url: str, user: str) -> Path:
     """ingest.write_config's site, on ``url`` and the IMAP login ``user``, with the two ``[[mailboxes]]``."""
-    path = ingest.write_config(site, imap_port, smtp_port, agents)
+    path = ingest.write_config(site, imap_port, smtp_port, agents, url)
     text = path.read_text(encoding="utf-8")
-    for old, new in (('url = "sqlite:///ticketd.db"', f'url = "{url}"'),
-                     (f'username = "{ingest.IMAP_USER}"', f'username = "{user}"')):
-        if text.count(old) != 1:
-            raise RuntimeError(f"ingest.write_config's output changed: expected one {old!r}")
-        text = text.replace(old, new)
+    old = f'username = "{ingest.IMAP_USER}"'
+    if text.count(old) != 1:
+        raise RuntimeError(f"ingest.write_config's output changed: expected one {old!r}")
+    text = text.replace(old, f'username = "{user}"')
     path.write_text(text + MAILBOXES_TOML, encoding="utf-8")
     return path
 
@@ -278,7 +263,7 @@ def run_config(bench: Bench, spec: Spec) -> Result:
         took = append_corpus(bench.dovecot, user, bench.passwords[user], mails)
         print(f"APPEND               {len(mails)} messages to INBOX and {COMPLAINTS} in {took:.2f} s", flush=True)
         print(f"directory            {ingest.load_directory(config, bench.world)}", flush=True)
-        db: Reader = PgDb(url) if spec.backend == "postgresql" else ingest.Db(site / "ticketd.db")
+        db: Reader = ingest.PgDb(url) if spec.backend == "postgresql" else ingest.Db(site / "ticketd.db")
         stack.callback(db.close)
         out = ingest.Outgoing(sink, ids, {a[0] for a in agents})
 
