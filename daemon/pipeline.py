@@ -4,8 +4,9 @@
 The whole trip runs inside one database transaction (shared by a batch of messages): either the ticket,
 message, attachments, events, outbox rows and the inbound row's new status are all committed, or none is; a
 batch that fails is redone one message per transaction, and the failing row is marked failed with its error
-(in a fresh transaction) so it can be retried from the CLI. One bad message never blocks the others. A
-customer's plain new mail takes ``fast_path``, which writes the same rows with fewer statements.
+(in a fresh transaction) so it can be retried from the CLI. One bad message never blocks the others. Every
+mail takes the same stages, and every stage writes its rows the same way (``storage.batch``: plain INSERTs in
+the batch's transaction, no ORM flush).
 
 Each message reads the clock once (``clock``, the wall clock unless a caller pins it) and every stage uses
 that reading: a ticket's opening time and the deadlines counted from it are the same instant, whatever the
@@ -27,7 +28,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import storm
 from ticketd.daemon.outgoing.outbox import alert_admin
 from ticketd.daemon.service.metrics import Metrics
-from ticketd.daemon.stages import fast_path, loops
+from ticketd.daemon.stages import loops
 from ticketd.daemon.stages.agent_mail import handle_agent_mail
 from ticketd.daemon.stages.bounce_mail import handle_bounce
 from ticketd.daemon.stages.conversation import Incoming, Outcome
@@ -71,10 +72,6 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, now: dat
     if screening.verdict is Verdict.DROP or mail.sender is None:
         return finish(inbound, Outcome("dropped", reason=f"{screening.rule}: {screening.reason}"), now)
     subject = parse_subject(mail.subject, config.helpdesk.tag)
-    if fast_path.is_plain_new_mail(session, config, mail, screening, subject, now):
-        outcome = fast_path.open_ticket(session, config, inbound, mail, subject, now, source)
-        if outcome is not None:
-            return finish(inbound, outcome, now)
     sender = identify_sender(session, mail.sender)
     match = match_ticket(session, config.auth, mail, subject, sender, now)
     if match.ticket is None and defer and answers_mail_in_flight(session, inbound, mail, now):

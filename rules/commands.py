@@ -27,6 +27,7 @@ from ticketd.rules import sla_clock
 from ticketd.rules.assignment import pick_assignee
 from ticketd.rules.sla_clock import SlaClock
 from ticketd.rules.states import FINISHED, OUTCOME_MAILS, Mover, StateChange, StateError, change_state
+from ticketd.storage import batch
 from ticketd.storage.models import Agent, Customer, Event, Participant, Ticket
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -115,9 +116,9 @@ class CommandContext:
 
     def change(self, what: str, old: object, new: object, ticket: Ticket | None = None) -> None:
         ticket = ticket or self.need_ticket()
-        self.session.add(Event(ticket_id=ticket.id, actor=self.actor, what=what,
-                               old=None if old is None else str(old), new=None if new is None else str(new),
-                               via_message_id=self.via_message_id, at=self.now))
+        batch.event(self.session, ticket_id=ticket.id, actor=self.actor, what=what,
+                    old=None if old is None else str(old), new=None if new is None else str(new),
+                    via_message_id=self.via_message_id, at=self.now)
         ticket.updated_at = self.now
 
 
@@ -162,6 +163,7 @@ def _close_quietly(ctx: CommandContext) -> None:
 
 
 def _closed_as_spam(session: Session, ticket: Ticket) -> bool:
+    batch.flush(session)  # a spam mark of an earlier mail of this batch counts
     return session.exec(select(Event.id).where(Event.ticket_id == ticket.id, Event.what == "spam")).first() is not None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from ticketd.parsers.message import Address
+from ticketd.storage import batch
 from ticketd.storage.db import insert_shared
 from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
 
@@ -34,8 +35,8 @@ def active_agent(session: Session, email: str) -> Agent | None:
 
 def find_company_by_domain(session: Session, email: str) -> Company | None:
     domain = email.rsplit("@", 1)[-1].lower()
-    row = session.get(CompanyDomain, domain)
-    return session.get(Company, row.company_id) if row else None
+    row = batch.held(session, CompanyDomain, domain)
+    return batch.held(session, Company, row.company_id) if row else None
 
 
 def identify_sender(session: Session, address: Address) -> Sender:
@@ -49,7 +50,7 @@ def identify_sender(session: Session, address: Address) -> Sender:
     if customer is not None:
         if not customer.name and address.name:
             customer.name = address.name
-        company = session.get(Company, customer.company_id) if customer.company_id else None
+        company = batch.held(session, Company, customer.company_id) if customer.company_id else None
         return Sender(address, customer=customer, agent=agent, company=company)
     company = find_company_by_domain(session, address.email)
     values = Customer(email=address.email, name=address.name or None, company_id=company.id if company else None)
@@ -58,5 +59,5 @@ def identify_sender(session: Session, address: Address) -> Sender:
                   {c.key: getattr(values, c.key) for c in table.columns if c.key != "id"}, "email")
     customer = session.exec(select(Customer).where(Customer.email == address.email)).one()
     if customer.company_id != values.company_id:  # another instance added them a moment ago: theirs is the record
-        company = session.get(Company, customer.company_id) if customer.company_id else None
+        company = batch.held(session, Company, customer.company_id) if customer.company_id else None
     return Sender(address, customer=customer, agent=agent, company=company, is_new=True)

@@ -17,7 +17,8 @@ from sqlmodel import Session
 
 from ticketd.parsers.commands import suggest
 from ticketd.rules.sla import BusinessCalendar, Duration
-from ticketd.storage.models import Event, Ticket
+from ticketd.storage import batch
+from ticketd.storage.models import Ticket
 
 STATES = ("new", "open", "pending", "resolved", "closed", "rejected")
 
@@ -124,8 +125,8 @@ def change_state(session: Session, ticket: Ticket, target: str, *, by: Mover, ac
         error = transition_error(old, target)
         if error:
             raise StateError(error)
-    session.add(Event(ticket_id=ticket.id, actor=actor, what="state", old=old, new=target,
-                      via_message_id=via_message_id, at=now))
+    batch.event(session, ticket_id=ticket.id, actor=actor, what="state", old=old, new=target,
+                via_message_id=via_message_id, at=now)
     sla_on_state_change(calendar, ticket, old, target, now)
     ticket.state, ticket.updated_at = target, now
     if target == "resolved":

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from ticketd.storage.models import Agent, Company, CompanyDomain, Customer, Event
+from ticketd.storage import batch
+from ticketd.storage.models import Agent, Company, CompanyDomain, Customer
 
 
 class DirectoryError(ValueError):
@@ -185,8 +186,8 @@ def sync_agents(session: Session, declared: Iterable[tuple[str, str, str, Iterab
         if agent.email not in keep:
             agent.active = False
             result.deactivated.append(agent.email)
-            session.add(Event(ticket_id=None, actor="config [[agents]]", what="agent_deactivated", old=agent.email,
-                              at=datetime.now(UTC)))
+            batch.event(session, ticket_id=None, actor="config [[agents]]", what="agent_deactivated",
+                        old=agent.email, at=datetime.now(UTC))
     session.flush()
     return result
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from ticketd.parsers.message import sanitize_filename
+from ticketd.storage import batch
 from ticketd.storage.models import (
     Agent,
     Attachment,
@@ -88,6 +89,7 @@ def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
                                            .order_by(Ticket.number)))
     merged_into = session.get(Ticket, t.merged_into_id) if t.merged_into_id else None
     out["merged_into"] = merged_into.number if merged_into else None
+    batch.flush(session)  # events this session wrote
     events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(Event.id)).all()
     out["events"] = [
         {"actor": e.actor, "what": e.what, "old": e.old, "new": e.new, "at": iso(e.at),

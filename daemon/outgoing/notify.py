@@ -29,12 +29,12 @@ from ticketd.mailtemplates.render import render
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules import identify
 from ticketd.rules.signing import reply_address
+from ticketd.storage import batch
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
     Agent,
     Company,
     Customer,
-    Event,
     Message,
     Outbox,
     Participant,
@@ -60,8 +60,8 @@ def signed_address(config: Config, ticket_number: int, party: str, now: datetime
 def ticket_context(session: Session, config: Config, ticket: Ticket,
                    requester: Customer | None = None) -> dict[str, Any]:
     requester = requester or session.get(Customer, ticket.requester_id)
-    company = session.get(Company, ticket.company_id) if ticket.company_id else None
-    assignee = session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
+    company = batch.held(session, Company, ticket.company_id) if ticket.company_id else None
+    assignee = batch.held(session, Agent, ticket.assignee_id) if ticket.assignee_id else None
     return {
         "number": ticket.number, "subject": ticket.subject, "state": ticket.state, "priority": ticket.priority,
         "type": ticket.type, "category": ticket.category or "", "source": ticket.source,
@@ -144,7 +144,7 @@ def _send(session: Session, config: Config, **kwargs: Any) -> Outbox:
     mail = compose(session, config, **kwargs)
     row = queue_mail(session, config, mail)
     if mail.ticket_id is not None:
-        session.add(Event(**queued_event(mail.ticket_id, row.kind, row.status, row.last_error, row.message_id)))
+        batch.event(session, **queued_event(mail.ticket_id, row.kind, row.status, row.last_error, row.message_id))
     return row
 
 
@@ -161,7 +161,7 @@ def requester_of(session: Session, ticket: Ticket) -> Customer:
 def to_requester(session: Session, config: Config, ticket: Ticket, kind: str,
                  context: dict[str, Any] | None = None, *, cause: str, conversation: Ticket | None = None,
                  files: Sequence[File] = (), announces: str | None = None,
-                 not_before: datetime | None = None) -> Outbox:
+                 not_before: datetime | None = None, thread: Thread | None = None) -> Outbox:
     """An automatic mail to the requester of the conversation (received, assigned, resolved, reopened, …).
 
     A customer reads about their own ticket only: the facts are the conversation's (its number, its subject),
@@ -171,7 +171,8 @@ def to_requester(session: Session, config: Config, ticket: Ticket, kind: str,
     ctx = {"customer": {"name": customer.name or "", "email": customer.email}, **(context or {})}
     return _send(session, config, kind=kind, template=kind, language=customer_language(config, customer),
                  ticket=conversation, to=[(customer.name or "", customer.email)], context=ctx,
-                 reply_party=customer.email, cause=cause, files=files, announces=announces, not_before=not_before)
+                 reply_party=customer.email, cause=cause, files=files, announces=announces, not_before=not_before,
+                 thread=thread)
 
 
 def relay_agent_reply(session: Session, config: Config, ticket: Ticket, agent: Agent, text: str, *,
@@ -189,13 +190,13 @@ def relay_agent_reply(session: Session, config: Config, ticket: Ticket, agent: A
 
 def to_agents(session: Session, config: Config, ticket: Ticket, agents: Iterable[Agent], kind: str,
               context: dict[str, Any], *, cause: str, conversation: Ticket | None = None,
-              files: Sequence[File] = ()) -> list[Outbox]:
+              files: Sequence[File] = (), thread: Thread | None = None) -> list[Outbox]:
     """One mail per agent, each with a reply address signed for that agent (their answers authenticate)."""
     rows = []
     for agent in agents:
         rows.append(_send(session, config, kind=kind, template=kind, language=config.helpdesk.language,
                           ticket=ticket, conversation=conversation, to=[(agent.name, agent.email)],
-                          reply_party=agent.email, cause=cause, files=files,
+                          reply_party=agent.email, cause=cause, files=files, thread=thread,
                           context={"agent": {"name": agent.name, "email": agent.email}, **context}))
     return rows
 
@@ -257,7 +258,7 @@ def withdraw_assigned(session: Session, ticket: Ticket, why: str) -> None:
 
 
 def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetime, *, cause: str,
-                  conversation: Ticket | None = None) -> Outbox | None:
+                  conversation: Ticket | None = None, thread: Thread | None = None) -> Outbox | None:
     """The customer hears "assigned to X" once per real change, never several within a few minutes.
 
     The first name goes out at once. A later change waits ``ASSIGNED_QUIET``, and an earlier one still waiting
@@ -265,7 +266,7 @@ def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetim
     all. The UPDATE only touches rows still waiting, so a mail another instance is sending right now stays sent.
     """
     conversation = conversation or ticket
-    assignee = session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
+    assignee = batch.held(session, Agent, ticket.assignee_id) if ticket.assignee_id else None
     table = Outbox.__table__  # type: ignore[attr-defined]
     mine = sa.and_(table.c.ticket_id == conversation.id, table.c.kind == "assigned")
     withdraw_assigned(session, conversation, "superseded by a later assignment")
@@ -275,4 +276,4 @@ def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetim
         return None
     not_before = now + ASSIGNED_QUIET if last is not None else None
     return to_requester(session, config, ticket, "assigned", cause=cause, conversation=conversation,
-                        announces=assignee.email, not_before=not_before)
+                        announces=assignee.email, not_before=not_before, thread=thread)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,7 @@ from ticketd.daemon.service.metrics import Metrics
 from ticketd.mailtemplates.render import render
 from ticketd.parsers.message import parse_addresses
 from ticketd.rules import identify
+from ticketd.storage import batch
 from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Outbox, utcnow
 
@@ -57,9 +59,16 @@ BACKOFF_CAP = timedelta(hours=2)
 SMTP_LANES = 4  # connections used at once by one sending run
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")  # dot-atom@dot-atom
+_NAME_SPECIALS = frozenset('()<>@,:;.\\"[]')  # a display name with one of these is quoted
+
+
 def format_address(name: str | None, address: str) -> str:
     """Unencoded display form (stored and shown as is); the email package RFC 2047-encodes it when sending."""
     name, address = clean_header(name or ""), clean_header(address)
+    if _PLAIN_ADDRESS.fullmatch(address) and _NAME_SPECIALS.isdisjoint(name):  # nearly every address, and what
+        return f"{name} <{address}>" if name else address  # the email package makes of it, at a tenth of the cost
     try:
         return str(Address(display_name=name, addr_spec=address))
     except (ValueError, IndexError, TypeError):  # an address the email package cannot model (odd local part)
@@ -96,10 +105,8 @@ class OutgoingMail:
 
 def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
     """Add an outbox row to the caller's transaction; nothing is sent unless that transaction commits."""
-    row = Outbox(**outbox_values(session, config, mail))
-    session.add(row)
+    row = batch.add(session, Outbox(**outbox_values(session, config, mail)))
     if mail.attachments:
-        session.flush()  # the row's id, which its attachments point at
         assert row.id is not None
         store_attachments(session, row.id, mail.attachments)
     after_queued(session, config, row.cause, row.status, row.kind, row.last_error, row.recipient, row.ticket_id,

@@ -16,9 +16,9 @@ from ticketd.storage.models import Blob, OutboxAttachment
 
 def keep_blob(session: Session, digest: str, data: bytes) -> None:
     """The bytes under their SHA-256, once: present already, or stored now (by an insert that another instance
-    storing the same file at the same moment cannot make fail). Flushed: attachment rows point at it."""
-    if session.get(Blob, digest) is None:
-        session.flush()
+    storing the same file at the same moment cannot make fail). Only the key is read: a blob's bytes may be
+    megabytes, and ``session.get`` loaded them to learn that they were there."""
+    if session.exec(select(Blob.sha256).where(Blob.sha256 == digest)).first() is None:
         table = Blob.__table__  # type: ignore[attr-defined]
         insert_shared(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256",
                       large="data")

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, col, select
 
+from ticketd.storage import batch
 from ticketd.storage.db import insert_new
 from ticketd.storage.inbound import drop_raw
 from ticketd.storage.models import (
@@ -139,6 +140,7 @@ def export_person(session: Session, email: str, now: datetime | None = None) -> 
     for t in requested:
         messages = session.exec(select(Message).where(Message.ticket_id == t.id, Message.kind != "note")
                                 .order_by(Message.id))
+        batch.flush(session)
         events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
         tickets.append({
             "number": t.number, "role": "requester", "subject": t.subject, "state": t.state, "type": t.type,
@@ -375,12 +377,12 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
     rows = list(session.exec(erased_raw))
     last = 0
     while True:
-        batch = session.execute(select(InboundRaw.inbound_id, InboundRaw.raw).where(col(InboundRaw.inbound_id) > last)
+        chunk = session.execute(select(InboundRaw.inbound_id, InboundRaw.raw).where(col(InboundRaw.inbound_id) > last)
                                 .order_by(InboundRaw.inbound_id).limit(SCAN_BATCH)).all()
-        if not batch:
+        if not chunk:
             break
-        last = batch[-1][0]
-        hits = [row_id for row_id, raw in batch if scrub.raw_found(raw) and row_id not in {r.id for r in rows}]
+        last = chunk[-1][0]
+        hits = [row_id for row_id, raw in chunk if scrub.raw_found(raw) and row_id not in {r.id for r in rows}]
         rows.extend(session.exec(select(Inbound).where(col(Inbound.id).in_(hits))))
     drop_raw(session, [row.id for row in rows if row.id is not None])
     for row in session.exec(select(Inbound).where(scrub.mentions(Inbound.message_id, Inbound.reason))):
@@ -394,6 +396,7 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
     counts.participants = session.execute(
         sa.delete(Participant).where(sa.func.lower(Participant.email) == email)).rowcount or 0
 
+    batch.flush(session)  # events written earlier in this transaction are searched too
     for e in session.exec(select(Event).where(sa.or_(sa.func.lower(Event.actor) == email,
                                                      scrub.mentions(Event.old, Event.new, Event.what,
                                                                     Event.via_message_id)))):
@@ -405,14 +408,15 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
     for t in requested:
         t.subject, t.erased_at = ERASED, now
         t.root_cause, t.action_plan, t.resolution = scrub(t.root_cause), scrub(t.action_plan), scrub(t.resolution)
-        session.add(Event(ticket_id=t.id, actor=SYSTEM_ACTOR, what="privacy:erased", at=now))
+        batch.event(session, ticket_id=t.id, actor=SYSTEM_ACTOR, what="privacy:erased", at=now)
         counts.tickets += 1
     if customer is not None:
         customer.email, customer.name, customer.phone, customer.erased_at = anon, None, None, now
         counts.customer = 1
     # One record of the erase itself, without the erased data: who (by row id), when, how much.
-    session.add(Event(ticket_id=None, actor=SYSTEM_ACTOR, what="privacy:erased",
-                      old=f"customer {customer.id}" if customer else "participant only", new=counts.summary(), at=now))
+    batch.event(session, ticket_id=None, actor=SYSTEM_ACTOR, what="privacy:erased",
+                old=f"customer {customer.id}" if customer else "participant only",
+                new=counts.summary(), at=now)
     return counts
 
 
@@ -450,8 +454,9 @@ def purge_raw_mail(engine: sa.Engine, days: int, now: datetime | None = None) ->
             break
     if total:
         with _erasing_session(engine) as session:
-            session.add(Event(ticket_id=None, actor=SYSTEM_ACTOR, what="retention:raw-mail-purged",
-                              old=f"received before {cutoff.isoformat()}", new=f"{total} raw messages", at=now))
+            batch.event(session, ticket_id=None, actor=SYSTEM_ACTOR, what="retention:raw-mail-purged",
+                        old=f"received before {cutoff.isoformat()}", new=f"{total} raw messages",
+                        at=now)
     log.info("retention.raw_mail_purged", purged=total, days=days, cutoff=cutoff.isoformat())
     return total
 

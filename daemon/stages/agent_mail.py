@@ -51,8 +51,9 @@ from ticketd.rules.commands import (
 )
 from ticketd.rules.identify import find_company_by_domain
 from ticketd.rules.states import OPEN_STATES
+from ticketd.storage import batch
 from ticketd.storage.directory import DirectoryError, upsert_customer
-from ticketd.storage.models import Agent, Event, Ticket
+from ticketd.storage.models import Agent, Ticket
 
 log = structlog.get_logger("ticketd.agent_mail")
 
@@ -118,9 +119,9 @@ def refuse_unauthenticated(inc: Incoming, agent: Agent, parsed: ParsedCommands, 
     """The alert goes to the agent's own address, never the sender's: so it may carry a fresh signed address
     (for this ticket, or for opening one), which an agent whose old address expired simply answers instead."""
     ticket = inc.match.ticket
-    inc.session.add(Event(ticket_id=ticket.id if ticket else None, actor=inc.sender.address.email,
-                          what="security:unauthenticated-agent-mail", new=reason, via_message_id=inc.mail.message_id,
-                          at=inc.now))
+    batch.event(inc.session, ticket_id=ticket.id if ticket else None, actor=inc.sender.address.email,
+                what="security:unauthenticated-agent-mail", new=reason,
+                via_message_id=inc.mail.message_id, at=inc.now)
     log.warning("security.unauthenticated_agent_mail", agent=agent.email, message_id=inc.mail.message_id,
                 ticket=ticket.number if ticket else None, reason=reason,
                 commands=[c.raw for c in parsed.commands])

@@ -9,7 +9,8 @@ from ticketd.daemon.outgoing import notify
 from ticketd.daemon.stages.conversation import Outcome
 from ticketd.parsers.message import ParsedMail
 from ticketd.rules.bounces import Bounce
-from ticketd.storage.models import Event, Inbound, Message, Outbox, Ticket
+from ticketd.storage import batch
+from ticketd.storage.models import Inbound, Message, Outbox, Ticket
 
 
 def bounced_mail(session: Session, bounce: Bounce) -> Outbox | None:
@@ -38,9 +39,9 @@ def handle_bounce(session: Session, config: Config, inbound: Inbound, mail: Pars
         message_id=mail.message_id or f"<bounce.{inbound.message_id_hash[:32]}@ticketd.invalid>",
         from_addr=mail.sender.email if mail.sender else "", subject=mail.subject,
         text=f"{what}\n{bounce.diagnostic or ''}".strip(), date=mail.date))
-    session.add(Event(ticket_id=ticket.id, actor=mail.sender.email if mail.sender else "mailer-daemon",
-                      what="bounce" if bounce.permanent else "delivery-delayed", new=what,
-                      via_message_id=row.message_id if row else None))
+    batch.event(session, ticket_id=ticket.id, actor=mail.sender.email if mail.sender else "mailer-daemon",
+                what="bounce" if bounce.permanent else "delivery-delayed", new=what,
+                via_message_id=row.message_id if row else None)
     session.flush()
     if bounce.permanent:
         notify.to_agents(session, config, ticket, notify.agents_to_notify(session, ticket), "agent_bounce",

@@ -21,7 +21,8 @@ from ticketd.daemon.outgoing import notify
 from ticketd.daemon.outgoing.files import File
 from ticketd.parsers.subject import ticket_tag
 from ticketd.rules.states import StateChange, change_state
-from ticketd.storage.models import SYSTEM_ACTOR, Agent, Customer, Event, Outbox, Ticket
+from ticketd.storage import batch
+from ticketd.storage.models import SYSTEM_ACTOR, Agent, Customer, Outbox, Ticket
 
 
 def satisfaction_links(config: Config, ticket: Ticket, customer: Customer) -> tuple[str, str]:
@@ -87,8 +88,8 @@ def tell_reopened(session: Session, config: Config, ticket: Ticket, how: str, me
 def record_not_satisfied(session: Session, config: Config, ticket: Ticket, actor: str, via_message_id: str | None,
                          now: datetime) -> StateChange:
     """The customer's complaint about the outcome: not satisfied, and the ticket is open again."""
-    session.add(Event(ticket_id=ticket.id, actor=actor, what="satisfaction", old=ticket.satisfaction,
-                      new="not-satisfied", via_message_id=via_message_id, at=now))
+    batch.event(session, ticket_id=ticket.id, actor=actor, what="satisfaction", old=ticket.satisfaction,
+                new="not-satisfied", via_message_id=via_message_id, at=now)
     ticket.satisfaction = "not-satisfied"
     return reopen(session, config, ticket, actor, via_message_id, now)
 
@@ -104,7 +105,7 @@ def auto_close(session: Session, config: Config, ticket: Ticket, now: datetime) 
     """No answer to the resolved mail within ``closing.auto_close_after``: closed, and the customer told."""
     change = change_state(session, ticket, "closed", by="timer", actor=SYSTEM_ACTOR, now=now,
                           calendar=config.calendar)
-    session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="auto-close",
-                      new=f"no answer since {notify.local_time(config, ticket.resolution_at)}", at=now))
+    batch.event(session, ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="auto-close",
+                new=f"no answer since {notify.local_time(config, ticket.resolution_at)}", at=now)
     if "closed" in change.mails:
         send_closed(session, config, ticket, "auto", cause="timer")

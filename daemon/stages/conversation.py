@@ -20,13 +20,13 @@ from ticketd.rules import participants
 from ticketd.rules.identify import Sender, find_company_by_domain
 from ticketd.rules.match import Match
 from ticketd.rules.screen import Screening
+from ticketd.storage import batch
 from ticketd.storage.db import shared
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
     Attachment,
     Awaited,
     Customer,
-    Event,
     Inbound,
     Message,
     Outbox,
@@ -81,7 +81,13 @@ def next_ticket_number(session: Session) -> int:
     (a number is never reused; a rolled-back ticket leaves a gap). SQLite has one writer: the highest plus one."""
     if shared(session.get_bind()):
         return int(session.connection().execute(_NEXT_FROM_SEQUENCE).scalar_one())
-    return (session.exec(select(func.max(Ticket.number))).one() or 0) + 1
+    # Read once per transaction: after its first ticket the transaction holds SQLite's write lock, so nobody
+    # else can add one before it commits.
+    last = session.info.get(batch.LAST_TICKET_NUMBER)
+    if last is None:
+        last = session.exec(select(func.max(Ticket.number))).one() or 0
+    session.info[batch.LAST_TICKET_NUMBER] = last + 1
+    return int(last) + 1
 
 
 def open_ticket(session: Session, title: str, customer: Customer, setup: Setup, now: datetime,
@@ -91,17 +97,15 @@ def open_ticket(session: Session, title: str, customer: Customer, setup: Setup, 
     ticket = Ticket(number=next_ticket_number(session), subject=title[:500], requester_id=customer.id,
                     company_id=customer.company_id, linked_to_id=linked_to.id if linked_to else None,
                     created_at=now, updated_at=now, **setup.fields)
-    session.add(ticket)
-    session.flush()
-    return ticket
+    return batch.add(session, ticket)
 
 
 def record_setup(session: Session, ticket: Ticket, setup: Setup, via_message_id: str | None,
                  now: datetime) -> None:
     """What the rules, the contract check and the group's policy decided, after the ticket's "created"."""
     for what, old, new in setup.events:
-        session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=what, old=old, new=new,
-                          via_message_id=via_message_id, at=now))
+        batch.event(session, ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=what, old=old, new=new,
+                    via_message_id=via_message_id, at=now)
 
 
 def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, direction: str = "in",
@@ -119,10 +123,9 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
         subject=mail.subject, date=mail.date, text=text, html=mail.html, inbound_id=inc.inbound.id,
         outbox_id=outbox_id, created_at=inc.now,
     )
-    inc.session.add(message)
+    batch.add(inc.session, message)
     if direction == "in" and inc.match.via != "references":  # found by what it answers: nothing is missing
         await_answered(inc.session, mail, ticket)
-    inc.session.flush()
     stored: set[str] = set()  # the same bytes twice in one mail: one blob (pending rows are not in get())
     old_images = quoted_only_cids(mail.html) if is_reply else set()
     rows: list[tuple[Attachment, bytes]] = []
@@ -134,10 +137,8 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
         stored.add(att.sha256)
         row = Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,
                          size=len(att.payload), sha256=att.sha256, content_id=att.content_id, inline=att.inline)
-        inc.session.add(row)
-        rows.append((row, att.payload))
-    if rows:
-        inc.session.flush()  # their ids: a notification that leaves a file out names the id that fetches it
+        rows.append((batch.add(inc.session, row), att.payload))  # with its id: a notification that leaves
+        # the file out names the id that fetches it
     ticket.updated_at = inc.now
     return message, [File(row.id, row.filename, row.content_type, data, row.content_id, row.inline)
                      for row, data in rows]
@@ -153,7 +154,7 @@ def await_answered(session: Session, mail: ParsedMail, ticket: Ticket) -> None:
     if not refs:
         return
     stored = set(session.exec(select(Message.message_id).where(Message.message_id.in_(refs))))  # type: ignore[attr-defined]
-    session.add_all(Awaited(message_id=ref, ticket_id=ticket.id) for ref in refs if ref not in stored)
+    batch.add_rows(session, (Awaited(message_id=ref, ticket_id=ticket.id) for ref in refs if ref not in stored))
 
 
 def message_context(inc: Incoming, text: str) -> dict[str, Any]:
@@ -164,7 +165,8 @@ def add_participants(inc: Incoming, ticket: Ticket, new_ticket: bool = False) ->
     """People on To/CC of a ticket's mail (not us, not the requester) may write to the ticket from now on and
     receive its answers; who may bring them is ``rules.participants``. The sender, when not the requester, has
     already been let in by ``rules.match`` and joins too."""
-    requester = inc.session.get(Customer, ticket.requester_id)
+    requester = inc.sender.customer if inc.sender.customer and inc.sender.customer.id == ticket.requester_id \
+        else inc.session.get(Customer, ticket.requester_id)
     known = set() if new_ticket else {
         p.email for p in inc.session.exec(select(Participant).where(Participant.ticket_id == ticket.id))}
     trusted = [inc.sender.address] if inc.sender.customer is not None and \
@@ -177,17 +179,16 @@ def add_participants(inc: Incoming, ticket: Ticket, new_ticket: bool = False) ->
         [*inc.mail.to, *inc.mail.cc], trusted=trusted, known=known, reason=reason, room=max(0, limit - len(known)),
         skip=lambda email: inc.is_ours(email) or bool(requester and email == requester.email),
         colleague=lambda email: company_colleague(inc.session, requester, email))
-    for person in choice.added:
-        inc.session.add(Participant(ticket_id=ticket.id, email=person.email, name=person.name or None,
-                                    added_at=inc.now))
+    batch.add_rows(inc.session, [Participant(ticket_id=ticket.id, email=person.email, name=person.name or None,
+                                             added_at=inc.now) for person in choice.added])
     added = [p.email for p in choice.added]
     if added:
-        inc.session.add(Event(ticket_id=ticket.id, actor=inc.sender.address.email, what="participants",
-                              new=", ".join(added), via_message_id=inc.mail.message_id, at=inc.now))
+        batch.event(inc.session, ticket_id=ticket.id, actor=inc.sender.address.email, what="participants",
+                    new=", ".join(added), via_message_id=inc.mail.message_id, at=inc.now)
     note = participants.refusal_note(choice, limit)
     if note:
-        inc.session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="participants-not-added", new=note,
-                              via_message_id=inc.mail.message_id, at=inc.now))
+        batch.event(inc.session, ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="participants-not-added", new=note,
+                    via_message_id=inc.mail.message_id, at=inc.now)
     return added
 
 
@@ -210,5 +211,5 @@ def company_colleague(session: Session, requester: Customer | None, email: str) 
 
 def event(inc: Incoming, ticket: Ticket, what: str, old: str | None = None, new: str | None = None,
           actor: str | None = None) -> None:
-    inc.session.add(Event(ticket_id=ticket.id, actor=actor or inc.sender.address.email, what=what, old=old,
-                          new=new, via_message_id=inc.mail.message_id, at=inc.now))
+    batch.event(inc.session, ticket_id=ticket.id, actor=actor or inc.sender.address.email, what=what, old=old,
+                new=new, via_message_id=inc.mail.message_id, at=inc.now)

@@ -71,7 +71,8 @@ def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
     setup = new_ticket_setup.prepare(inc.session, inc.config, customer, inc.now, mail=inc.mail, source=inc.source,
                                      mailbox=inc.inbound.mailbox)
     ticket = open_ticket(inc.session, inc.subject.title, customer, setup, inc.now, linked_to=linked)
-    _, files = record_message(inc, ticket, "customer", inc.mail.text)
+    message, files = record_message(inc, ticket, "customer", inc.mail.text)
+    thread = (message.message_id, (message.message_id,))  # the ticket's conversation so far: this one mail
     event(inc, ticket, "created", new="new")
     if learned is not None:
         event(inc, ticket, "language", new=f"{learned} (learnt from the customer's first mail)")
@@ -79,12 +80,12 @@ def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
         event(inc, ticket, "linked", new=f"#{linked.number}")
     record_setup(inc.session, ticket, setup, inc.mail.message_id, inc.now)
     add_participants(inc, ticket, new_ticket=True)
-    notify.to_requester(inc.session, inc.config, ticket, "received", cause="inbound")
+    notify.to_requester(inc.session, inc.config, ticket, "received", cause="inbound", thread=thread)
     if setup.assignee is not None:
-        notify.tell_assigned(inc.session, inc.config, ticket, inc.now, cause="inbound")
+        notify.tell_assigned(inc.session, inc.config, ticket, inc.now, cause="inbound", thread=thread)
     tell_if_truncated(inc, ticket)
     notify.to_agents(inc.session, inc.config, ticket, notify.agents_to_notify(inc.session, ticket), "agent_new",
-                     {"message": message_context(inc, inc.mail.text)}, cause="inbound", files=files)
+                     {"message": message_context(inc, inc.mail.text)}, cause="inbound", files=files, thread=thread)
     return Outcome("done", ticket.number, new_ticket=True, ticket_id=ticket.id)
 
 

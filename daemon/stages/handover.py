@@ -16,7 +16,8 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import notify
 from ticketd.rules.commands import CommandContext, assign_group
 from ticketd.rules.states import OPEN_STATES
-from ticketd.storage.models import SYSTEM_ACTOR, Agent, Event, Ticket
+from ticketd.storage import batch
+from ticketd.storage.models import SYSTEM_ACTOR, Agent, Ticket
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ def hand_on(session: Session, config: Config, leaving: Agent, now: datetime) -> 
         else:
             ctx.change("assignee", leaving.email, None)
             ticket.assignee_id = None
-        session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="handed-on",
-                          new=f"{leaving.email} is no longer active", at=now))
+        batch.event(session, ticket_id=ticket.id, actor=SYSTEM_ACTOR, what="handed-on",
+                    new=f"{leaving.email} is no longer active", at=now)
         session.flush()
         message = notify.last_customer_message(session, ticket)
         notify.tell_assigned(session, config, ticket, now, cause="agent")

@@ -1,8 +1,8 @@
 """What a new ticket is before anyone reads it: the triage rules, the contract check, the SLA deadlines and the
 assignee its group's policy picks.
 
-``prepare`` decides and writes nothing, so both the ORM path (``customer_mail``) and the Core fast path
-(``fast_path``) build the same ticket from the same decision: its ``fields`` go into the ticket's columns, its
+``prepare`` decides and writes nothing, so every way a ticket is opened (a customer's mail, an agent's
+account of a call) builds it from the same decision: its ``fields`` go into the ticket's columns, its
 ``events`` into the audit trail, and an ``assignee`` means the customer is told who has the request.
 """
 
@@ -20,6 +20,7 @@ from ticketd.rules import identify
 from ticketd.rules.assignment import pick_assignee
 from ticketd.rules.sla_clock import due_times
 from ticketd.rules.triage import facts_from_mail, triage
+from ticketd.storage import batch
 from ticketd.storage.models import Agent, Company, Customer
 
 
@@ -36,7 +37,7 @@ def prepare(session: Session, config: Config, customer: Customer, now: datetime,
     customer's behalf (phone, letter) the agent's account of it, read as if the customer had sent it. The
     mailbox it came in at gives the defaults (complaints@ files complaints); rules may override them. An agent
     who opens a ticket keeps it unless a rule or the group's policy gives it to someone else."""
-    company = session.get(Company, customer.company_id) if customer.company_id else None
+    company = batch.held(session, Company, customer.company_id) if customer.company_id else None
     fields: dict[str, Any] = {"source": source, "type": "request", "priority": "normal", "category": None,
                               "group": None, "state": "new"}
     events: list[tuple[str, str | None, str | None]] = []

@@ -29,8 +29,9 @@ from ticketd.daemon.outgoing import notify
 from ticketd.daemon.service.privacy import purge_raw_mail
 from ticketd.daemon.stages import closing
 from ticketd.daemon.stages.digest import send_digests
+from ticketd.storage import batch
 from ticketd.storage.db import session_scope
-from ticketd.storage.models import SYSTEM_ACTOR, Event, Ticket, utcnow
+from ticketd.storage.models import SYSTEM_ACTOR, Ticket, utcnow
 
 log = structlog.get_logger("ticketd.sweep")
 RUNNING = ("new", "open")  # pending: the clock stands still
@@ -84,8 +85,8 @@ def breach(session: Session, config: Config, ticket: Ticket, which: str, was_due
            now: datetime) -> None:
     setattr(ticket, f"{which}_breached_at", now)
     late = describe(now - was_due) if was_due else "?"
-    session.add(Event(ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=f"sla:{which}-overdue",
-                      old=notify.local_time(config, was_due), new=f"{late} late", at=now))
+    batch.event(session, ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=f"sla:{which}-overdue",
+                old=notify.local_time(config, was_due), new=f"{late} late", at=now)
     managers = notify.managers(session)
     notify.to_agents(session, config, ticket, managers, "escalation", {
         "breach": which, "due": notify.local_time(config, was_due), "overdue": late}, cause="timer")

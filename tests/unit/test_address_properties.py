@@ -69,3 +69,25 @@ def test_a_long_list_is_capped() -> None:
     decided = decide(raw_mail(Header("jane@example.org", {"jane@example.org"}), Header(""), cc, "<l@x.example>"),
                      "answers our mail")
     assert decided is not None and len(decided[1]) == CAP + 1
+
+
+def _by_the_email_package(name: str, address: str) -> str:
+    from email.headerregistry import Address
+
+    from ticketd.daemon.outgoing.wire import clean
+    return str(Address(display_name=clean(name), addr_spec=clean(address)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(name=st.text(max_size=30) | st.sampled_from(["", "Jane Roe", "Şener Öztürk", "Roe, Jane", 'a "b"', "x.y"]),
+       local=st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,12}", fullmatch=True),
+       domain=st.sampled_from(["example.org", "mail.example.com.tr", "a-b.example", "localhost"]))
+def test_the_quick_form_of_an_address_is_the_email_packages(name: str, local: str, domain: str) -> None:
+    """``format_address`` writes plain names and dot-atom addresses itself; the result must be the one the
+    email package gives for them (anything else still goes through it)."""
+    address = f"{local}@{domain}"
+    try:
+        expected = _by_the_email_package(name, address)
+    except (ValueError, IndexError, TypeError):
+        return  # the package cannot model it: format_address falls back further, as before
+    assert format_address(name, address) == expected

@@ -86,13 +86,15 @@ def test_addresses_an_agent_types_are_parsed_strictly(value: str, expected: str 
 
 
 class FakeSession:
-    """Collects what ``change_state`` adds; the function needs nothing else of a session."""
+    """What ``change_state`` touches of a session: its events wait in ``info`` for the batch's commit."""
 
     def __init__(self) -> None:
-        self.added: list[object] = []
+        self.info: dict[str, list[dict[str, object]]] = {}
+        self.new: tuple[object, ...] = ()
 
-    def add(self, obj: object) -> None:
-        self.added.append(obj)
+    @property
+    def added(self) -> list[Event]:
+        return [Event(**row) for row in self.info.get("ticketd.events", [])]
 
 
 CALENDAR = BusinessCalendar(IST, {d: ((time(9), time(18)),) for d in range(5)})

@@ -56,17 +56,21 @@ def test_the_table_names_only_moves_of_the_graph_and_known_mails() -> None:
 
 
 class FakeSession:
-    def __init__(self) -> None:
-        self.added: list[object] = []
+    """What ``change_state`` touches of a session: its event goes to the batch's waiting events in ``info``."""
 
-    def add(self, obj: object) -> None:
-        self.added.append(obj)
+    def __init__(self) -> None:
+        self.info: dict[str, object] = {}
+        self.new: tuple[object, ...] = ()
 
 
 def move(state: str, target: str, by: str = "agent", force: bool = False) -> StateChange:
     ticket = Ticket(number=1, subject="s", requester_id=1, state=state)
-    return change_state(FakeSession(), ticket, target, by=by, actor="ali", now=datetime.now(UTC),  # type: ignore
-                        calendar=CALENDAR, force=force)
+    session = FakeSession()
+    change = change_state(session, ticket, target, by=by, actor="ali", now=datetime.now(UTC),  # type: ignore
+                          calendar=CALENDAR, force=force)
+    recorded = [(e["what"], e["old"], e["new"]) for e in session.info.get("ticketd.events", [])]  # type: ignore[attr-defined]
+    assert recorded == ([("state", state, target)] if change.changed else [])  # a move is recorded, no move is not
+    return change
 
 
 def test_change_state_returns_the_move_and_its_mails() -> None:
