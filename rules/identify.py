@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import Address
 from ticketd.storage.db import insert_shared
@@ -24,7 +24,7 @@ def agents(session: Session) -> list[Agent]:
     """Every agent, read once per transaction: a batch of mail asks "is this an agent?" many times."""
     cached = session.info.get("ticketd.agents")
     if cached is None:
-        cached = session.info["ticketd.agents"] = list(session.exec(select(Agent).order_by(Agent.id)))
+        cached = session.info["ticketd.agents"] = list(session.exec(select(Agent).order_by(col(Agent.id))))
     return cached
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.subject import SubjectInfo
@@ -48,10 +48,10 @@ def _by_references(session: Session, mail: ParsedMail) -> Ticket | None:
     refs = [r for r in (mail.in_reply_to, *reversed(mail.references)) if r]
     if not refs:
         return None
-    found = session.exec(select(Message.ticket_id).where(Message.message_id.in_(refs)).limit(1)).first()
+    found = session.exec(select(Message.ticket_id).where(col(Message.message_id).in_(refs)).limit(1)).first()
     if found is None:
-        found = session.exec(select(Outbox.ticket_id).where(Outbox.message_id.in_(refs),
-                                                            Outbox.ticket_id.is_not(None)).limit(1)).first()
+        found = session.exec(select(Outbox.ticket_id).where(col(Outbox.message_id).in_(refs),
+                                                            col(Outbox.ticket_id).is_not(None)).limit(1)).first()
     return session.get(Ticket, found) if found is not None else None
 
 

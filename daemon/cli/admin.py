@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.cli.common import EXIT_CONFIG, JsonOption, fail, get_config, get_engine, print_json
 from ticketd.daemon.cli.progress import progress
@@ -197,7 +197,7 @@ def tickets_list(
     """List tickets, newest first."""
     config = get_config(ctx)
     with _session(config) as session:
-        stmt = select(Ticket).order_by(Ticket.number.desc())
+        stmt = select(Ticket).order_by(col(Ticket.number).desc())
         if state:
             stmt = stmt.where(Ticket.state == state)
         rows = [ticket_dict(session, t) for t in session.exec(stmt)]
@@ -252,7 +252,7 @@ def inbound_list(
 ) -> None:
     """Stored inbound mail and what became of it."""
     with _session(get_config(ctx)) as session:
-        stmt = select(Inbound).order_by(Inbound.id)
+        stmt = select(Inbound).order_by(col(Inbound.id))
         if failed:
             stmt = stmt.where(Inbound.status == "failed")
         rows = [inbound_dict(session, r) for r in session.exec(stmt)]
@@ -280,7 +280,7 @@ def _requeue(ctx: typer.Context, model: type[Inbound] | type[Outbox], row_id: in
     config = get_config(ctx)
     engine = get_engine(config)
     with db.session_scope(engine) as session:
-        stmt = select(model).where(model.status.in_(failed_states) if all_failed else model.id == row_id)
+        stmt = select(model).where(col(model.status).in_(failed_states) if all_failed else model.id == row_id)
         rows = list(session.exec(stmt))
         if not rows and row_id is not None:
             fail(f"no {model.__tablename__} row {row_id}", EXIT_CONFIG)
@@ -329,9 +329,9 @@ def outbox_list(
 ) -> None:
     """Outgoing mail and its delivery state."""
     with _session(get_config(ctx)) as session:
-        stmt = select(Outbox).order_by(Outbox.id)
+        stmt = select(Outbox).order_by(col(Outbox.id))
         if failed:
-            stmt = stmt.where(Outbox.status.in_(["failed", "dead", "suppressed"]))
+            stmt = stmt.where(col(Outbox.status).in_(["failed", "dead", "suppressed"]))
         rows = [outbox_dict(session, r) for r in session.exec(stmt)]
     if as_json:
         print_json(rows)

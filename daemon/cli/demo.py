@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import typer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon import pipeline
 from ticketd.daemon.cli.views import ticket_dict
@@ -196,7 +196,7 @@ def run_demo(directory: Path | None) -> int:
                 .replace(b"To: support+", b"To: nobody+"), "a forged command (not the signed address)")
 
         with Session(engine) as session:
-            tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(Ticket.number))]
+            tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(col(Ticket.number)))]
         typer.echo("tickets:")
         for t in tickets:
             typer.echo(f"  #{t['number']}  {t['state']:<8} {t['priority']:<6} {t['assignee'] or '-':<17} "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.outgoing import wire
 from ticketd.daemon.outgoing.wire import MailAttachment
@@ -39,8 +39,8 @@ def store_attachments(session: Session, outbox_id: int, parts: Iterable[MailAtta
 def load_attachments(session: Session, outbox_ids: Sequence[int]) -> dict[int, tuple[MailAttachment, ...]]:
     """The parts of these rows in the order they were queued; rows without any are left out."""
     found: dict[int, list[MailAttachment]] = {}
-    stmt = (select(OutboxAttachment, Blob.data).join(Blob, Blob.sha256 == OutboxAttachment.sha256)
-            .where(OutboxAttachment.outbox_id.in_(outbox_ids)).order_by(OutboxAttachment.id))
+    stmt = (select(OutboxAttachment, col(Blob.data)).join(Blob, col(Blob.sha256) == col(OutboxAttachment.sha256))
+            .where(col(OutboxAttachment.outbox_id).in_(outbox_ids)).order_by(col(OutboxAttachment.id)))
     for part, data in session.exec(stmt):
         found.setdefault(part.outbox_id, []).append(
             MailAttachment(part.filename, part.content_type, data, part.content_id))

@@ -33,7 +33,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from ticketd.daemon.config import Config
 from ticketd.parsers.subject import strip_prefixes
@@ -177,6 +177,6 @@ def hold_back_reason(session: Session, config: Config, recipient: str, kind: str
 
 
 def alert_recently_sent(session: Session, topic: str) -> bool:
-    stmt = select(Outbox.id).where(Outbox.kind == ALERT_KIND, Outbox.subject.contains(topic),
+    stmt = select(Outbox.id).where(Outbox.kind == ALERT_KIND, col(Outbox.subject).contains(topic),
                                    Outbox.created_at >= utcnow() - timedelta(hours=1))
     return session.exec(stmt.limit(1)).first() is not None

@@ -104,12 +104,12 @@ def _participant_ticket_ids(session: Session, email: str) -> list[int]:
 def _requester_tickets(session: Session, customer: Customer | None) -> list[Ticket]:
     if customer is None:
         return []
-    return list(session.exec(select(Ticket).where(Ticket.requester_id == customer.id).order_by(Ticket.number)))
+    return list(session.exec(select(Ticket).where(Ticket.requester_id == customer.id).order_by(col(Ticket.number))))
 
 
 def _message_json(session: Session, m: Message, files: list[tuple[str, bytes]]) -> dict[str, Any]:
     attachments = []
-    for a in session.exec(select(Attachment).where(Attachment.message_pk == m.id).order_by(Attachment.id)):
+    for a in session.exec(select(Attachment).where(Attachment.message_pk == m.id).order_by(col(Attachment.id))):
         blob = session.get(Blob, a.sha256)
         path = f"attachments/{a.id}-{safe_filename(a.filename)}"
         if blob is not None:
@@ -138,8 +138,8 @@ def export_person(session: Session, email: str, now: datetime | None = None) -> 
     tickets = []
     for t in requested:
         messages = session.exec(select(Message).where(Message.ticket_id == t.id, Message.kind != "note")
-                                .order_by(Message.id))
-        events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
+                                .order_by(col(Message.id)))
+        events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(col(Event.id)))
         tickets.append({
             "number": t.number, "role": "requester", "subject": t.subject, "state": t.state, "type": t.type,
             "category": t.category, "priority": t.priority, "created_at": _iso(t.created_at),
@@ -154,10 +154,10 @@ def export_person(session: Session, email: str, now: datetime | None = None) -> 
             continue
         messages = session.exec(select(Message).where(Message.ticket_id == ticket_id,
                                                       sa.func.lower(Message.from_addr) == email)
-                                .order_by(Message.id))
+                                .order_by(col(Message.id)))
         tickets.append({"number": t.number, "role": "participant",
                         "messages": [_message_json(session, m, files) for m in messages]})
-    sent = session.exec(select(Outbox).where(sa.func.lower(Outbox.recipient) == email).order_by(Outbox.id))
+    sent = session.exec(select(Outbox).where(sa.func.lower(Outbox.recipient) == email).order_by(col(Outbox.id)))
     person = {
         "exported_at": _iso(now or utcnow()),
         "email": email,
@@ -376,7 +376,7 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
     last = 0
     while True:
         batch = session.execute(select(InboundRaw.inbound_id, InboundRaw.raw).where(col(InboundRaw.inbound_id) > last)
-                                .order_by(InboundRaw.inbound_id).limit(SCAN_BATCH)).all()
+                                .order_by(col(InboundRaw.inbound_id)).limit(SCAN_BATCH)).all()
         if not batch:
             break
         last = batch[-1][0]
@@ -438,7 +438,7 @@ def purge_raw_mail(engine: sa.Engine, days: int, now: datetime | None = None) ->
         with _erasing_session(engine) as session:
             ids = list(session.exec(select(Inbound.id).where(
                 col(Inbound.status).in_(["done", "dropped"]), col(Inbound.received_at) < cutoff,
-                col(Inbound.raw_purged_at).is_(None)).order_by(Inbound.id).limit(PURGE_BATCH)
+                col(Inbound.raw_purged_at).is_(None)).order_by(col(Inbound.id)).limit(PURGE_BATCH)
                 .with_for_update(skip_locked=True)))
             if ids:
                 drop_raw(session, ids)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.config.reports import ReportConfig, cron_trigger
@@ -53,7 +53,7 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
     result = SweepResult()
     with session_scope(engine) as session:
         for ticket in due(session, Ticket.first_response_due, Ticket.first_response_breached_at, now,
-                          Ticket.first_response_at.is_(None)):
+                          col(Ticket.first_response_at).is_(None)):
             breach(session, config, ticket, "first_response", ticket.first_response_due, now)
             result.first_response += 1
         for ticket in due(session, Ticket.resolution_due, Ticket.resolution_breached_at, now):
@@ -74,9 +74,9 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
 
 def due(session: Session, due_column: object, breached_column: object, now: datetime,
         *extra: object) -> list[Ticket]:
-    stmt = (select(Ticket).where(Ticket.state.in_(RUNNING), due_column <= now,  # type: ignore[operator]
+    stmt = (select(Ticket).where(col(Ticket.state).in_(RUNNING), due_column <= now,  # type: ignore[operator]
                                  breached_column.is_(None), Ticket.merged_into_id.is_(None), *extra)  # type: ignore
-            .order_by(Ticket.id).limit(BATCH).with_for_update(skip_locked=True))
+            .order_by(col(Ticket.id)).limit(BATCH).with_for_update(skip_locked=True))
     return list(session.exec(stmt))
 
 
