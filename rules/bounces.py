@@ -129,8 +129,8 @@ def _text(mime: Mime, part: Message) -> str:
     try:
         payload = mime.decoded(part)
         if payload is None:
-            payload = part.get_payload()
-            return mime.restore_text(payload)[:_TEXT_MAX] if isinstance(payload, str) else ""
+            body = part.get_payload()
+            return mime.restore_text(body)[:_TEXT_MAX] if isinstance(body, str) else ""
         charset = part.get_content_charset() or "utf-8"
         try:
             text = payload.decode(charset, errors="replace")
@@ -233,7 +233,7 @@ def _failed_recipients_header(msg: Message) -> tuple[str, ...]:
 
 def _text_recipients(text: str, exclude: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """Known phrasings first; else the first stranger's address before the returned headers start."""
-    found = []
+    found: list[tuple[int, str]] = []
     for pattern in _RCPT_PATTERNS:
         found.extend((m.start(), m.group(1).lower().rstrip(".")) for m in pattern.finditer(text))
     ok = [a for _, a in sorted(found) if a not in exclude and not _DAEMON_LOCAL.match(a.split("@")[0])]
@@ -253,8 +253,8 @@ def _first_text(mime: Mime, parts: list[Message]) -> str:
     for part in parts:
         if part.get_content_maintype() == "text" and part.get_content_type() != "text/rfc822-headers":
             return _text(mime, part)
-        if part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), str):
-            return mime.restore_text(part.get_payload())[:_TEXT_MAX]  # no usable boundary: the body is all we have
+        if part.get_content_maintype() == "multipart" and isinstance(body := part.get_payload(), str):
+            return mime.restore_text(body)[:_TEXT_MAX]  # no usable boundary: the body is all we have
     return ""
 
 

@@ -33,6 +33,7 @@ def handle_bounce(session: Session, config: Config, inbound: Inbound, mail: Pars
         row.last_error = f"bounced: {bounce.diagnostic or bounce.status or 'undeliverable'}"[:2000]
     if ticket is None:
         return Outcome("dropped", reason=f"{what}; matches no mail of ours")
+    assert ticket.id is not None  # loaded from the database
     session.add(Message(
         ticket_id=ticket.id, direction="in", kind="auto", inbound_id=inbound.id,
         message_id=mail.message_id or f"<bounce.{inbound.message_id_hash[:32]}@ticketd.invalid>",
