@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 import typer
@@ -89,8 +89,9 @@ def _refuse_if_config_lists_agents(config: Config, what: str, email: str | None 
 def agents_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Agents with their role, groups, and whether they are away or deactivated."""
     with _session(get_config(ctx)) as session:
-        rows = [{"email": a.email, "name": a.name, "role": a.role, "groups": a.groups or [], "active": a.active,
-                 "away": a.away} for a in session.exec(select(Agent).order_by(Agent.email))]
+        rows: list[dict[str, Any]] = [
+            {"email": a.email, "name": a.name, "role": a.role, "groups": a.groups or [], "active": a.active,
+             "away": a.away} for a in session.exec(select(Agent).order_by(Agent.email))]
     if as_json:
         print_json(rows)
         return
@@ -175,10 +176,11 @@ def companies_add(
 def companies_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List companies with their domains and contracts."""
     with _session(get_config(ctx)) as session:
-        rows = [{"name": c.name, "domains": company_domains(session, c),
-                 "contract_until": c.contract_until.date().isoformat() if c.contract_until else None,
-                 "sla_plan": c.sla_plan}
-                for c in session.exec(select(Company).order_by(Company.name))]
+        rows: list[dict[str, Any]] = [
+            {"name": c.name, "domains": company_domains(session, c),
+             "contract_until": c.contract_until.date().isoformat() if c.contract_until else None,
+             "sla_plan": c.sla_plan}
+            for c in session.exec(select(Company).order_by(Company.name))]
     if as_json:
         print_json(rows)
         return
@@ -271,9 +273,12 @@ def _has_raw(row: Inbound) -> None:
              "it cannot be processed again", EXIT_CONFIG)
 
 
-def _requeue(ctx: typer.Context, model: type[Inbound] | type[Outbox], row_id: int | None, all_failed: bool,
-             failed_states: list[str], reset: Callable[[Any], None],
-             check: Callable[[Any], None] = lambda _row: None) -> tuple[Config, sa.Engine, list[int]]:
+_Queued = TypeVar("_Queued", Inbound, Outbox)
+
+
+def _requeue(ctx: typer.Context, model: type[_Queued], row_id: int | None, all_failed: bool,
+             failed_states: list[str], reset: Callable[[_Queued], None],
+             check: Callable[[_Queued], None] = lambda _row: None) -> tuple[Config, sa.Engine, list[int]]:
     """Select one row or every failed one, reset it for another attempt, commit; shared by both retry commands."""
     if (row_id is None) == (not all_failed):
         fail("give an ID or --all-failed", 2)

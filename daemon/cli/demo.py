@@ -125,6 +125,7 @@ def run_demo(directory: Path | None) -> int:
             raw = sample.read_bytes()
             with db.session_scope(engine) as session:
                 row_id = store_inbound(session, raw, "demo").id
+            assert row_id is not None  # flushed when stored
             outcome = pipeline.process_pending(engine, config, [row_id])[0]
             typer.echo(f"<- {sample.name}: {outcome.status}"
                        + (f", ticket #{outcome.ticket_number}" if outcome.ticket_number else "")
@@ -140,6 +141,7 @@ def run_demo(directory: Path | None) -> int:
         def deliver(raw: bytes, label: str) -> None:
             with db.session_scope(engine) as session:
                 row_id = store_inbound(session, raw, "demo").id
+            assert row_id is not None  # flushed when stored
             outcome = pipeline.process_pending(engine, config, [row_id])[0]
             mark = len(sink.received)
             outbox.send_due(engine, config)

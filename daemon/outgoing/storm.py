@@ -29,7 +29,7 @@ A mail held back is still written to the outbox, as ``suppressed`` with the reas
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import structlog
@@ -100,7 +100,8 @@ def ever_wrote_to(session: Session, address: str) -> bool:
 
 # --- the caps ------------------------------------------------------------------------------------------------
 
-_HOUR_AGO, _DAY_AGO = sa.bindparam("hour_ago"), sa.bindparam("day_ago")
+_HOUR_AGO: sa.BindParameter[datetime] = sa.bindparam("hour_ago")
+_DAY_AGO: sa.BindParameter[datetime] = sa.bindparam("day_ago")
 _RECIPIENT_COUNTS = (
     select(func.count(), func.coalesce(func.sum(sa.case((Outbox.created_at >= _HOUR_AGO, 1), else_=0)), 0))
     .select_from(Outbox)
@@ -112,7 +113,7 @@ _RECIPIENT_COUNTS = (
 def _recipient_counts(session: Session, recipient: str) -> tuple[int, int]:
     """(last hour, last day) of capped mail to one address, in one indexed query built once."""
     now = utcnow()
-    day, hour = session.exec(_RECIPIENT_COUNTS, params={  # type: ignore[call-overload]
+    day, hour = session.exec(_RECIPIENT_COUNTS, params={
         "recipient": recipient, "hour_ago": now - timedelta(hours=1), "day_ago": now - timedelta(hours=24)}).one()
     return int(hour), int(day)
 

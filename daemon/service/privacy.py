@@ -149,13 +149,13 @@ def export_person(session: Session, email: str, now: datetime | None = None) -> 
                        for e in events],
         })
     for ticket_id in copied_ids:
-        t = session.get(Ticket, ticket_id)
-        if t is None:
+        copied = session.get(Ticket, ticket_id)
+        if copied is None:
             continue
         messages = session.exec(select(Message).where(Message.ticket_id == ticket_id,
                                                       sa.func.lower(Message.from_addr) == email)
                                 .order_by(col(Message.id)))
-        tickets.append({"number": t.number, "role": "participant",
+        tickets.append({"number": copied.number, "role": "participant",
                         "messages": [_message_json(session, m, files) for m in messages]})
     sent = session.exec(select(Outbox).where(sa.func.lower(Outbox.recipient) == email).order_by(col(Outbox.id)))
     person = {
@@ -294,7 +294,7 @@ def _drop_orphan_blobs(session: Session, hashes: set[str]) -> int:
         used = used or session.exec(select(OutboxAttachment.id).where(OutboxAttachment.sha256 == sha)
                                     .limit(1)).first() is not None
         if not used:
-            gone += session.execute(sa.delete(Blob).where(col(Blob.sha256) == sha)).rowcount or 0
+            gone += session.exec(sa.delete(Blob).where(col(Blob.sha256) == sha)).rowcount or 0
     return gone
 
 
@@ -391,7 +391,7 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
             row.status, row.reason = "dropped", "personal data erased"
         counts.raw_mail += 1
 
-    counts.participants = session.execute(
+    counts.participants = session.exec(
         sa.delete(Participant).where(sa.func.lower(Participant.email) == email)).rowcount or 0
 
     for e in session.exec(select(Event).where(sa.or_(sa.func.lower(Event.actor) == email,
@@ -436,10 +436,10 @@ def purge_raw_mail(engine: sa.Engine, days: int, now: datetime | None = None) ->
     total = 0
     while True:
         with _erasing_session(engine) as session:
-            ids = list(session.exec(select(Inbound.id).where(
+            ids = [i for i in session.exec(select(Inbound.id).where(
                 col(Inbound.status).in_(["done", "dropped"]), col(Inbound.received_at) < cutoff,
                 col(Inbound.raw_purged_at).is_(None)).order_by(col(Inbound.id)).limit(PURGE_BATCH)
-                .with_for_update(skip_locked=True)))
+                .with_for_update(skip_locked=True)) if i is not None]  # a key is never None
             if ids:
                 drop_raw(session, ids)
                 session.execute(sa.update(Inbound).where(col(Inbound.id).in_(ids),

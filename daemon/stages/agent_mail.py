@@ -52,7 +52,7 @@ from ticketd.rules.commands import (
 from ticketd.rules.identify import find_company_by_domain
 from ticketd.rules.states import OPEN_STATES
 from ticketd.storage.directory import DirectoryError, upsert_customer
-from ticketd.storage.models import Agent, Event, Ticket
+from ticketd.storage.models import Agent, Event, Outbox, Ticket
 
 log = structlog.get_logger("ticketd.agent_mail")
 
@@ -216,7 +216,7 @@ def answer(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, text: st
     return True
 
 
-def outcome_mail(inc: Incoming, ticket: Ticket, outcome: str, text: str, files: list[File]) -> object:
+def outcome_mail(inc: Incoming, ticket: Ticket, outcome: str, text: str, files: list[File]) -> Outbox:
     """``outcome``: the mail the state change called for (``Effects.outcome``), resolved or rejected."""
     if outcome == "resolved":
         return closing.send_resolved(inc.session, inc.config, ticket, text, files=files)
