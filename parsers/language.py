@@ -168,7 +168,8 @@ def _mapped_identifier(folder: Path) -> LanguageIdentifier:
         array: np.ndarray = np.load(folder / f"{name}.npy", mmap_mode="r")
         return array
 
+    def view(name: str) -> memoryview:
+        return memoryview(mapped(name))  # type: ignore[arg-type]  # numpy declares __buffer__ on Python 3.12+ only
+
     return LanguageIdentifier(mapped("ptc"), np.array(mapped("pc")), np.load(folder / "classes.npy").tolist(),
-                              # An ndarray is a buffer; numpy declares __buffer__ for Python 3.12 on only.
-                              memoryview(mapped("nextmove")), memoryview(mapped("out_feat")),  # type: ignore[arg-type]
-                              norm_probs=True, tk_row=memoryview(mapped("nextmove_row")))  # type: ignore[arg-type]
+                              view("nextmove"), view("out_feat"), norm_probs=True, tk_row=view("nextmove_row"))

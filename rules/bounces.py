@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
+from typing import Literal
 
 from ticketd.parsers.mime import Mime, read_mime
 
@@ -187,7 +188,7 @@ def _recipient(block: dict[str, str]) -> str | None:
     return None
 
 
-def _from_dsn(mime: Mime, msg: Message, parts: list[Message]) -> Bounce | bool | None:
+def _from_dsn(mime: Mime, msg: Message, parts: list[Message]) -> Bounce | Literal[False] | None:
     """Returns False when the mail has no delivery-status part at all, so the heuristic may take over."""
     ds_types = ("message/delivery-status", "message/global-delivery-status")
     ds_parts = [p for p in parts if p.get_content_type() in ds_types]
@@ -366,7 +367,7 @@ def detect_bounce(raw: bytes | Mime) -> Bounce | None:
         parts = _parts(msg)
         dsn = _from_dsn(mime, msg, parts)
         if dsn is not False:
-            return dsn  # type: ignore[return-value]
+            return dsn
         return _ses_notification(mime, msg, parts) or _heuristic(mime, msg, parts)
     except Exception:
         return None

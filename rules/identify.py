@@ -53,7 +53,7 @@ def identify_sender(session: Session, address: Address) -> Sender:
         return Sender(address, customer=customer, agent=agent, company=company)
     company = find_company_by_domain(session, address.email)
     values = Customer(email=address.email, name=address.name or None, company_id=company.id if company else None)
-    table = Customer.__table__  # type: ignore[attr-defined]
+    table = Customer.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     insert_shared(session.connection(), table,
                   {c.key: getattr(values, c.key) for c in table.columns if c.key != "id"}, "email")
     customer = session.exec(select(Customer).where(Customer.email == address.email)).one()

@@ -62,10 +62,10 @@ def answered_by(session: Session, mail: ParsedMail) -> Ticket | None:
     ids = [i[:998] for i in (mail.message_id, mail.in_reply_to, *mail.references) if i]
     if not ids:
         return None
-    found = session.exec(select(Message.ticket_id).where(Message.in_reply_to.in_(ids),  # type: ignore[union-attr]
+    found = session.exec(select(Message.ticket_id).where(col(Message.in_reply_to).in_(ids),
                                                          Message.direction == "in").limit(1)).first()
     if found is None:
-        found = session.exec(select(Awaited.ticket_id).where(Awaited.message_id.in_(ids)).limit(1)).first()  # type: ignore[attr-defined]
+        found = session.exec(select(Awaited.ticket_id).where(col(Awaited.message_id).in_(ids)).limit(1)).first()
     return session.get(Ticket, found) if found is not None else None
 
 

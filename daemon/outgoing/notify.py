@@ -251,7 +251,7 @@ def managers(session: Session) -> list[Agent]:
 def withdraw_assigned(session: Session, ticket: Ticket, why: str) -> None:
     """An "assigned to" mail still waiting for its quiet period is dropped: a later one replaces it, or the
     ticket's outcome (resolved, rejected, closed) makes it moot. Only rows still waiting are touched."""
-    table = Outbox.__table__  # type: ignore[attr-defined]
+    table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     session.flush()
     session.connection().execute(
         sa.update(table).where(table.c.ticket_id == ticket.id, table.c.kind == "assigned",
@@ -268,7 +268,7 @@ def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetim
     """
     conversation = conversation or ticket
     assignee = session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
-    table = Outbox.__table__  # type: ignore[attr-defined]
+    table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     mine = sa.and_(table.c.ticket_id == conversation.id, table.c.kind == "assigned")
     withdraw_assigned(session, conversation, "superseded by a later assignment")
     last = session.connection().execute(sa.select(table.c.announces, table.c.sent_at).where(

@@ -308,7 +308,7 @@ class Ledger:
     def claim(self, row: Outbox) -> bool:
         if not self.shared:
             return True
-        table = Outbox.__table__  # type: ignore[attr-defined]
+        table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
         earlier = table.alias("earlier")
         stmt = (sa.select(table.c.id)
                 .where(table.c.id == row.id, table.c.status.in_(PENDING), table.c.next_attempt_at <= utcnow(),
@@ -324,7 +324,7 @@ class Ledger:
         return True
 
     def record(self, row: Outbox) -> None:
-        table = Outbox.__table__  # type: ignore[attr-defined]
+        table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
         self.conn.execute(sa.update(table).where(table.c.id == row.id).values(
             status=row.status, attempts=row.attempts, last_error=row.last_error, sent_at=row.sent_at,
             next_attempt_at=row.next_attempt_at))

@@ -19,7 +19,7 @@ def keep_blob(session: Session, digest: str, data: bytes) -> None:
     storing the same file at the same moment cannot make fail). Flushed: attachment rows point at it."""
     if session.get(Blob, digest) is None:
         session.flush()
-        table = Blob.__table__  # type: ignore[attr-defined]
+        table = Blob.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
         insert_shared(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256",
                       large="data")
 

@@ -73,8 +73,8 @@ def automatic_mail_answered(session: Session, refs: Sequence[str]) -> Outbox | N
     ids = [r[:998] for r in refs if r]
     if not ids:
         return None
-    stmt = select(Outbox).where(Outbox.message_id.in_(ids), Outbox.automatic)  # type: ignore[attr-defined]
-    return session.exec(stmt.order_by(Outbox.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+    stmt = select(Outbox).where(col(Outbox.message_id).in_(ids), Outbox.automatic)
+    return session.exec(stmt.order_by(col(Outbox.id).desc()).limit(1)).first()
 
 
 def automatic_mail_quoted(session: Session, subject: str, ticket_number: int | None) -> Outbox | None:
@@ -86,7 +86,7 @@ def automatic_mail_quoted(session: Session, subject: str, ticket_number: int | N
     quoted = strip_prefixes(subject).strip()
     ticket_id = select(Ticket.id).where(Ticket.number == ticket_number).scalar_subquery()
     stmt = select(Outbox).where(Outbox.ticket_id == ticket_id, Outbox.automatic, Outbox.subject == quoted)
-    return session.exec(stmt.order_by(Outbox.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+    return session.exec(stmt.order_by(col(Outbox.id).desc()).limit(1)).first()
 
 
 def ever_wrote_to(session: Session, address: str) -> bool:
@@ -121,7 +121,7 @@ def _recipient_counts(session: Session, recipient: str) -> tuple[int, int]:
 def _agent_alerts_last_hour(session: Session, recipient: str) -> int:
     stmt = select(func.count()).select_from(Outbox).where(
         Outbox.recipient == recipient, Outbox.cause == CAPPED_CAUSE, Outbox.status != "suppressed",
-        Outbox.kind.in_(AGENT_ALERT_KINDS), Outbox.created_at >= utcnow() - timedelta(hours=1))  # type: ignore[attr-defined]
+        col(Outbox.kind).in_(AGENT_ALERT_KINDS), Outbox.created_at >= utcnow() - timedelta(hours=1))
     return int(session.exec(stmt).one())
 
 
@@ -147,7 +147,7 @@ def _last_hour_echoes(session: Session) -> int:
             Outbox.kind != ALERT_KIND, Outbox.created_at >= utcnow() - timedelta(hours=1))
         mine = _agent_emails(session)
         if mine:
-            stmt = stmt.where(Outbox.recipient.not_in(mine))  # type: ignore[attr-defined]
+            stmt = stmt.where(col(Outbox.recipient).not_in(mine))
         session.info[_BREAKER] = int(session.exec(stmt).one())
     return int(session.info[_BREAKER])
 

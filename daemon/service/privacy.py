@@ -430,7 +430,7 @@ def purge_raw_mail(engine: sa.Engine, days: int, now: datetime | None = None) ->
     with _erasing_session(engine) as session:  # secure_delete: purged mail is gone from the file, too
         # The hour's slot, taken by the first instance to insert it; the others see the conflict and skip.
         slot = {"job": RETENTION_JOB, "slot": f"{now.astimezone(UTC):%Y-%m-%dT%H}", "at": now}
-        claim = insert_new(session.connection(), JobRun.__table__, slot, ("job", "slot"))  # type: ignore[attr-defined]
+        claim = insert_new(session.connection(), JobRun.__table__, slot, ("job", "slot"))  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     if not claim:
         return None
     total = 0
