@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select, SelectOfScalar
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import storm
@@ -141,7 +142,7 @@ def answers_mail_in_flight(session: Session, inbound: Inbound, mail: ParsedMail,
     if not refs or inbound.received_at < now - DEFER_AT_MOST:
         return False
     hashes = [message_id_hash(ref, b"") for ref in refs]
-    waiting = select(Inbound.id).where(Inbound.message_id_hash.in_(hashes), Inbound.status == "new",
+    waiting = select(Inbound.id).where(col(Inbound.message_id_hash).in_(hashes), Inbound.status == "new",
                                        Inbound.id != inbound.id).limit(1)
     return session.exec(waiting).first() is not None
 
@@ -154,7 +155,7 @@ def finish(inbound: Inbound, outcome: Outcome, now: datetime) -> Outcome:
               "attempts": inbound.attempts + 1, "ticket_id": inbound.ticket_id}
     if outcome.ticket_number is not None:
         values["ticket_id"] = outcome.ticket_id or inbound_ticket_id(inbound, outcome)
-    session.connection().execute(sa.update(Inbound).where(Inbound.id == inbound.id).values(**values))
+    session.connection().execute(sa.update(Inbound).where(col(Inbound.id) == inbound.id).values(**values))
     for key, value in values.items():
         set_committed_value(inbound, key, value)
     return outcome
@@ -162,7 +163,7 @@ def finish(inbound: Inbound, outcome: Outcome, now: datetime) -> Outcome:
 
 def inbound_ticket_id(inbound: Inbound, outcome: Outcome) -> int | None:
     session = Session.object_session(inbound)
-    assert session is not None
+    assert isinstance(session, Session)
     return session.exec(select(Ticket.id).where(Ticket.number == outcome.ticket_number)).first()
 
 
@@ -212,7 +213,7 @@ def process_pending(engine: sa.Engine, config: Config, ids: list[int] | None = N
     outcomes: list[Outcome] = []
     if ids is not None:  # an operator's choice (retry, deliver): done now, in the order given
         with Session(engine) as session:
-            known = dict(session.exec(select(Inbound.id, Inbound.size).where(Inbound.id.in_(ids))).all())
+            known = dict(session.exec(select(Inbound.id, Inbound.size).where(col(Inbound.id).in_(ids))).all())
         for chunk in batches([(i, known.get(i, 0)) for i in ids]):
             if should_stop():
                 break
@@ -299,28 +300,28 @@ def claim(session: Session, skip: set[int]) -> list[int]:
     instance holds are passed over, as before), and cut to the byte budget again in case the free ones are bigger.
     No raw is read here.
     """
-    def new_rows() -> sa.Select:  # type: ignore[type-arg]
+    def new_rows() -> Select[int, int]:
         stmt = select(Inbound.id, Inbound.size).where(Inbound.status == "new")
-        return stmt.where(Inbound.id.not_in(skip)) if skip else stmt
+        return stmt.where(col(Inbound.id).not_in(skip)) if skip else stmt  # type: ignore[return-value]  # ids: never NULL
 
-    sizes = session.exec(new_rows().order_by(Inbound.id).limit(BATCH_SIZE)).all()
+    sizes = session.exec(new_rows().order_by(col(Inbound.id)).limit(BATCH_SIZE)).all()
     if not sizes:
         return []
     wanted = len(batches([(i, size) for i, size in sizes])[0])
-    locked = session.exec(new_rows().order_by(Inbound.id).limit(wanted)
-                          .with_for_update(skip_locked=True)).all()  # type: ignore[attr-defined]
+    locked = session.exec(new_rows().order_by(col(Inbound.id)).limit(wanted)
+                          .with_for_update(skip_locked=True)).all()
     return batches([(i, size) for i, size in locked])[0] if locked else []
 
 
 TAKEN = "taken by another instance"
 
 
-def lock_rows(ids: list[int], only_new: bool = False) -> sa.Select:  # type: ignore[type-arg]
+def lock_rows(ids: list[int], only_new: bool = False) -> SelectOfScalar[Inbound]:
     """The rows (their raw bytes are in ``inbound_raw``, read at each message's turn)."""
-    stmt = select(Inbound).where(Inbound.id.in_(ids))  # type: ignore[arg-type]
+    stmt = select(Inbound).where(col(Inbound.id).in_(ids))
     if only_new:
         stmt = stmt.where(Inbound.status == "new")
-    return stmt.order_by(Inbound.id).with_for_update(skip_locked=True)  # type: ignore[return-value]
+    return stmt.order_by(col(Inbound.id)).with_for_update(skip_locked=True)
 
 
 def taken_elsewhere(session: Session, inbound_id: int) -> Outcome:

@@ -245,11 +245,11 @@ def decode_header_text(value: str, *, where: str = "header") -> tuple[str, list[
     if value[pos:]:
         pieces.append(("", value[pos:]))
     out: list[str] = []
-    for charset, data in pieces:
-        if isinstance(data, str):
-            out.append(_unescape_8bit(data, where, notes))
+    for charset, piece in pieces:
+        if isinstance(piece, str):
+            out.append(_unescape_8bit(piece, where, notes))
         else:
-            text, more = decode_bytes(data, charset, where=where)
+            text, more = decode_bytes(piece, charset, where=where)
             out.append(text)
             notes.extend(more)
     return "".join(out), notes
@@ -289,7 +289,7 @@ def _iso2022jp_via_cp932(data: bytes) -> str:
     lets cp932, which has the extensions, read them.
     """
     out = bytearray()
-    mode = "ascii"
+    mode: str | None = "ascii"
     i = 0
     while i < len(data):
         if data[i] == 0x1B:

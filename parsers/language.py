@@ -164,9 +164,12 @@ def model_arrays(cache: Path) -> Path | None:
 def _mapped_identifier(folder: Path) -> LanguageIdentifier:
     """py3langid's identifier over arrays mapped from ``folder``: the DFA tables as memoryviews (indexed one
     byte of text at a time, as py3langid indexes its own arrays), the per-feature table as a read-only map."""
-    def mapped(name: str) -> np.ndarray:  # type: ignore[type-arg]
-        return np.load(folder / f"{name}.npy", mmap_mode="r")
+    def mapped(name: str) -> np.ndarray:
+        array: np.ndarray = np.load(folder / f"{name}.npy", mmap_mode="r")
+        return array
+
+    def view(name: str) -> memoryview:
+        return memoryview(mapped(name))  # type: ignore[arg-type]  # numpy declares __buffer__ on Python 3.12+ only
 
     return LanguageIdentifier(mapped("ptc"), np.array(mapped("pc")), np.load(folder / "classes.npy").tolist(),
-                              memoryview(mapped("nextmove")), memoryview(mapped("out_feat")), norm_probs=True,
-                              tk_row=memoryview(mapped("nextmove_row")))
+                              view("nextmove"), view("out_feat"), norm_probs=True, tk_row=view("nextmove_row"))

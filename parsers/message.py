@@ -193,7 +193,7 @@ def _defects_outside_names(token: rfc5322.TokenList) -> list[Exception]:
     makes an address wrong, so they do not count, nor does a UTF-8 local part (RFC 6532 allows it)."""
     if token.token_type == "display-name":
         return []
-    own = [d for d in token.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    own: list[Exception] = [d for d in token.defects if not isinstance(d, NonASCIILocalPartDefect)]
     for child in token:
         if isinstance(child, rfc5322.TokenList):
             own.extend(_defects_outside_names(child))
@@ -202,7 +202,8 @@ def _defects_outside_names(token: rfc5322.TokenList) -> list[Exception]:
 
 def _display_name(mailbox: rfc5322.TokenList) -> str:
     try:
-        name = (mailbox[0].display_name if mailbox[0].token_type == "name-addr" else "") or ""
+        name = (mailbox[0].display_name  # type: ignore[union-attr]  # a name-addr token has one
+                if mailbox[0].token_type == "name-addr" else "") or ""
     except Exception:
         return ""
     name = "".join(c for c in _no_nul(_clean(name)) if unicodedata.category(c) != "Cc")  # CR/LF, NUL-marked first
@@ -247,7 +248,7 @@ def _mailbox_address(mailbox: rfc5322.TokenList) -> str | None:
     if not len(mailbox) or mailbox[0].token_type not in ("name-addr", "addr-spec") or _defects_outside_names(mailbox):
         return None
     try:
-        local, domain = mailbox[0].local_part, mailbox[0].domain
+        local, domain = mailbox[0].local_part, mailbox[0].domain  # type: ignore[union-attr]  # name-addr or addr-spec
     except Exception:
         return None
     if not local or not domain:
@@ -492,13 +493,13 @@ def _read_part(mime: Mime, part: Message, index: int, in_attachment: bool, body:
     filename = _filename(view, notes, index)
     cid = unescape_8bit(str(view.get("content-id", ""))).strip().strip("<> ") or None
     if _is_attached_message(part):
-        data = _raw_part_bytes(mime, part.get_payload()[0]) if isinstance(part.get_payload(), list) else b""
+        attached = part.get_payload()
+        data = _raw_part_bytes(mime, attached[0]) if isinstance(attached, list) else b""
         found.append(ParsedAttachment(sanitize_filename(filename, f"message-{index}.eml"), ctype, data, cid,
                                       disposition == "inline"))
         return
-    data = mime.decoded(part)
-    if not isinstance(data, bytes):
-        data = _raw_part_bytes(mime, part)
+    decoded = mime.decoded(part)
+    data = decoded if isinstance(decoded, bytes) else _raw_part_bytes(mime, part)
     is_body = (ctype in ("text/plain", "text/html") and not filename and not in_attachment
                and disposition != "attachment")
     if is_body:

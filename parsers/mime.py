@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
+from typing import overload
 
 # 64 KiB is ~850 lines of 76: most mails have none, a photo or a PDF has one.
 BIG_RUN_BYTES = 64 * 1024
@@ -48,9 +49,10 @@ class Mime:
 
     def decoded(self, part: Message) -> bytes | None:
         """``part.get_payload(decode=True)`` of the uncut mail."""
-        payload = part._payload  # as parsed: get_payload() replaces undecodable bytes, which must stay bytes here
+        # As parsed: get_payload() replaces undecodable bytes, which must stay bytes here.
+        payload = part._payload  # type: ignore[attr-defined]  # the stdlib's private attribute, undeclared in its stubs
         if not self.runs or not isinstance(payload, str) or self.token not in payload:
-            return part.get_payload(decode=True)  # type: ignore[no-any-return]
+            return part.get_payload(decode=True)  # type: ignore[return-value]  # bytes, or None for a multipart
         cte = str(part.get("content-transfer-encoding", "")).strip().lower()
         if cte == "base64":
             pieces = [piece for piece in self._pieces(payload) if len(piece)]
@@ -65,7 +67,7 @@ class Mime:
             text = self.restore_text(payload)
         clone = copy.copy(part)  # the same headers; the body set on the copy only
         clone.set_payload(text)
-        return clone.get_payload(decode=True)  # type: ignore[no-any-return]
+        return clone.get_payload(decode=True)  # type: ignore[return-value]  # bytes: the clone is not multipart
 
     def restore(self, data: bytes) -> bytes:
         """Bytes written from the cut tree (a part's ``as_bytes`` under compat32, which ends every body line
@@ -103,9 +105,13 @@ class Mime:
         start, end = self._span(index, with_newline)
         return self.raw[start:end]
 
-    def _token_re(self, kind: type) -> re.Pattern:  # type: ignore[type-arg]
+    @overload
+    def _token_re(self, kind: type[bytes]) -> re.Pattern[bytes]: ...
+    @overload
+    def _token_re(self, kind: type[str]) -> re.Pattern[str]: ...
+    def _token_re(self, kind: type[bytes] | type[str]) -> re.Pattern[bytes] | re.Pattern[str]:
         pattern = re.escape(self.token) + r"-(\d+)(\n)?"
-        return re.compile(pattern.encode() if kind is bytes else pattern)
+        return re.compile(pattern.encode()) if kind is bytes else re.compile(pattern)
 
 
 def read_mime(raw: bytes, big_run_bytes: int = BIG_RUN_BYTES) -> Mime:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
+from typing import Literal
 
 from ticketd.parsers.mime import Mime, read_mime
 
@@ -129,8 +130,8 @@ def _text(mime: Mime, part: Message) -> str:
     try:
         payload = mime.decoded(part)
         if payload is None:
-            payload = part.get_payload()
-            return mime.restore_text(payload)[:_TEXT_MAX] if isinstance(payload, str) else ""
+            body = part.get_payload()
+            return mime.restore_text(body)[:_TEXT_MAX] if isinstance(body, str) else ""
         charset = part.get_content_charset() or "utf-8"
         try:
             text = payload.decode(charset, errors="replace")
@@ -187,7 +188,7 @@ def _recipient(block: dict[str, str]) -> str | None:
     return None
 
 
-def _from_dsn(mime: Mime, msg: Message, parts: list[Message]) -> Bounce | bool | None:
+def _from_dsn(mime: Mime, msg: Message, parts: list[Message]) -> Bounce | Literal[False] | None:
     """Returns False when the mail has no delivery-status part at all, so the heuristic may take over."""
     ds_types = ("message/delivery-status", "message/global-delivery-status")
     ds_parts = [p for p in parts if p.get_content_type() in ds_types]
@@ -233,7 +234,7 @@ def _failed_recipients_header(msg: Message) -> tuple[str, ...]:
 
 def _text_recipients(text: str, exclude: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """Known phrasings first; else the first stranger's address before the returned headers start."""
-    found = []
+    found: list[tuple[int, str]] = []
     for pattern in _RCPT_PATTERNS:
         found.extend((m.start(), m.group(1).lower().rstrip(".")) for m in pattern.finditer(text))
     ok = [a for _, a in sorted(found) if a not in exclude and not _DAEMON_LOCAL.match(a.split("@")[0])]
@@ -253,8 +254,8 @@ def _first_text(mime: Mime, parts: list[Message]) -> str:
     for part in parts:
         if part.get_content_maintype() == "text" and part.get_content_type() != "text/rfc822-headers":
             return _text(mime, part)
-        if part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), str):
-            return mime.restore_text(part.get_payload())[:_TEXT_MAX]  # no usable boundary: the body is all we have
+        if part.get_content_maintype() == "multipart" and isinstance(body := part.get_payload(), str):
+            return mime.restore_text(body)[:_TEXT_MAX]  # no usable boundary: the body is all we have
     return ""
 
 
@@ -366,7 +367,7 @@ def detect_bounce(raw: bytes | Mime) -> Bounce | None:
         parts = _parts(msg)
         dsn = _from_dsn(mime, msg, parts)
         if dsn is not False:
-            return dsn  # type: ignore[return-value]
+            return dsn
         return _ses_notification(mime, msg, parts) or _heuristic(mime, msg, parts)
     except Exception:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import Address
 from ticketd.storage import batch
@@ -25,7 +25,7 @@ def agents(session: Session) -> list[Agent]:
     """Every agent, read once per transaction: a batch of mail asks "is this an agent?" many times."""
     cached = session.info.get("ticketd.agents")
     if cached is None:
-        cached = session.info["ticketd.agents"] = list(session.exec(select(Agent).order_by(Agent.id)))
+        cached = session.info["ticketd.agents"] = list(session.exec(select(Agent).order_by(col(Agent.id))))
     return cached
 
 
@@ -54,7 +54,7 @@ def identify_sender(session: Session, address: Address) -> Sender:
         return Sender(address, customer=customer, agent=agent, company=company)
     company = find_company_by_domain(session, address.email)
     values = Customer(email=address.email, name=address.name or None, company_id=company.id if company else None)
-    table = Customer.__table__  # type: ignore[attr-defined]
+    table = Customer.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     insert_shared(session.connection(), table,
                   {c.key: getattr(values, c.key) for c in table.columns if c.key != "id"}, "email")
     customer = session.exec(select(Customer).where(Customer.email == address.email)).one()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.subject import SubjectInfo
@@ -49,10 +49,10 @@ def _by_references(session: Session, mail: ParsedMail) -> Ticket | None:
     refs = [r for r in (mail.in_reply_to, *reversed(mail.references)) if r]
     if not refs:
         return None
-    found = session.exec(select(Message.ticket_id).where(Message.message_id.in_(refs)).limit(1)).first()
+    found = session.exec(select(Message.ticket_id).where(col(Message.message_id).in_(refs)).limit(1)).first()
     if found is None:
-        found = session.exec(select(Outbox.ticket_id).where(Outbox.message_id.in_(refs),
-                                                            Outbox.ticket_id.is_not(None)).limit(1)).first()
+        found = session.exec(select(Outbox.ticket_id).where(col(Outbox.message_id).in_(refs),
+                                                            col(Outbox.ticket_id).is_not(None)).limit(1)).first()
     return session.get(Ticket, found) if found is not None else None
 
 
@@ -64,11 +64,11 @@ def answered_by(session: Session, mail: ParsedMail) -> Ticket | None:
     if not ids:
         return None
     # One statement for both questions: nearly every new mail asks them and nearly always hears "none".
-    replies = select(Message.ticket_id.label("ticket_id"), sa.literal(0).label("rank")).where(  # type: ignore[attr-defined]
-        Message.in_reply_to.in_(ids), Message.direction == "in")  # type: ignore[union-attr]
-    awaited = select(Awaited.ticket_id.label("ticket_id"), sa.literal(1).label("rank")).where(  # type: ignore[attr-defined]
-        Awaited.message_id.in_(ids))  # type: ignore[attr-defined]
-    both = sa.union_all(replies, awaited).subquery()
+    both = sa.union_all(
+        sa.select(col(Message.ticket_id).label("ticket_id"), sa.literal(0).label("rank"))
+        .where(col(Message.in_reply_to).in_(ids), col(Message.direction) == "in"),
+        sa.select(col(Awaited.ticket_id).label("ticket_id"), sa.literal(1).label("rank"))
+        .where(col(Awaited.message_id).in_(ids))).subquery()
     found = session.exec(select(both.c.ticket_id).order_by(both.c.rank).limit(1)).first()
     return session.get(Ticket, found) if found is not None else None
 

@@ -38,7 +38,7 @@ LAST_TICKET_NUMBER = "ticketd.last_ticket_number"  # kept by the stage that numb
 
 
 def table_of(obj: SQLModel | type[SQLModel]) -> sa.Table:
-    table = obj.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table models only
+    table = obj.__table__  # type: ignore[union-attr]  # SQLModel sets it on table models, undeclared
     assert isinstance(table, sa.Table)
     return table
 
@@ -59,7 +59,7 @@ def add(session: Session, obj: Row) -> Row:
     values = columns(obj)
     conn = session.connection()
     if "id" in table.c and "id" not in values:
-        obj.id = conn.execute(sa.insert(table).returning(table.c.id), values).scalar_one()  # type: ignore[attr-defined]  # every table with an id column declares it on its model
+        obj.id = conn.execute(sa.insert(table).returning(table.c.id), values).scalar_one()
     else:
         conn.execute(sa.insert(table), values)
     make_transient_to_detached(obj)

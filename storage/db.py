@@ -56,7 +56,7 @@ def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key
     if conn.dialect.name == "postgresql":  # each dialect's own INSERT … ON CONFLICT, imported where it is used
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]  # the same ON CONFLICT API
     keys = [key] if isinstance(key, str) else list(key)
     data = values.get(large) if large else None
     streamed = conn.dialect.name == "sqlite" and isinstance(data, bytes) and len(data) > LARGE_BYTES
@@ -66,7 +66,7 @@ def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key
     columns: dict[str, Any] = {name: sa.bindparam(name) for name in params}
     if streamed:
         columns[str(large)] = sa.func.zeroblob(sa.bindparam("large_size"))
-        params["large_size"] = len(data)  # type: ignore[arg-type]
+        params["large_size"] = len(data)  # type: ignore[arg-type]  # streamed: data is bytes
     # RETURNING says whether this insert made the row (what a conflict gives as ``rowcount`` is driver-specific:
     # psycopg says -1) and, for a blob to write, where it is (SQLite's rowid).
     stmt = (insert(table).values(columns).on_conflict_do_nothing(index_elements=keys)
@@ -84,7 +84,7 @@ def write_blob(conn: sa.Connection, table: str, column: str, rowid: int, data: b
     """Fill a zeroblob of ``len(data)`` bytes in place (SQLite's incremental blob I/O, in this transaction)."""
     dbapi = conn.connection.dbapi_connection
     view = memoryview(data)
-    with dbapi.blobopen(table, column, rowid) as blob:  # type: ignore[union-attr]
+    with dbapi.blobopen(table, column, rowid) as blob:  # type: ignore[union-attr]  # SQLite's; the connection is open
         for at in range(0, len(view), LARGE_BYTES):
             blob.write(view[at:at + LARGE_BYTES])
 
@@ -94,7 +94,7 @@ def read_blob(conn: sa.Connection, table: str, column: str, rowid: int) -> bytes
     assembles the value in SQLite's memory before the driver copies it. Raises sqlite3.OperationalError when the
     row does not exist."""
     dbapi = conn.connection.dbapi_connection
-    with dbapi.blobopen(table, column, rowid, readonly=True) as blob:  # type: ignore[union-attr]
+    with dbapi.blobopen(table, column, rowid, readonly=True) as blob:  # type: ignore[union-attr]  # as in write_blob
         return bytes(blob.read())
 
 

@@ -59,6 +59,7 @@ def add_company(session: Session, name: str, domains: Iterable[str] = (), contra
     if sla_plan is not None:
         company.sla_plan = sla_plan
     session.flush()
+    assert company.id is not None  # flushed
     for raw in domains:
         domain = _domain(raw)
         owner = session.get(CompanyDomain, domain)

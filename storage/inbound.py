@@ -34,7 +34,7 @@ def store_inbound(session: Session, raw: bytes, mailbox: str, uidvalidity: int |
     session.flush()
     assert row.id is not None
     # Not as an ORM object, which would keep the bytes in the session until its commit; written without copies.
-    insert_new(session.connection(), InboundRaw.__table__, {"inbound_id": row.id, "raw": raw}, "inbound_id",  # type: ignore[attr-defined]
+    insert_new(session.connection(), InboundRaw.__table__, {"inbound_id": row.id, "raw": raw}, "inbound_id",  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
                large="raw")
     return row
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 import typer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.cli.common import EXIT_CONFIG, JsonOption, fail, get_config, get_engine, print_json
 from ticketd.daemon.cli.progress import progress
@@ -89,8 +89,9 @@ def _refuse_if_config_lists_agents(config: Config, what: str, email: str | None 
 def agents_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Agents with their role, groups, and whether they are away or deactivated."""
     with _session(get_config(ctx)) as session:
-        rows = [{"email": a.email, "name": a.name, "role": a.role, "groups": a.groups or [], "active": a.active,
-                 "away": a.away} for a in session.exec(select(Agent).order_by(Agent.email))]
+        rows: list[dict[str, Any]] = [
+            {"email": a.email, "name": a.name, "role": a.role, "groups": a.groups or [], "active": a.active,
+             "away": a.away} for a in session.exec(select(Agent).order_by(Agent.email))]
     if as_json:
         print_json(rows)
         return
@@ -175,10 +176,11 @@ def companies_add(
 def companies_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List companies with their domains and contracts."""
     with _session(get_config(ctx)) as session:
-        rows = [{"name": c.name, "domains": company_domains(session, c),
-                 "contract_until": c.contract_until.date().isoformat() if c.contract_until else None,
-                 "sla_plan": c.sla_plan}
-                for c in session.exec(select(Company).order_by(Company.name))]
+        rows: list[dict[str, Any]] = [
+            {"name": c.name, "domains": company_domains(session, c),
+             "contract_until": c.contract_until.date().isoformat() if c.contract_until else None,
+             "sla_plan": c.sla_plan}
+            for c in session.exec(select(Company).order_by(Company.name))]
     if as_json:
         print_json(rows)
         return
@@ -197,7 +199,7 @@ def tickets_list(
     """List tickets, newest first."""
     config = get_config(ctx)
     with _session(config) as session:
-        stmt = select(Ticket).order_by(Ticket.number.desc())
+        stmt = select(Ticket).order_by(col(Ticket.number).desc())
         if state:
             stmt = stmt.where(Ticket.state == state)
         rows = [ticket_dict(session, t) for t in session.exec(stmt)]
@@ -252,7 +254,7 @@ def inbound_list(
 ) -> None:
     """Stored inbound mail and what became of it."""
     with _session(get_config(ctx)) as session:
-        stmt = select(Inbound).order_by(Inbound.id)
+        stmt = select(Inbound).order_by(col(Inbound.id))
         if failed:
             stmt = stmt.where(Inbound.status == "failed")
         rows = [inbound_dict(session, r) for r in session.exec(stmt)]
@@ -271,16 +273,19 @@ def _has_raw(row: Inbound) -> None:
              "it cannot be processed again", EXIT_CONFIG)
 
 
-def _requeue(ctx: typer.Context, model: type[Inbound] | type[Outbox], row_id: int | None, all_failed: bool,
-             failed_states: list[str], reset: Callable[[Any], None],
-             check: Callable[[Any], None] = lambda _row: None) -> tuple[Config, sa.Engine, list[int]]:
+_Queued = TypeVar("_Queued", Inbound, Outbox)
+
+
+def _requeue(ctx: typer.Context, model: type[_Queued], row_id: int | None, all_failed: bool,
+             failed_states: list[str], reset: Callable[[_Queued], None],
+             check: Callable[[_Queued], None] = lambda _row: None) -> tuple[Config, sa.Engine, list[int]]:
     """Select one row or every failed one, reset it for another attempt, commit; shared by both retry commands."""
     if (row_id is None) == (not all_failed):
         fail("give an ID or --all-failed", 2)
     config = get_config(ctx)
     engine = get_engine(config)
     with db.session_scope(engine) as session:
-        stmt = select(model).where(model.status.in_(failed_states) if all_failed else model.id == row_id)
+        stmt = select(model).where(col(model.status).in_(failed_states) if all_failed else model.id == row_id)
         rows = list(session.exec(stmt))
         if not rows and row_id is not None:
             fail(f"no {model.__tablename__} row {row_id}", EXIT_CONFIG)
@@ -329,9 +334,9 @@ def outbox_list(
 ) -> None:
     """Outgoing mail and its delivery state."""
     with _session(get_config(ctx)) as session:
-        stmt = select(Outbox).order_by(Outbox.id)
+        stmt = select(Outbox).order_by(col(Outbox.id))
         if failed:
-            stmt = stmt.where(Outbox.status.in_(["failed", "dead", "suppressed"]))
+            stmt = stmt.where(col(Outbox.status).in_(["failed", "dead", "suppressed"]))
         rows = [outbox_dict(session, r) for r in session.exec(stmt)]
     if as_json:
         print_json(rows)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.cli.admin import _table
 from ticketd.daemon.cli.common import (
@@ -69,9 +69,9 @@ def attachment_rows(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
     tickets' files interleaved where they happened."""
     numbers = _tickets_with_merged(session, ticket)
     stmt = (select(Attachment, Message)
-            .join(Message, Message.id == Attachment.message_pk)
-            .where(Message.ticket_id.in_(list(numbers)))
-            .order_by(Message.id, Attachment.id))
+            .join(Message, col(Message.id) == col(Attachment.message_pk))
+            .where(col(Message.ticket_id).in_(list(numbers)))
+            .order_by(col(Message.id), col(Attachment.id)))
     return [{
         "id": a.id,
         "ticket": numbers[m.ticket_id],

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import typer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon import pipeline
 from ticketd.daemon.cli.views import ticket_dict
@@ -125,6 +125,7 @@ def run_demo(directory: Path | None) -> int:
             raw = sample.read_bytes()
             with db.session_scope(engine) as session:
                 row_id = store_inbound(session, raw, "demo").id
+            assert row_id is not None  # flushed when stored
             outcome = pipeline.process_pending(engine, config, [row_id])[0]
             typer.echo(f"<- {sample.name}: {outcome.status}"
                        + (f", ticket #{outcome.ticket_number}" if outcome.ticket_number else "")
@@ -140,6 +141,7 @@ def run_demo(directory: Path | None) -> int:
         def deliver(raw: bytes, label: str) -> None:
             with db.session_scope(engine) as session:
                 row_id = store_inbound(session, raw, "demo").id
+            assert row_id is not None  # flushed when stored
             outcome = pipeline.process_pending(engine, config, [row_id])[0]
             mark = len(sink.received)
             outbox.send_due(engine, config)
@@ -196,7 +198,7 @@ def run_demo(directory: Path | None) -> int:
                 .replace(b"To: support+", b"To: nobody+"), "a forged command (not the signed address)")
 
         with Session(engine) as session:
-            tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(Ticket.number))]
+            tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(col(Ticket.number)))]
         typer.echo("tickets:")
         for t in tickets:
             typer.echo(f"  #{t['number']}  {t['state']:<8} {t['priority']:<6} {t['assignee'] or '-':<17} "

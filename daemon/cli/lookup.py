@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.cli.admin import _local, _session, _table, customers, tickets
 from ticketd.daemon.cli.common import EXIT_CONFIG, JsonOption, fail, get_config, print_json
@@ -57,7 +57,7 @@ def customers_show(ctx: typer.Context, email: str, as_json: JsonOption = False) 
             fail(f"no customer {email} (see `ticketd customers list`)", EXIT_CONFIG)
         data = customer_dict(session, customer)
         data["ticket_list"] = [ticket_dict(session, t) for t in session.exec(
-            select(Ticket).where(Ticket.requester_id == customer.id).order_by(Ticket.number.desc()))]
+            select(Ticket).where(Ticket.requester_id == customer.id).order_by(col(Ticket.number).desc()))]
     if as_json:
         print_json(data)
         return
@@ -114,11 +114,11 @@ def tickets_search(ctx: typer.Context, text: str, as_json: JsonOption = False) -
         in_messages = select(Message.ticket_id).where(like(Message.text))
         people = select(Customer.id).where(sa.or_(like(Customer.email), like(Customer.name)))
         firms = select(Company.id).where(like(Company.name))
-        conditions = [like(Ticket.subject), Ticket.id.in_(in_messages),
-                      Ticket.requester_id.in_(people), Ticket.company_id.in_(firms)]
+        conditions = [like(Ticket.subject), col(Ticket.id).in_(in_messages),
+                      col(Ticket.requester_id).in_(people), col(Ticket.company_id).in_(firms)]
         if needle.isascii() and needle.isdigit() and len(needle) <= 18:  # "²" is a digit to Python; 10**19 overflows
             conditions.append(Ticket.number == int(needle))
-        stmt = select(Ticket).where(sa.or_(*conditions)).order_by(Ticket.number.desc())
+        stmt = select(Ticket).where(sa.or_(*conditions)).order_by(col(Ticket.number).desc())
         rows = [ticket_dict(session, t) for t in session.exec(stmt)]
     if as_json:
         print_json(rows)

@@ -172,6 +172,7 @@ def deliver(
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         fail(f"cannot store the message: {exc}", EXIT_TEMPFAIL)
     if process:  # the message is safe now; a processing error quarantines it, it does not fail delivery
+        assert inbound_id is not None  # flushed when stored
         pipeline.process_pending(engine, config, [inbound_id])
         outbox.send_due(engine, config)
 

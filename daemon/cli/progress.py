@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
 class Step(Protocol):
@@ -29,15 +29,15 @@ class _Quiet:
 
 
 class _Bar:
-    def __init__(self, progress: Progress, task: int) -> None:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
         self.progress, self.task = progress, task
 
     def advance(self, amount: int = 1) -> None:
-        self.progress.advance(self.task, amount)  # type: ignore[arg-type]
+        self.progress.advance(self.task, amount)
 
     def stage(self, label: str) -> None:
-        self.progress.update(self.task, description=label)  # type: ignore[arg-type]
-        self.progress.advance(self.task, 1)  # type: ignore[arg-type]
+        self.progress.update(self.task, description=label)
+        self.progress.advance(self.task, 1)
 
 
 def on_terminal() -> bool:

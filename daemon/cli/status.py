@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import typer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.cli.admin import _local, _table
 from ticketd.daemon.cli.common import JsonOption, app, get_config, get_engine, print_json
@@ -29,8 +29,8 @@ def collect_status(engine: sa.Engine, mailbox_names: list[str]) -> dict[str, Any
     else:
         running = sqlite_instance_running(engine)
     with Session(engine) as session:
-        instances = list(session.exec(select(Instance).where(Instance.stopped_at.is_(None))
-                                      .order_by(Instance.started_at.desc()).limit(SHOWN_INSTANCES)))
+        instances = list(session.exec(select(Instance).where(col(Instance.stopped_at).is_(None))
+                                      .order_by(col(Instance.started_at).desc()).limit(SHOWN_INSTANCES)))
         if not shared(engine):  # one instance at a time: the newest row is the one holding the lock file
             live_instances = {lock_key(instances[0].id)} if running and instances else set()
         alive = {i.id for i in instances if lock_key(i.id) in live_instances}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import sanitize_filename
 from ticketd.storage import batch
@@ -63,7 +63,7 @@ def ticket_dict(session: Session, t: Ticket) -> dict[str, Any]:
 
 def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
     out = ticket_dict(session, t)
-    messages = session.exec(select(Message).where(Message.ticket_id == t.id).order_by(Message.id)).all()
+    messages = session.exec(select(Message).where(Message.ticket_id == t.id).order_by(col(Message.id))).all()
     out["messages"] = [
         {
             "direction": m.direction,
@@ -82,15 +82,15 @@ def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
         }
         for m in messages
     ]
-    outgoing = session.exec(select(Outbox).where(Outbox.ticket_id == t.id).order_by(Outbox.id)).all()
+    outgoing = session.exec(select(Outbox).where(Outbox.ticket_id == t.id).order_by(col(Outbox.id))).all()
     out["outgoing"] = [outbox_dict(session, o) for o in outgoing]
     # A merged ticket keeps its own conversation (its customer's mail stays on it): name where to read it.
     out["merged_from"] = list(session.exec(select(Ticket.number).where(Ticket.merged_into_id == t.id)
-                                           .order_by(Ticket.number)))
+                                           .order_by(col(Ticket.number))))
     merged_into = session.get(Ticket, t.merged_into_id) if t.merged_into_id else None
     out["merged_into"] = merged_into.number if merged_into else None
     batch.flush(session)  # events this session wrote
-    events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(Event.id)).all()
+    events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(col(Event.id))).all()
     out["events"] = [
         {"actor": e.actor, "what": e.what, "old": e.old, "new": e.new, "at": iso(e.at),
          "message_id": e.via_message_id}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -360,7 +361,7 @@ _MESSAGES = {
 }
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Mapping[str, Any]) -> str:  # pydantic's ErrorDetails
     loc = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     message = _MESSAGES.get(error["type"], error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):

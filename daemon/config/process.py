@@ -138,7 +138,7 @@ class CategoriesConfig(Section):
     @model_validator(mode="after")
     def _prefixes(self) -> CategoriesConfig:
         """Every prefix is a category too: a ticket may be filed under "hardware" before anyone knows more."""
-        found = set()
+        found: set[str] = set()
         for path in self.tree:
             parts = path.split("/")
             found.update("/".join(parts[:n]) for n in range(1, len(parts) + 1))
@@ -226,9 +226,15 @@ class WebFormConfig(Section):
         return WebForm(self.sender, self.use_reply_to, self.email_field, self.name_field, self.subject_field)
 
 
+ClosingFact = Literal["root_cause", "action_plan", "cost", "resolution"]
+
+
+def _default_require() -> dict[str, tuple[ClosingFact, ...]]:
+    return {"complaint": ("root_cause", "action_plan")}
+
+
 class ClosingConfig(Section):
-    require: dict[str, tuple[Literal["root_cause", "action_plan", "cost", "resolution"], ...]] = Field(
-        default_factory=lambda: {"complaint": ("root_cause", "action_plan")})
+    require: dict[str, tuple[ClosingFact, ...]] = Field(default_factory=_default_require)
     auto_close_after: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(days=5)
     # Mail on a closed ticket within this time reopens it (the customer is not done); later mail opens a new
     # ticket linked to the old one. A thank-you does neither.

@@ -20,7 +20,7 @@ import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.config import ImapConfig
 from ticketd.daemon.service import oauth2
@@ -110,7 +110,7 @@ def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
     result.remaining = len(everything) - len(uids)
     with Session(engine) as session:
         known = set(session.exec(select(Inbound.uid).where(
-            Inbound.mailbox == name, Inbound.uidvalidity == uidvalidity, Inbound.uid.in_(uids))))
+            Inbound.mailbox == name, Inbound.uidvalidity == uidvalidity, col(Inbound.uid).in_(uids))))
     fresh = [u for u in uids if u not in known]
     result.already_stored = len(uids) - len(fresh)
     sizes = {uid: int(d.get(b"RFC822.SIZE", 0)) for uid, d in client.fetch(fresh, ["RFC822.SIZE"]).items()} \

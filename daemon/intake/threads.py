@@ -74,7 +74,8 @@ class MailboxIntake:
         try:
             while not self._stop.is_set():
                 if lease is not None and self._give_up(lease):
-                    lease, client = None, self._close(client)
+                    self._close(client)
+                    lease, client = None, None
                     self._stop.wait(LOCK_RETRY_SECONDS)
                     continue
                 if lease is None:
@@ -103,13 +104,15 @@ class MailboxIntake:
                 except LeaseLost as exc:
                     log.warning("mailbox.lease_lost", mailbox=self.mailbox.name, error=str(exc))
                     lease.release()
-                    lease, client = None, self._close(client)
+                    self._close(client)
+                    lease, client = None, None
                     self.state.held = False
                 except (IMAPClientError, OSError) as exc:
                     log.error("imap.error", error=str(exc), mailbox=self.mailbox.name, retry_in=round(delay, 1))
                     self._report(connected=False)
                     self.state.error = f"IMAP unreachable ({exc}); retrying in {round(delay)} s"
-                    client = self._close(client)
+                    self._close(client)
+                    client = None
                     self._stop.wait(delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, RECONNECT_MAX)
                 except sa.exc.SQLAlchemyError as exc:  # the database is away: keep the mail in the inbox

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing.files import File, html_twin, pack, size_text
@@ -88,7 +88,7 @@ def local_time(config: Config, at: datetime | None) -> str:
 def thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str, ...]]:
     """(In-Reply-To, References) that put a new mail at the end of the ticket's conversation."""
     rows = list(session.exec(select(Message.message_id, Message.direction).where(Message.ticket_id == ticket.id)
-                             .order_by(Message.id)))
+                             .order_by(col(Message.id))))
     ids = [message_id for message_id, _ in rows]
     last_in = next((message_id for message_id, direction in reversed(rows) if direction == "in"), None)
     return last_in, tuple(ids[:1] + ids[-9:]) if len(ids) > 10 else tuple(ids)
@@ -119,6 +119,7 @@ def compose(session: Session, config: Config, *, kind: str, template: str, langu
                        if conversation.id != ticket.id else "")
     rendered = render(config.templates, template, language, ctx)
     subject = rendered.subject
+    references: tuple[str, ...]
     in_reply_to, references = (None, ())
     if conversation is not None:
         subject = f"{ticket_tag(config.helpdesk.tag, conversation.number)} {subject}"
@@ -211,14 +212,15 @@ def to_agent(session: Session, config: Config, agent: Agent, kind: str, context:
 def last_customer_message(session: Session, ticket: Ticket) -> dict[str, Any]:
     """What the customer last wrote, for an agent who gets the ticket handed over without a word of their own."""
     row = session.exec(select(Message).where(Message.ticket_id == ticket.id, Message.kind == "customer")
-                       .order_by(Message.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+                       .order_by(col(Message.id).desc()).limit(1)).first()
     if row is None:
         return {"from_name": "", "from_email": "", "text": ""}
     return {"from_name": row.from_name or "", "from_email": row.from_addr, "text": row.text}
 
 
 def participants(session: Session, ticket: Ticket) -> list[Participant]:
-    return list(session.exec(select(Participant).where(Participant.ticket_id == ticket.id).order_by(Participant.id)))
+    return list(session.exec(select(Participant).where(Participant.ticket_id == ticket.id)
+                             .order_by(col(Participant.id))))
 
 
 def agents_to_notify(session: Session, ticket: Ticket, exclude: int | None = None) -> list[Agent]:
@@ -250,7 +252,7 @@ def managers(session: Session) -> list[Agent]:
 def withdraw_assigned(session: Session, ticket: Ticket, why: str) -> None:
     """An "assigned to" mail still waiting for its quiet period is dropped: a later one replaces it, or the
     ticket's outcome (resolved, rejected, closed) makes it moot. Only rows still waiting are touched."""
-    table = Outbox.__table__  # type: ignore[attr-defined]
+    table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     session.flush()
     session.connection().execute(
         sa.update(table).where(table.c.ticket_id == ticket.id, table.c.kind == "assigned",
@@ -267,7 +269,7 @@ def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetim
     """
     conversation = conversation or ticket
     assignee = batch.held(session, Agent, ticket.assignee_id) if ticket.assignee_id else None
-    table = Outbox.__table__  # type: ignore[attr-defined]
+    table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     mine = sa.and_(table.c.ticket_id == conversation.id, table.c.kind == "assigned")
     withdraw_assigned(session, conversation, "superseded by a later assignment")
     last = session.connection().execute(sa.select(table.c.announces, table.c.sent_at).where(

@@ -25,7 +25,7 @@ import aiosmtplib
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.config import Config, SmtpConfig
 from ticketd.daemon.outgoing import wire
@@ -241,13 +241,13 @@ def due_rows(session: Session, now: datetime, limit: int = 100) -> list[Outbox]:
     Other recipients (the agents) are not held up by it, and nor is anyone by a mail scheduled for later on
     purpose (an "assigned to" mail waiting out a flurry of reassignments)."""
     earlier = aliased(Outbox)
-    waiting_before = sa.exists().where(earlier.ticket_id == Outbox.ticket_id, earlier.recipient == Outbox.recipient,
-                                       earlier.id < Outbox.id, earlier.status == "failed",
-                                       earlier.next_attempt_at > now)
+    waiting_before = sa.exists().where(col(earlier.ticket_id) == Outbox.ticket_id,
+                                       col(earlier.recipient) == Outbox.recipient, col(earlier.id) < Outbox.id,
+                                       col(earlier.status) == "failed", col(earlier.next_attempt_at) > now)
     stmt = (
         select(Outbox)
-        .where(Outbox.status.in_(PENDING), Outbox.next_attempt_at <= now, ~waiting_before)
-        .order_by(Outbox.id)
+        .where(col(Outbox.status).in_(PENDING), col(Outbox.next_attempt_at) <= now, ~waiting_before)
+        .order_by(col(Outbox.id))
         .limit(limit)
     )
     return list(session.exec(stmt))
@@ -315,7 +315,7 @@ class Ledger:
     def claim(self, row: Outbox) -> bool:
         if not self.shared:
             return True
-        table = Outbox.__table__  # type: ignore[attr-defined]
+        table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
         earlier = table.alias("earlier")
         stmt = (sa.select(table.c.id)
                 .where(table.c.id == row.id, table.c.status.in_(PENDING), table.c.next_attempt_at <= utcnow(),
@@ -331,7 +331,7 @@ class Ledger:
         return True
 
     def record(self, row: Outbox) -> None:
-        table = Outbox.__table__  # type: ignore[attr-defined]
+        table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
         self.conn.execute(sa.update(table).where(table.c.id == row.id).values(
             status=row.status, attempts=row.attempts, last_error=row.last_error, sent_at=row.sent_at,
             next_attempt_at=row.next_attempt_at))

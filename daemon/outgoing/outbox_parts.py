@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.outgoing import wire
 from ticketd.daemon.outgoing.wire import MailAttachment
@@ -19,7 +19,7 @@ def keep_blob(session: Session, digest: str, data: bytes) -> None:
     storing the same file at the same moment cannot make fail). Only the key is read: a blob's bytes may be
     megabytes, and ``session.get`` loaded them to learn that they were there."""
     if session.exec(select(Blob.sha256).where(Blob.sha256 == digest)).first() is None:
-        table = Blob.__table__  # type: ignore[attr-defined]
+        table = Blob.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
         insert_shared(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256",
                       large="data")
 
@@ -39,8 +39,8 @@ def store_attachments(session: Session, outbox_id: int, parts: Iterable[MailAtta
 def load_attachments(session: Session, outbox_ids: Sequence[int]) -> dict[int, tuple[MailAttachment, ...]]:
     """The parts of these rows in the order they were queued; rows without any are left out."""
     found: dict[int, list[MailAttachment]] = {}
-    stmt = (select(OutboxAttachment, Blob.data).join(Blob, Blob.sha256 == OutboxAttachment.sha256)
-            .where(OutboxAttachment.outbox_id.in_(outbox_ids)).order_by(OutboxAttachment.id))
+    stmt = (select(OutboxAttachment, col(Blob.data)).join(Blob, col(Blob.sha256) == col(OutboxAttachment.sha256))
+            .where(col(OutboxAttachment.outbox_id).in_(outbox_ids)).order_by(col(OutboxAttachment.id)))
     for part, data in session.exec(stmt):
         found.setdefault(part.outbox_id, []).append(
             MailAttachment(part.filename, part.content_type, data, part.content_id))

@@ -29,11 +29,11 @@ A mail held back is still written to the outbox, as ``suppressed`` with the reas
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from ticketd.daemon.config import Config
 from ticketd.parsers.subject import strip_prefixes
@@ -73,8 +73,8 @@ def automatic_mail_answered(session: Session, refs: Sequence[str]) -> Outbox | N
     ids = [r[:998] for r in refs if r]
     if not ids:
         return None
-    stmt = select(Outbox).where(Outbox.message_id.in_(ids), Outbox.automatic)  # type: ignore[attr-defined]
-    return session.exec(stmt.order_by(Outbox.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+    stmt = select(Outbox).where(col(Outbox.message_id).in_(ids), Outbox.automatic)
+    return session.exec(stmt.order_by(col(Outbox.id).desc()).limit(1)).first()
 
 
 def automatic_mail_quoted(session: Session, subject: str, ticket_number: int | None) -> Outbox | None:
@@ -86,7 +86,7 @@ def automatic_mail_quoted(session: Session, subject: str, ticket_number: int | N
     quoted = strip_prefixes(subject).strip()
     ticket_id = select(Ticket.id).where(Ticket.number == ticket_number).scalar_subquery()
     stmt = select(Outbox).where(Outbox.ticket_id == ticket_id, Outbox.automatic, Outbox.subject == quoted)
-    return session.exec(stmt.order_by(Outbox.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+    return session.exec(stmt.order_by(col(Outbox.id).desc()).limit(1)).first()
 
 
 def ever_wrote_to(session: Session, address: str) -> bool:
@@ -100,7 +100,8 @@ def ever_wrote_to(session: Session, address: str) -> bool:
 
 # --- the caps ------------------------------------------------------------------------------------------------
 
-_HOUR_AGO, _DAY_AGO = sa.bindparam("hour_ago"), sa.bindparam("day_ago")
+_HOUR_AGO: sa.BindParameter[datetime] = sa.bindparam("hour_ago")
+_DAY_AGO: sa.BindParameter[datetime] = sa.bindparam("day_ago")
 _RECIPIENT_COUNTS = (
     select(func.count(), func.coalesce(func.sum(sa.case((Outbox.created_at >= _HOUR_AGO, 1), else_=0)), 0))
     .select_from(Outbox)
@@ -112,7 +113,7 @@ _RECIPIENT_COUNTS = (
 def _recipient_counts(session: Session, recipient: str) -> tuple[int, int]:
     """(last hour, last day) of capped mail to one address, in one indexed query built once."""
     now = utcnow()
-    day, hour = session.exec(_RECIPIENT_COUNTS, params={  # type: ignore[call-overload]
+    day, hour = session.exec(_RECIPIENT_COUNTS, params={
         "recipient": recipient, "hour_ago": now - timedelta(hours=1), "day_ago": now - timedelta(hours=24)}).one()
     return int(hour), int(day)
 
@@ -120,7 +121,7 @@ def _recipient_counts(session: Session, recipient: str) -> tuple[int, int]:
 def _agent_alerts_last_hour(session: Session, recipient: str) -> int:
     stmt = select(func.count()).select_from(Outbox).where(
         Outbox.recipient == recipient, Outbox.cause == CAPPED_CAUSE, Outbox.status != "suppressed",
-        Outbox.kind.in_(AGENT_ALERT_KINDS), Outbox.created_at >= utcnow() - timedelta(hours=1))  # type: ignore[attr-defined]
+        col(Outbox.kind).in_(AGENT_ALERT_KINDS), Outbox.created_at >= utcnow() - timedelta(hours=1))
     return int(session.exec(stmt).one())
 
 
@@ -146,7 +147,7 @@ def _last_hour_echoes(session: Session) -> int:
             Outbox.kind != ALERT_KIND, Outbox.created_at >= utcnow() - timedelta(hours=1))
         mine = _agent_emails(session)
         if mine:
-            stmt = stmt.where(Outbox.recipient.not_in(mine))  # type: ignore[attr-defined]
+            stmt = stmt.where(col(Outbox.recipient).not_in(mine))
         session.info[_BREAKER] = int(session.exec(stmt).one())
     return int(session.info[_BREAKER])
 
@@ -177,6 +178,6 @@ def hold_back_reason(session: Session, config: Config, recipient: str, kind: str
 
 
 def alert_recently_sent(session: Session, topic: str) -> bool:
-    stmt = select(Outbox.id).where(Outbox.kind == ALERT_KIND, Outbox.subject.contains(topic),
+    stmt = select(Outbox.id).where(Outbox.kind == ALERT_KIND, col(Outbox.subject).contains(topic),
                                    Outbox.created_at >= utcnow() - timedelta(hours=1))
     return session.exec(stmt.limit(1)).first() is not None

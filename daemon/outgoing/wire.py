@@ -123,7 +123,7 @@ def wire_bytes(headers: list[tuple[str, str]], body: str, multipart: bool = Fals
     """``multipart``: the row also has attachments or an HTML part, which only the ``email`` package nests."""
     if multipart:
         raise NeedsFullComposer("attachments or an HTML alternative")
-    msg = Message(policy=_WIRE)
+    msg: Message[str, str | Header] = Message(policy=_WIRE)
     for name, value in headers:
         msg[clean(name)] = _header(name, value)
     msg.set_payload(body, _UTF8)
@@ -179,17 +179,17 @@ def add_parts(msg: EmailMessage, html: str | None, attachments: Sequence[MailAtt
     inline = {i for i, cid in enumerate(cids) if html is not None and cid and f"cid:{cid}" in html}
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-        html_part = msg.get_payload()[-1]
+        html_part = list(msg.iter_parts())[-1]  # the alternative just added
         for i in sorted(inline):
             maintype, subtype = safe_content_type(attachments[i].content_type)
             html_part.add_related(attachments[i].data, maintype, subtype, cid=f"<{cids[i]}>", disposition="inline",
                                   filename=safe_filename(attachments[i].filename))
         if inline:
             html_part.set_param("type", "text/html")  # RFC 2387: the root part's type
-    for i, part in enumerate(attachments):
+    for i, att in enumerate(attachments):
         if i not in inline:
-            maintype, subtype = safe_content_type(part.content_type)
-            msg.add_attachment(part.data, maintype, subtype, filename=safe_filename(part.filename))
+            maintype, subtype = safe_content_type(att.content_type)
+            msg.add_attachment(att.data, maintype, subtype, filename=safe_filename(att.filename))
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]  # the email package repeats it on every part it makes; it belongs on top

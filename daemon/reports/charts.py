@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from babel.dates import format_date
 from babel.numbers import format_decimal, format_percent
@@ -185,7 +186,7 @@ def _month_axis(ax: Axes, months: Sequence[str], language: str) -> None:
     ax.set_xlim(-0.6, len(months) - 0.4)
 
 
-def _count_axis(ax: Axes, language: str, axis: str = "y") -> None:
+def _count_axis(ax: Axes, language: str, axis: Literal["x", "y"] = "y") -> None:
     target = ax.yaxis if axis == "y" else ax.xaxis
     target.set_major_locator(MaxNLocator(integer=True))
     target.set_major_formatter(FuncFormatter(lambda value, _pos: format_decimal(value, locale=language)))

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.reports import figures
@@ -92,7 +92,7 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
 def _company(session: Session, name: str) -> tuple[int, str]:
     """Compared in Python: SQLite's lower() folds ASCII only, and company names are Turkish (Müşteri A.Ş.)."""
     wanted = name.strip().casefold()
-    for company_id, company_name in session.execute(sa.select(Company.id, Company.name)):
+    for company_id, company_name in session.execute(sa.select(col(Company.id), col(Company.name))):
         if company_name.casefold() == wanted:
             return int(company_id), company_name
     raise ValueError(f"no company called {name!r}")
@@ -100,7 +100,7 @@ def _company(session: Session, name: str) -> tuple[int, str]:
 
 def _customer(session: Session, email: str) -> tuple[int, str]:
     wanted = email.strip().lower()
-    found = session.execute(sa.select(Customer.id, Customer.email)
+    found = session.execute(sa.select(col(Customer.id), col(Customer.email))
                             .where(sa.func.lower(Customer.email) == wanted)).first()
     if found is None:
         raise ValueError(f"no customer called {email!r}")
@@ -116,7 +116,7 @@ def _load(session: Session, tz: ZoneInfo, scope: Scope) -> tuple[Scope, list[sa.
 
     The scope comes back with the company or customer spelt as stored, so titles do not repeat a reader's typing.
     """
-    t, cu, co, ag = (model.__table__ for model in (Ticket, Customer, Company, Agent))  # type: ignore[attr-defined]
+    t, cu, co, ag = (model.__table__ for model in (Ticket, Customer, Company, Agent))  # type: ignore[union-attr]  # SQLModel sets __table__ on table classes without declaring it
     stmt = (sa.select(t, cu.c.email.label("requester_email"), cu.c.name.label("requester_name"),
                       co.c.name.label("company_name"), ag.c.email.label("assignee_email"))
             .select_from(t.join(cu, cu.c.id == t.c.requester_id).outerjoin(co, co.c.id == t.c.company_id)
@@ -136,7 +136,7 @@ def _load(session: Session, tz: ZoneInfo, scope: Scope) -> tuple[Scope, list[sa.
 
 
 def _agent_names(session: Session) -> dict[str, str]:
-    return {email: name for email, name in session.execute(sa.select(Agent.email, Agent.name))}
+    return {email: name for email, name in session.execute(sa.select(col(Agent.email), col(Agent.name)))}
 
 
 def _met(due: datetime | None, at: datetime | None, now: datetime) -> bool | None:

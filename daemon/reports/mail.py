@@ -29,7 +29,8 @@ from sqlmodel import Session
 from ticketd.daemon.config import Config
 from ticketd.daemon.config.reports import ReportConfig
 from ticketd.daemon.outgoing import notify
-from ticketd.daemon.outgoing.outbox import MailAttachment, alert_admin, queue_mail
+from ticketd.daemon.outgoing.outbox import alert_admin, queue_mail
+from ticketd.daemon.outgoing.wire import MailAttachment
 from ticketd.daemon.reports.data import ReportData, Scope, collect
 from ticketd.daemon.reports.texts import TEXTS
 from ticketd.rules.states import OPEN_STATES
@@ -74,7 +75,7 @@ def locale_of(language: str) -> str:
 @cache
 def _percent_pattern(locale: str) -> str:
     """The locale's own percent pattern (the sign before the number in Turkish), with one optional decimal."""
-    pattern = Locale.parse(locale).percent_formats[None].pattern
+    pattern: str = Locale.parse(locale).percent_formats[None].pattern
     return pattern.replace("#,##0", "#,##0.#", 1)
 
 

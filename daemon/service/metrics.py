@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from ticketd.storage.models import Inbound, Outbox
 
@@ -81,7 +81,7 @@ class QueueCollector(Collector):
             backlog = session.exec(select(func.count()).select_from(Inbound).where(Inbound.status == "new")).one()
             failed = session.exec(select(func.count()).select_from(Inbound).where(Inbound.status == "failed")).one()
             waiting = session.exec(select(func.count(), func.min(Outbox.created_at)).where(
-                Outbox.status.in_(["queued", "failed"]))).one()
+                col(Outbox.status).in_(["queued", "failed"]))).one()
         yield GaugeMetricFamily("ticketd_inbound_backlog", "Stored messages not processed yet", value=backlog)
         yield GaugeMetricFamily("ticketd_inbound_quarantined", "Messages that failed processing", value=failed)
         yield GaugeMetricFamily("ticketd_outbox_depth", "Outgoing mail waiting to be sent", value=waiting[0])

@@ -59,7 +59,7 @@ class TokenError(Exception):
     """No access token could be had; the message says why in an operator's words, never with a secret in it."""
 
 
-class TokenUnavailable(LoginError):
+class TokenUnavailable(LoginError):  # type: ignore[misc]  # imapclient ships no types: LoginError is Any
     """An IMAP login that never reached the server because there was no token: callers handle it like any
     refused login (retry with backoff), and ``ticketd check`` can tell the two apart."""
 

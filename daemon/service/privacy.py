@@ -105,12 +105,12 @@ def _participant_ticket_ids(session: Session, email: str) -> list[int]:
 def _requester_tickets(session: Session, customer: Customer | None) -> list[Ticket]:
     if customer is None:
         return []
-    return list(session.exec(select(Ticket).where(Ticket.requester_id == customer.id).order_by(Ticket.number)))
+    return list(session.exec(select(Ticket).where(Ticket.requester_id == customer.id).order_by(col(Ticket.number))))
 
 
 def _message_json(session: Session, m: Message, files: list[tuple[str, bytes]]) -> dict[str, Any]:
     attachments = []
-    for a in session.exec(select(Attachment).where(Attachment.message_pk == m.id).order_by(Attachment.id)):
+    for a in session.exec(select(Attachment).where(Attachment.message_pk == m.id).order_by(col(Attachment.id))):
         blob = session.get(Blob, a.sha256)
         path = f"attachments/{a.id}-{safe_filename(a.filename)}"
         if blob is not None:
@@ -139,9 +139,9 @@ def export_person(session: Session, email: str, now: datetime | None = None) -> 
     tickets = []
     for t in requested:
         messages = session.exec(select(Message).where(Message.ticket_id == t.id, Message.kind != "note")
-                                .order_by(Message.id))
+                                .order_by(col(Message.id)))
         batch.flush(session)
-        events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(Event.id))
+        events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(col(Event.id)))
         tickets.append({
             "number": t.number, "role": "requester", "subject": t.subject, "state": t.state, "type": t.type,
             "category": t.category, "priority": t.priority, "created_at": _iso(t.created_at),
@@ -151,15 +151,15 @@ def export_person(session: Session, email: str, now: datetime | None = None) -> 
                        for e in events],
         })
     for ticket_id in copied_ids:
-        t = session.get(Ticket, ticket_id)
-        if t is None:
+        copied = session.get(Ticket, ticket_id)
+        if copied is None:
             continue
         messages = session.exec(select(Message).where(Message.ticket_id == ticket_id,
                                                       sa.func.lower(Message.from_addr) == email)
-                                .order_by(Message.id))
-        tickets.append({"number": t.number, "role": "participant",
+                                .order_by(col(Message.id)))
+        tickets.append({"number": copied.number, "role": "participant",
                         "messages": [_message_json(session, m, files) for m in messages]})
-    sent = session.exec(select(Outbox).where(sa.func.lower(Outbox.recipient) == email).order_by(Outbox.id))
+    sent = session.exec(select(Outbox).where(sa.func.lower(Outbox.recipient) == email).order_by(col(Outbox.id)))
     person = {
         "exported_at": _iso(now or utcnow()),
         "email": email,
@@ -296,7 +296,7 @@ def _drop_orphan_blobs(session: Session, hashes: set[str]) -> int:
         used = used or session.exec(select(OutboxAttachment.id).where(OutboxAttachment.sha256 == sha)
                                     .limit(1)).first() is not None
         if not used:
-            gone += session.execute(sa.delete(Blob).where(col(Blob.sha256) == sha)).rowcount or 0
+            gone += session.exec(sa.delete(Blob).where(col(Blob.sha256) == sha)).rowcount or 0
     return gone
 
 
@@ -378,7 +378,7 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
     last = 0
     while True:
         chunk = session.execute(select(InboundRaw.inbound_id, InboundRaw.raw).where(col(InboundRaw.inbound_id) > last)
-                                .order_by(InboundRaw.inbound_id).limit(SCAN_BATCH)).all()
+                                .order_by(col(InboundRaw.inbound_id)).limit(SCAN_BATCH)).all()
         if not chunk:
             break
         last = chunk[-1][0]
@@ -393,7 +393,7 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
             row.status, row.reason = "dropped", "personal data erased"
         counts.raw_mail += 1
 
-    counts.participants = session.execute(
+    counts.participants = session.exec(
         sa.delete(Participant).where(sa.func.lower(Participant.email) == email)).rowcount or 0
 
     batch.flush(session)  # events written earlier in this transaction are searched too
@@ -434,16 +434,16 @@ def purge_raw_mail(engine: sa.Engine, days: int, now: datetime | None = None) ->
     with _erasing_session(engine) as session:  # secure_delete: purged mail is gone from the file, too
         # The hour's slot, taken by the first instance to insert it; the others see the conflict and skip.
         slot = {"job": RETENTION_JOB, "slot": f"{now.astimezone(UTC):%Y-%m-%dT%H}", "at": now}
-        claim = insert_new(session.connection(), JobRun.__table__, slot, ("job", "slot"))  # type: ignore[attr-defined]
+        claim = insert_new(session.connection(), JobRun.__table__, slot, ("job", "slot"))  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     if not claim:
         return None
     total = 0
     while True:
         with _erasing_session(engine) as session:
-            ids = list(session.exec(select(Inbound.id).where(
+            ids = [i for i in session.exec(select(Inbound.id).where(
                 col(Inbound.status).in_(["done", "dropped"]), col(Inbound.received_at) < cutoff,
-                col(Inbound.raw_purged_at).is_(None)).order_by(Inbound.id).limit(PURGE_BATCH)
-                .with_for_update(skip_locked=True)))
+                col(Inbound.raw_purged_at).is_(None)).order_by(col(Inbound.id)).limit(PURGE_BATCH)
+                .with_for_update(skip_locked=True)) if i is not None]  # a key is never None
             if ids:
                 drop_raw(session, ids)
                 session.execute(sa.update(Inbound).where(col(Inbound.id).in_(ids),

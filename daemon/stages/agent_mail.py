@@ -53,7 +53,7 @@ from ticketd.rules.identify import find_company_by_domain
 from ticketd.rules.states import OPEN_STATES
 from ticketd.storage import batch
 from ticketd.storage.directory import DirectoryError, upsert_customer
-from ticketd.storage.models import Agent, Ticket
+from ticketd.storage.models import Agent, Outbox, Ticket
 
 log = structlog.get_logger("ticketd.agent_mail")
 
@@ -217,7 +217,7 @@ def answer(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, text: st
     return True
 
 
-def outcome_mail(inc: Incoming, ticket: Ticket, outcome: str, text: str, files: list[File]) -> object:
+def outcome_mail(inc: Incoming, ticket: Ticket, outcome: str, text: str, files: list[File]) -> Outbox:
     """``outcome``: the mail the state change called for (``Effects.outcome``), resolved or rejected."""
     if outcome == "resolved":
         return closing.send_resolved(inc.session, inc.config, ticket, text, files=files)

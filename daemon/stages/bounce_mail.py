@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import notify
@@ -16,12 +16,12 @@ from ticketd.storage.models import Inbound, Message, Outbox, Ticket
 def bounced_mail(session: Session, bounce: Bounce) -> Outbox | None:
     """Our outgoing mail the bounce refers to: by its Message-ID, else the latest mail to the failed address."""
     if bounce.message_ids:
-        row = session.exec(select(Outbox).where(Outbox.message_id.in_(bounce.message_ids))).first()
+        row = session.exec(select(Outbox).where(col(Outbox.message_id).in_(bounce.message_ids))).first()
         if row is not None:
             return row
     if bounce.recipients:
-        return session.exec(select(Outbox).where(Outbox.recipient.in_(bounce.recipients), Outbox.status == "sent")
-                            .order_by(Outbox.id.desc())).first()
+        return session.exec(select(Outbox).where(col(Outbox.recipient).in_(bounce.recipients), Outbox.status == "sent")
+                            .order_by(col(Outbox.id).desc())).first()
     return None
 
 
@@ -34,6 +34,7 @@ def handle_bounce(session: Session, config: Config, inbound: Inbound, mail: Pars
         row.last_error = f"bounced: {bounce.diagnostic or bounce.status or 'undeliverable'}"[:2000]
     if ticket is None:
         return Outcome("dropped", reason=f"{what}; matches no mail of ours")
+    assert ticket.id is not None  # loaded from the database
     session.add(Message(
         ticket_id=ticket.id, direction="in", kind="auto", inbound_id=inbound.id,
         message_id=mail.message_id or f"<bounce.{inbound.message_id_hash[:32]}@ticketd.invalid>",

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing.files import File
@@ -94,7 +94,7 @@ def open_ticket(session: Session, title: str, customer: Customer, setup: Setup, 
                 linked_to: Ticket | None = None) -> Ticket:
     """The ticket as ``new_ticket.prepare`` decided it: type, category, priority, contract, deadlines, assignee.
     Opened at ``now``, the instant its deadlines were counted from."""
-    ticket = Ticket(number=next_ticket_number(session), subject=title[:500], requester_id=customer.id,
+    ticket = Ticket(number=next_ticket_number(session), subject=title[:500], requester_id=customer.id,  # type: ignore[arg-type]  # a stored customer: has its id
                     company_id=customer.company_id, linked_to_id=linked_to.id if linked_to else None,
                     created_at=now, updated_at=now, **setup.fields)
     return batch.add(session, ticket)
@@ -114,7 +114,7 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
     notifications that carry them. Images that only sit in the quoted older mail of a reply are not kept."""
     mail = inc.mail
     message = Message(
-        ticket_id=ticket.id, direction=direction, kind=kind,
+        ticket_id=ticket.id, direction=direction, kind=kind,  # type: ignore[arg-type]  # the ticket is flushed
         message_id=mail.message_id or f"<missing.{inc.inbound.message_id_hash[:32]}@ticketd.invalid>",
         in_reply_to=mail.in_reply_to[:998] if mail.in_reply_to else None,  # an indexed column: bounded
         references=" ".join(mail.references) or None,
@@ -135,7 +135,7 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
         if att.sha256 not in stored:
             keep_blob(inc.session, att.sha256, att.payload)
         stored.add(att.sha256)
-        row = Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,
+        row = Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,  # type: ignore[arg-type]  # flushed above
                          size=len(att.payload), sha256=att.sha256, content_id=att.content_id, inline=att.inline)
         rows.append((batch.add(inc.session, row), att.payload))  # with its id: a notification that leaves
         # the file out names the id that fetches it
@@ -153,7 +153,8 @@ def await_answered(session: Session, mail: ParsedMail, ticket: Ticket) -> None:
     refs = list(dict.fromkeys(r[:998] for r in (mail.in_reply_to, *reversed(mail.references)) if r))[:AWAIT_AT_MOST]
     if not refs:
         return
-    stored = set(session.exec(select(Message.message_id).where(Message.message_id.in_(refs))))  # type: ignore[attr-defined]
+    assert ticket.id is not None  # stored: written by batch.add, or loaded
+    stored = set(session.exec(select(Message.message_id).where(col(Message.message_id).in_(refs))))
     batch.add_rows(session, (Awaited(message_id=ref, ticket_id=ticket.id) for ref in refs if ref not in stored))
 
 
@@ -165,6 +166,7 @@ def add_participants(inc: Incoming, ticket: Ticket, new_ticket: bool = False) ->
     """People on To/CC of a ticket's mail (not us, not the requester) may write to the ticket from now on and
     receive its answers; who may bring them is ``rules.participants``. The sender, when not the requester, has
     already been let in by ``rules.match`` and joins too."""
+    assert ticket.id is not None  # stored: written by batch.add, or loaded
     requester = inc.sender.customer if inc.sender.customer and inc.sender.customer.id == ticket.requester_id \
         else inc.session.get(Customer, ticket.requester_id)
     known = set() if new_ticket else {
@@ -198,7 +200,7 @@ def answers_our_mail(session: Session, mail: ParsedMail, ticket: Ticket) -> bool
     if not refs:
         return False
     return session.exec(select(Outbox.id).where(Outbox.ticket_id == ticket.id,
-                                                Outbox.message_id.in_(refs)).limit(1)).first() is not None  # type: ignore[attr-defined]
+                                                col(Outbox.message_id).in_(refs)).limit(1)).first() is not None
 
 
 def company_colleague(session: Session, requester: Customer | None, email: str) -> bool:

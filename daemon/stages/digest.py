@@ -7,6 +7,7 @@ agent owns is left off) and ordered by what to do first: what is overdue, then b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,12 +53,13 @@ def desk(session: Session, agent: Agent, now: datetime) -> tuple[list[Row], list
     mine = session.exec(select(Ticket).where(open_, Ticket.assignee_id == agent.id,
                                              col(Ticket.merged_into_id).is_(None)))
     groups = list(agent.groups or [])
-    free = session.exec(select(Ticket).where(open_, col(Ticket.assignee_id).is_(None), col(Ticket.group).in_(groups),
-                                             col(Ticket.merged_into_id).is_(None))) if groups else []
+    free: Iterable[Ticket] = session.exec(select(Ticket).where(
+        open_, col(Ticket.assignee_id).is_(None), col(Ticket.group).in_(groups),
+        col(Ticket.merged_into_id).is_(None))) if groups else []
 
-    def rows(tickets: object) -> list[Row]:
+    def rows(tickets: Iterable[Ticket]) -> list[Row]:
         out = []
-        for ticket in tickets:  # type: ignore[attr-defined]
+        for ticket in tickets:
             due = _due(ticket)
             out.append(Row(ticket, due, due is not None and due <= now and ticket.state != "pending"))
         return _order(out)

@@ -29,7 +29,7 @@ class Handed:
 def hand_on(session: Session, config: Config, leaving: Agent, now: datetime) -> list[Handed]:
     tickets = session.exec(select(Ticket).where(Ticket.assignee_id == leaving.id,
                                                 col(Ticket.state).in_(sorted(OPEN_STATES)),
-                                                col(Ticket.merged_into_id).is_(None)).order_by(Ticket.number))
+                                                col(Ticket.merged_into_id).is_(None)).order_by(col(Ticket.number)))
     handed = []
     by = {"name": config.helpdesk.name, "email": config.helpdesk.address}
     for ticket in list(tickets):

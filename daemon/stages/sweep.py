@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlmodel import Session, select
+from sqlalchemy.orm import Mapped
+from sqlmodel import Session, col, select
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.config.reports import ReportConfig, cron_trigger
@@ -53,16 +54,16 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
     now = now or utcnow()
     result = SweepResult()
     with session_scope(engine) as session:
-        for ticket in due(session, Ticket.first_response_due, Ticket.first_response_breached_at, now,
-                          Ticket.first_response_at.is_(None)):
+        for ticket in due(session, col(Ticket.first_response_due), col(Ticket.first_response_breached_at), now,
+                          col(Ticket.first_response_at).is_(None)):
             breach(session, config, ticket, "first_response", ticket.first_response_due, now)
             result.first_response += 1
-        for ticket in due(session, Ticket.resolution_due, Ticket.resolution_breached_at, now):
+        for ticket in due(session, col(Ticket.resolution_due), col(Ticket.resolution_breached_at), now):
             breach(session, config, ticket, "resolution", ticket.resolution_due, now)
             notify.to_requester(session, config, ticket, "delayed", cause="timer")
             result.resolution += 1
         quiet_since = now - config.closing.auto_close_after
-        stmt = (select(Ticket).where(Ticket.state == "resolved", Ticket.resolution_at <= quiet_since).limit(BATCH)
+        stmt = (select(Ticket).where(Ticket.state == "resolved", col(Ticket.resolution_at) <= quiet_since).limit(BATCH)
                 .with_for_update(skip_locked=True))
         for ticket in session.exec(stmt):
             closing.auto_close(session, config, ticket, now)
@@ -73,11 +74,11 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
     return result
 
 
-def due(session: Session, due_column: object, breached_column: object, now: datetime,
-        *extra: object) -> list[Ticket]:
-    stmt = (select(Ticket).where(Ticket.state.in_(RUNNING), due_column <= now,  # type: ignore[operator]
-                                 breached_column.is_(None), Ticket.merged_into_id.is_(None), *extra)  # type: ignore
-            .order_by(Ticket.id).limit(BATCH).with_for_update(skip_locked=True))
+def due(session: Session, due_column: Mapped[datetime | None], breached_column: Mapped[datetime | None],
+        now: datetime, *extra: sa.ColumnElement[bool]) -> list[Ticket]:
+    stmt = (select(Ticket).where(col(Ticket.state).in_(RUNNING), due_column <= now,
+                                 breached_column.is_(None), col(Ticket.merged_into_id).is_(None), *extra)
+            .order_by(col(Ticket.id)).limit(BATCH).with_for_update(skip_locked=True))
     return list(session.exec(stmt))
 
 

@@ -10,7 +10,7 @@ Create Date: 2026-11-24
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # named in full: the AutoString columns below reach it as an attribute
 from alembic import op
 
 from ticketd.storage.models import UTCDateTime

@@ -11,7 +11,7 @@ is no loop. ``announces`` holds who an "assigned to …" mail names, so a later 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # named in full: the AutoString columns below reach it as an attribute
 from alembic import op
 
 # revision identifiers, used by Alembic.
