@@ -399,7 +399,7 @@ def cmd_cc(ctx: CommandContext, value: str | None) -> None:
             raise CommandFailed(f"ticket #{thread.number} has {on_it} people on the customer's side already; "
                                 f"at most {cap} ([limits] max_participants)")
         assert thread.id is not None  # a stored ticket
-        ctx.session.add(Participant(ticket_id=thread.id, email=address, role="cc", added_at=ctx.now))
+        batch.add_rows(ctx.session, [Participant(ticket_id=thread.id, email=address, role="cc", added_at=ctx.now)])
         ctx.change("participant-added", None, address, thread)
 
 

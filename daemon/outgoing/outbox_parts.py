@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from ticketd.daemon.outgoing import wire
 from ticketd.daemon.outgoing.wire import MailAttachment
+from ticketd.storage import batch
 from ticketd.storage.db import insert_shared
 from ticketd.storage.models import Blob, OutboxAttachment
 
@@ -30,10 +31,10 @@ def store_attachments(session: Session, outbox_id: int, parts: Iterable[MailAtta
         digest = hashlib.sha256(part.data).hexdigest()
         keep_blob(session, digest, part.data)
         content_id = wire.safe_content_id(part.content_id) if part.content_id else None
-        session.add(OutboxAttachment(
+        batch.add_rows(session, [OutboxAttachment(
             outbox_id=outbox_id, filename=wire.safe_filename(part.filename), content_type="/".join(
                 wire.safe_content_type(part.content_type)), sha256=digest, content_id=content_id or None,
-            inline=bool(content_id)))
+            inline=bool(content_id))])
 
 
 def load_attachments(session: Session, outbox_ids: Sequence[int]) -> dict[int, tuple[MailAttachment, ...]]:

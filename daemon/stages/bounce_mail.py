@@ -35,7 +35,7 @@ def handle_bounce(session: Session, config: Config, inbound: Inbound, mail: Pars
     if ticket is None:
         return Outcome("dropped", reason=f"{what}; matches no mail of ours")
     assert ticket.id is not None  # loaded from the database
-    session.add(Message(
+    batch.add(session, Message(
         ticket_id=ticket.id, direction="in", kind="auto", inbound_id=inbound.id,
         message_id=mail.message_id or f"<bounce.{inbound.message_id_hash[:32]}@ticketd.invalid>",
         from_addr=mail.sender.email if mail.sender else "", subject=mail.subject,
@@ -43,7 +43,6 @@ def handle_bounce(session: Session, config: Config, inbound: Inbound, mail: Pars
     batch.event(session, ticket_id=ticket.id, actor=mail.sender.email if mail.sender else "mailer-daemon",
                 what="bounce" if bounce.permanent else "delivery-delayed", new=what,
                 via_message_id=row.message_id if row else None)
-    session.flush()
     if bounce.permanent:
         notify.to_agents(session, config, ticket, notify.agents_to_notify(session, ticket), "agent_bounce",
                          {"bounce": {"summary": what, "diagnostic": bounce.diagnostic or "",
