@@ -29,6 +29,10 @@ def agents(session: Session) -> list[Agent]:
     return cached
 
 
+def agent_by_id(session: Session, agent_id: int) -> Agent | None:
+    return next((a for a in agents(session) if a.id == agent_id), None)
+
+
 def active_agent(session: Session, email: str) -> Agent | None:
     return next((a for a in agents(session) if a.active and a.email == email), None)
 

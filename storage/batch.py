@@ -78,19 +78,17 @@ def event(session: Session, *, ticket_id: int | None, actor: str, what: str, old
 
 
 def add_rows(session: Session, objs: Iterable[SQLModel]) -> None:
-    """INSERT rows nobody needs back as objects: one statement per table (an executemany for several); events
-    wait for the batch's commit (or ``flush``)."""
+    """INSERT rows nobody needs back as objects: one statement per table (an executemany for several). Events
+    go through ``event``, which keeps them for the batch's commit."""
     _flush_pending(session)
     by_table: dict[sa.Table, list[dict[str, Any]]] = {}
     for obj in objs:
-        by_table.setdefault(table_of(obj), []).append(columns(obj))
-    waiting: list[dict[str, Any]] = session.info.setdefault(_EVENTS, [])
+        table = table_of(obj)
+        assert table is not _EVENT_TABLE, "events go through batch.event, in order"
+        by_table.setdefault(table, []).append(columns(obj))
     conn = session.connection()
     for table, rows in by_table.items():
-        if table is _EVENT_TABLE:
-            waiting.extend(rows)
-        else:
-            conn.execute(sa.insert(table), rows)
+        conn.execute(sa.insert(table), rows)
 
 
 def flush(session: sa.orm.Session) -> None:

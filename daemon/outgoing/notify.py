@@ -61,7 +61,7 @@ def ticket_context(session: Session, config: Config, ticket: Ticket,
                    requester: Customer | None = None) -> dict[str, Any]:
     requester = requester or session.get(Customer, ticket.requester_id)
     company = batch.held(session, Company, ticket.company_id) if ticket.company_id else None
-    assignee = batch.held(session, Agent, ticket.assignee_id) if ticket.assignee_id else None
+    assignee = identify.agent_by_id(session, ticket.assignee_id) if ticket.assignee_id else None
     return {
         "number": ticket.number, "subject": ticket.subject, "state": ticket.state, "priority": ticket.priority,
         "type": ticket.type, "category": ticket.category or "", "source": ticket.source,
@@ -268,7 +268,7 @@ def tell_assigned(session: Session, config: Config, ticket: Ticket, now: datetim
     all. The UPDATE only touches rows still waiting, so a mail another instance is sending right now stays sent.
     """
     conversation = conversation or ticket
-    assignee = batch.held(session, Agent, ticket.assignee_id) if ticket.assignee_id else None
+    assignee = identify.agent_by_id(session, ticket.assignee_id) if ticket.assignee_id else None
     table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     mine = sa.and_(table.c.ticket_id == conversation.id, table.c.kind == "assigned")
     withdraw_assigned(session, conversation, "superseded by a later assignment")

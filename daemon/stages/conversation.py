@@ -137,8 +137,8 @@ def record_message(inc: Incoming, ticket: Ticket, kind: str, text: str, directio
         stored.add(att.sha256)
         row = Attachment(message_pk=message.id, filename=att.filename, content_type=att.content_type,  # type: ignore[arg-type]  # flushed above
                          size=len(att.payload), sha256=att.sha256, content_id=att.content_id, inline=att.inline)
-        rows.append((batch.add(inc.session, row), att.payload))  # with its id: a notification that leaves
-        # the file out names the id that fetches it
+        # Written at once, for its id: a notification that leaves the file out names the id that fetches it.
+        rows.append((batch.add(inc.session, row), att.payload))
     ticket.updated_at = inc.now
     return message, [File(row.id, row.filename, row.content_type, data, row.content_id, row.inline)
                      for row, data in rows]
@@ -167,8 +167,7 @@ def add_participants(inc: Incoming, ticket: Ticket, new_ticket: bool = False) ->
     receive its answers; who may bring them is ``rules.participants``. The sender, when not the requester, has
     already been let in by ``rules.match`` and joins too."""
     assert ticket.id is not None  # stored: written by batch.add, or loaded
-    requester = inc.sender.customer if inc.sender.customer and inc.sender.customer.id == ticket.requester_id \
-        else inc.session.get(Customer, ticket.requester_id)
+    requester = inc.session.get(Customer, ticket.requester_id)
     known = set() if new_ticket else {
         p.email for p in inc.session.exec(select(Participant).where(Participant.ticket_id == ticket.id))}
     trusted = [inc.sender.address] if inc.sender.customer is not None and \
