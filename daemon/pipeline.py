@@ -121,13 +121,18 @@ def attribute_channel(config: Config, mail: ParsedMail) -> tuple[ParsedMail, str
     return mail, "email"
 
 
+# The per-mail statements below are built once and run on the transaction's connection: building one (and its
+# cache key) for every mail cost more than running it. Inbound rows change only by these plain statements.
+_SAME_MAIL = select(Inbound.id, Inbound.status).where(Inbound.message_id_hash == sa.bindparam("hash"))
+
+
 def find_duplicate(session: Session, inbound: Inbound) -> int | None:
     """The same mail fetched again (UIDVALIDITY change, two folders, a redelivery) is processed once.
 
     Only the hash narrows the query: with ``status`` in the WHERE clause SQLite picked the status index and
     scanned every processed row, so intake slowed down as the table grew.
     """
-    same = session.exec(select(Inbound.id, Inbound.status).where(Inbound.message_id_hash == inbound.message_id_hash))
+    same = session.connection().execute(_SAME_MAIL, {"hash": inbound.message_id_hash})
     return next((row_id for row_id, status in same if row_id != inbound.id and status == "done"), None)
 
 
@@ -147,6 +152,9 @@ def answers_mail_in_flight(session: Session, inbound: Inbound, mail: ParsedMail,
     return session.exec(waiting).first() is not None
 
 
+_FINISH = sa.update(Inbound).where(col(Inbound.id) == sa.bindparam("row_id"))  # SET: the columns passed
+
+
 def finish(inbound: Inbound, outcome: Outcome, now: datetime) -> Outcome:
     """Record the outcome on the inbound row with one plain UPDATE (the ORM object is told, not dirtied)."""
     session = Session.object_session(inbound)
@@ -155,7 +163,7 @@ def finish(inbound: Inbound, outcome: Outcome, now: datetime) -> Outcome:
               "attempts": inbound.attempts + 1, "ticket_id": inbound.ticket_id}
     if outcome.ticket_number is not None:
         values["ticket_id"] = outcome.ticket_id or inbound_ticket_id(inbound, outcome)
-    session.connection().execute(sa.update(Inbound).where(col(Inbound.id) == inbound.id).values(**values))
+    session.connection().execute(_FINISH, {"row_id": inbound.id, **values})
     for key, value in values.items():
         set_committed_value(inbound, key, value)
     return outcome

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import Address
@@ -43,6 +44,9 @@ def find_company_by_domain(session: Session, email: str) -> Company | None:
     return batch.held(session, Company, row.company_id) if row else None
 
 
+_CUSTOMER_BY_EMAIL = select(Customer).where(Customer.email == sa.bindparam("email"))  # built once, for every mail
+
+
 def identify_sender(session: Session, address: Address) -> Sender:
     """The customer record for this address (created on first contact, under the company owning the domain).
 
@@ -50,7 +54,7 @@ def identify_sender(session: Session, address: Address) -> Sender:
     command stage who may steer tickets.
     """
     agent = active_agent(session, address.email)
-    customer = session.exec(select(Customer).where(Customer.email == address.email)).first()
+    customer = session.exec(_CUSTOMER_BY_EMAIL, params={"email": address.email}).first()
     if customer is not None:
         if not customer.name and address.name:
             customer.name = address.name
@@ -61,7 +65,7 @@ def identify_sender(session: Session, address: Address) -> Sender:
     table = Customer.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
     insert_shared(session.connection(), table,
                   {c.key: getattr(values, c.key) for c in table.columns if c.key != "id"}, "email")
-    customer = session.exec(select(Customer).where(Customer.email == address.email)).one()
+    customer = session.exec(_CUSTOMER_BY_EMAIL, params={"email": address.email}).one()
     if customer.company_id != values.company_id:  # another instance added them a moment ago: theirs is the record
         company = batch.held(session, Company, customer.company_id) if customer.company_id else None
     return Sender(address, customer=customer, agent=agent, company=company, is_new=True)

@@ -45,14 +45,29 @@ def _by_number(session: Session, number: int) -> Ticket | None:
     return session.exec(select(Ticket).where(Ticket.number == number)).first()
 
 
+# Built once, executed with parameters on the transaction's connection: building a statement (and its cache key)
+# for every mail cost more than running it. The rows these read are written by plain INSERTs (storage.batch),
+# never left pending in the session, so skipping the ORM's autoflush misses nothing.
+_IDS: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
+_MESSAGE_BY_ID = select(Message.ticket_id).where(col(Message.message_id).in_(_IDS)).limit(1)
+_OUTBOX_BY_ID = select(Outbox.ticket_id).where(col(Outbox.message_id).in_(_IDS),
+                                               col(Outbox.ticket_id).is_not(None)).limit(1)
+_ANSWERS = sa.union_all(  # a stored mail answering this one, or one naming it as awaited: rank says which
+    sa.select(col(Message.ticket_id).label("ticket_id"), sa.literal(0).label("rank"))
+    .where(col(Message.in_reply_to).in_(_IDS), col(Message.direction) == "in"),
+    sa.select(col(Awaited.ticket_id).label("ticket_id"), sa.literal(1).label("rank"))
+    .where(col(Awaited.message_id).in_(_IDS))).subquery()
+_ANSWERED_BY = sa.select(_ANSWERS.c.ticket_id).order_by(_ANSWERS.c.rank).limit(1)
+
+
 def _by_references(session: Session, mail: ParsedMail) -> Ticket | None:
     refs = [r for r in (mail.in_reply_to, *reversed(mail.references)) if r]
     if not refs:
         return None
-    found = session.exec(select(Message.ticket_id).where(col(Message.message_id).in_(refs)).limit(1)).first()
+    conn = session.connection()
+    found = conn.execute(_MESSAGE_BY_ID, {"ids": refs}).scalar()
     if found is None:
-        found = session.exec(select(Outbox.ticket_id).where(col(Outbox.message_id).in_(refs),
-                                                            col(Outbox.ticket_id).is_not(None)).limit(1)).first()
+        found = conn.execute(_OUTBOX_BY_ID, {"ids": refs}).scalar()
     return session.get(Ticket, found) if found is not None else None
 
 
@@ -64,12 +79,7 @@ def answered_by(session: Session, mail: ParsedMail) -> Ticket | None:
     if not ids:
         return None
     # One statement for both questions: nearly every new mail asks them and nearly always hears "none".
-    both = sa.union_all(
-        sa.select(col(Message.ticket_id).label("ticket_id"), sa.literal(0).label("rank"))
-        .where(col(Message.in_reply_to).in_(ids), col(Message.direction) == "in"),
-        sa.select(col(Awaited.ticket_id).label("ticket_id"), sa.literal(1).label("rank"))
-        .where(col(Awaited.message_id).in_(ids))).subquery()
-    found = session.exec(select(both.c.ticket_id).order_by(both.c.rank).limit(1)).first()
+    found = session.connection().execute(_ANSWERED_BY, {"ids": ids}).scalar()
     return session.get(Ticket, found) if found is not None else None
 
 

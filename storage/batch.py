@@ -44,6 +44,10 @@ def table_of(obj: SQLModel | type[SQLModel]) -> sa.Table:
 
 
 _EVENT_TABLE = table_of(Event)
+# Built once per table: a statement built for every row cost more to build (and to find in SQLAlchemy's
+# compiled cache) than to run.
+_INSERT_RETURNING_ID = {table: sa.insert(table).returning(table.c.id)
+                        for table in SQLModel.metadata.sorted_tables if "id" in table.c}
 
 
 def columns(obj: SQLModel) -> dict[str, Any]:
@@ -59,9 +63,9 @@ def add(session: Session, obj: Row) -> Row:
     values = columns(obj)
     conn = session.connection()
     if "id" in table.c and "id" not in values:
-        obj.id = conn.execute(sa.insert(table).returning(table.c.id), values).scalar_one()
+        obj.id = conn.execute(_INSERT_RETURNING_ID[table], values).scalar_one()
     else:
-        conn.execute(sa.insert(table), values)
+        conn.execute(table.insert(), values)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj

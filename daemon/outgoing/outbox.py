@@ -296,6 +296,9 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox, parts: Sequence[MailAt
                  message_id=row.message_id, ticket_id=row.ticket_id)
 
 
+_RECORD = sa.update(Outbox).where(col(Outbox.id) == sa.bindparam("row_id"))  # built once; SET: the columns passed
+
+
 class Ledger:
     """One sending lane's own database connection: it claims each row just before its SMTP transaction and
     records the outcome right after, one commit per mail.
@@ -331,10 +334,9 @@ class Ledger:
         return True
 
     def record(self, row: Outbox) -> None:
-        table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
-        self.conn.execute(sa.update(table).where(table.c.id == row.id).values(
-            status=row.status, attempts=row.attempts, last_error=row.last_error, sent_at=row.sent_at,
-            next_attempt_at=row.next_attempt_at))
+        self.conn.execute(_RECORD, {"row_id": row.id, "status": row.status, "attempts": row.attempts,
+                                    "last_error": row.last_error, "sent_at": row.sent_at,
+                                    "next_attempt_at": row.next_attempt_at})
         self.conn.commit()
         self.recorded.append(row)
 
