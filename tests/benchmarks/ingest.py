@@ -10,7 +10,13 @@ Options: ``--n`` backlog size; ``--latency-n`` and ``--rate`` (messages per seco
 told of every new ticket, so a new request makes 1 + agents mails); ``--seed`` for the generated mail
 (tests/benchmarks/mailgen.py: plain and HTML, attachments, replies, Turkish in UTF-8 and ISO-8859-9, known and
 unknown senders); ``--stall-timeout`` gives up a phase when nothing moved for that many seconds; ``--keep``
-keeps the work folder (config, database, daemon log) and prints where it is.
+keeps the work folder (config, database, daemon log) and prints where it is; ``--backend postgresql`` runs on a
+private PostgreSQL cluster instead of a SQLite file; ``--ticketd`` names another ticketd command (an older
+version started from its own source tree) for a before/after on the same machine and the same mail.
+
+Besides the rates, the backlog phase prints the daemon's CPU per message and how busy the machine was, and every
+run starts with the seconds a fixed pure-Python loop takes: this machine's speed varies from day to day (the same
+code has run 2.6 times slower on one day than on another), so only runs with close loop times compare.
 
 1. Backlog: all ``--n`` mails are APPENDed (MULTIAPPEND) to the inbox before the daemon starts. Throughput is
    measured from the first fetch (the timestamp of the daemon's first ``inbound.stored`` log line) to the
@@ -36,6 +42,7 @@ import math
 import os
 import resource
 import secrets
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -60,7 +67,7 @@ from imapclient import IMAPClient
 from ticketd.daemon.outgoing.smtp_sink import SmtpSink, _Handler
 
 TESTS = Path(__file__).resolve().parents[1]
-TICKETD = Path(sys.executable).with_name("ticketd")
+TICKETD = [str(Path(sys.executable).with_name("ticketd"))]  # --ticketd replaces it (an older version, to compare)
 AGENT_POOL = [("ali.veli@acme.example", "Ali Veli", "agent", ["network"]),
               ("ayse.demir@acme.example", "Ayşe Demir", "agent", ["billing"]),
               ("murat.kaya@acme.example", "Murat Kaya", "manager", ["network", "billing"]),
@@ -204,6 +211,32 @@ def proc_memory(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), sum(values) / os.sysconf("SC_CLK_TCK")
+
+
+def calibration() -> float:
+    """Seconds this machine takes for a fixed pure-Python loop, the best of three."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(2_000_000))
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def mib(kib: int) -> str:
     return f"{kib / 1024:.1f} MiB ({kib * 1024 / 1e6:.1f} MB)"
 
@@ -275,7 +308,7 @@ format = "json"
 
 
 def cli(config: Path, *args: str) -> str:
-    proc = subprocess.run([str(TICKETD), "--config", str(config), *args], capture_output=True, text=True,
+    proc = subprocess.run([*TICKETD, "--config", str(config), *args], capture_output=True, text=True,
                           timeout=300, check=False, cwd=config.parent)
     if proc.returncode:
         raise RuntimeError(f"ticketd {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
@@ -348,7 +381,7 @@ def idle_notice_delay(server: Any, password: str, samples: int = 3) -> float:
 
 def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as err:  # the child keeps its own descriptor
-        return subprocess.Popen([str(TICKETD), "--config", str(config), "run"], cwd=config.parent,
+        return subprocess.Popen([*TICKETD, "--config", str(config), "run"], cwd=config.parent,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)  # our Ctrl-C must not stop it before we read its memory
 
@@ -434,7 +467,7 @@ def backlog_phase(run: Run, config: Path, log: Path, password: str) -> dict[str,
     expected = {m.message_id for m in mails if m.expects_ack}
     started = time.time()
     run.daemon = start_daemon(config, log)
-    out, db = run.out, run.db
+    out, db, daemon_pid = run.out, run.db, run.daemon.pid
 
     def report() -> str:
         inbound = db.counts("inbound")
@@ -442,9 +475,13 @@ def backlog_phase(run: Run, config: Path, log: Path, password: str) -> dict[str,
         return (f"{spent:.0f} s: inbound {dict(inbound)}, acks {len(expected & out.acks.keys())}/{len(expected)}, "
                 f"mails received by SMTP {out.seen}, {handled / spent:.1f} processed/s since start")
 
+    cpu_at_first_row: list[tuple[float, float, float]] = []  # daemon CPU, machine busy, machine total
+
     def done() -> bool:
         out.update()
         inbound = db.counts("inbound")
+        if not cpu_at_first_row and sum(inbound.values()):
+            cpu_at_first_row.append((proc_cpu(daemon_pid), *machine_cpu()))
         return (sum(inbound.values()) >= len(mails) and inbound["new"] == 0
                 and expected <= out.acks.keys())
 
@@ -456,6 +493,7 @@ def backlog_phase(run: Run, config: Path, log: Path, password: str) -> dict[str,
         return db.counts("outbox")["queued"] == 0
 
     complete = wait_until(done, progress, run.daemon, log, args.stall_timeout, report)
+    cpu_at_done = (proc_cpu(daemon_pid), *machine_cpu())
     drained = wait_until(drained_now, progress, run.daemon, log, args.stall_timeout, report)
     time.sleep(0.3)
     out.update()
@@ -494,6 +532,10 @@ def backlog_phase(run: Run, config: Path, log: Path, password: str) -> dict[str,
             + f" (outbox: {dict(outbox)})" + ("" if drained else "  !! outbox not drained"), summary=True)
     run.say(f"outbox drained       +{out.last_at - t0:.2f} s after first fetch")
     run.say(f"inbound rows         {dict(inbound)}", summary=True)
+    if cpu_at_first_row:  # from the first stored row seen to every ack seen (both polled: a little coarse)
+        (d0, b0, a0), (d1, b1, a1) = cpu_at_first_row[0], cpu_at_done
+        run.say(f"CPU                  daemon {d1 - d0:.1f} s = {(d1 - d0) / len(mails) * 1000:.2f} ms/msg; machine "
+                f"busy {(b1 - b0) / (a1 - a0) * 100:.0f} % of {os.cpu_count()} CPU(s) meanwhile", summary=True)
     run.say(f"daemon RSS           peak (VmHWM) {mib(memory.get('VmHWM', 0))}, now {mib(memory.get('VmRSS', 0))}"
             f" after {len(mails)} messages", summary=True)
     return {"rate": rate, "complete": complete, "hwm": memory.get("VmHWM", 0)}
@@ -628,7 +670,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (config, database, log)")
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
                         help="the database: a SQLite file (default) or a private PostgreSQL cluster")
+    parser.add_argument("--ticketd", help="the ticketd command to benchmark, as a shell-quoted command line "
+                        "(default: the one installed beside this Python); e.g. an older version, for a before/after")
     args = parser.parse_args(argv)
+    if args.ticketd:
+        TICKETD[:] = shlex.split(args.ticketd)
     if args.n < 1 or args.latency_n < 0 or args.rate <= 0:
         parser.error("--n must be >= 1, --latency-n >= 0, --rate > 0")
     if args.backlog_only:
@@ -661,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
         run.say(f"generated            {len(mails)} mails in {time.perf_counter() - started:.2f} s")
         run.say(f"machine              {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f} at the start "
                 "(other work on the machine skews every figure)", summary=True)
+        run.say(f"machine speed        {calibration():.3f} s for a fixed pure-Python loop (figures of runs whose "
+                "loops differ are not comparable: the same machine is not always as fast)", summary=True)
 
         password = secrets.token_urlsafe(12)
         run.server = start_dovecot(work / "dovecot", {IMAP_USER: password})
