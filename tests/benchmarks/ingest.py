@@ -206,7 +206,7 @@ def proc_memory(pid: int) -> dict[str, int]:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
                 out[key] = int(value.split()[0])
     return out
 
@@ -538,6 +538,8 @@ def backlog_phase(run: Run, config: Path, log: Path, password: str) -> dict[str,
                 f"busy {(b1 - b0) / (a1 - a0) * 100:.0f} % of {os.cpu_count()} CPU(s) meanwhile", summary=True)
     run.say(f"daemon RSS           peak (VmHWM) {mib(memory.get('VmHWM', 0))}, now {mib(memory.get('VmRSS', 0))}"
             f" after {len(mails)} messages", summary=True)
+    run.say(f"daemon RSS now       {mib(memory.get('RssAnon', 0))} anonymous, {mib(memory.get('RssFile', 0))} file "
+            "pages (libraries, the language model's map: pages the kernel can drop)", summary=True)
     return {"rate": rate, "complete": complete, "hwm": memory.get("VmHWM", 0)}
 
 
