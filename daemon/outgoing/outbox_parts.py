@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from ticketd.daemon.outgoing import wire
@@ -14,12 +15,15 @@ from ticketd.storage import batch
 from ticketd.storage.db import insert_shared
 from ticketd.storage.models import Blob, OutboxAttachment
 
+# Built once (every attachment of every mail asks); blobs are written by plain INSERTs, never left pending.
+_BLOB_KEY = select(Blob.sha256).where(col(Blob.sha256) == sa.bindparam("digest"))
+
 
 def keep_blob(session: Session, digest: str, data: bytes) -> None:
     """The bytes under their SHA-256, once: present already, or stored now (by an insert that another instance
     storing the same file at the same moment cannot make fail). Only the key is read: a blob's bytes may be
     megabytes, and ``session.get`` loaded them to learn that they were there."""
-    if session.exec(select(Blob.sha256).where(Blob.sha256 == digest)).first() is None:
+    if session.connection().execute(_BLOB_KEY, {"digest": digest}).first() is None:
         table = Blob.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
         insert_shared(session.connection(), table, {"sha256": digest, "size": len(data), "data": data}, "sha256",
                       large="data")

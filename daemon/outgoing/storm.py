@@ -68,13 +68,19 @@ def answers_automatic(session: Session) -> bool:
     return bool(session.info.get(_ANSWERING, False))
 
 
+_AUTOMATIC_NAMED: sa.Select[int | None] = (  # built once: every mail with threading headers asks
+    sa.select(col(Outbox.id)).where(col(Outbox.message_id).in_(sa.bindparam("ids", expanding=True)),
+                                    col(Outbox.automatic)).order_by(col(Outbox.id).desc()).limit(1))
+
+
 def automatic_mail_answered(session: Session, refs: Sequence[str]) -> Outbox | None:
-    """The automatic mail of ours that a mail's In-Reply-To/References name, if any (newest first)."""
+    """The automatic mail of ours that a mail's In-Reply-To/References name, if any (newest first). The id is
+    looked up on the connection (outbox rows are written by plain INSERTs); the row is loaded only when found."""
     ids = [r[:998] for r in refs if r]
     if not ids:
         return None
-    stmt = select(Outbox).where(col(Outbox.message_id).in_(ids), Outbox.automatic)
-    return session.exec(stmt.order_by(col(Outbox.id).desc()).limit(1)).first()
+    found = session.connection().execute(_AUTOMATIC_NAMED, {"ids": ids}).scalar()
+    return session.get(Outbox, found) if found is not None else None
 
 
 def automatic_mail_quoted(session: Session, subject: str, ticket_number: int | None) -> Outbox | None:
