@@ -43,7 +43,7 @@ from ticketd.rules.identify import identify_sender
 from ticketd.rules.match import match_ticket
 from ticketd.rules.screen import ScreenContext, Verdict, screen
 from ticketd.storage.db import session_scope, shared
-from ticketd.storage.inbound import load_head, load_raw
+from ticketd.storage.inbound import load_heads, load_raw
 from ticketd.storage.models import Inbound, Ticket, utcnow
 
 log = structlog.get_logger("ticketd.pipeline")
@@ -103,10 +103,9 @@ def hold_conversations(session: Session, rows: list[Inbound]) -> None:
     """
     if not rows or not shared(session.get_bind()):
         return
-    hashes: set[str] = set()
-    for row in rows:  # the header block only: a batch may hold many big mails
-        assert row.id is not None
-        hashes.update([row.message_id_hash, *answered_hashes(load_head(session, row.id))])
+    hashes: set[str] = {row.message_id_hash for row in rows}
+    for head in load_heads(session, [row.id for row in rows if row.id is not None]).values():
+        hashes.update(answered_hashes(head))  # the header blocks only: a batch may hold many big mails
     keys = sorted({int(h[:15], 16) for h in hashes})
     session.connection().execute(sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
                                  {"keys": keys})

@@ -49,12 +49,15 @@ def load_raw(session: Session, inbound_id: int) -> bytes:
     return bytes(found or b"")
 
 
-def load_head(session: Session, inbound_id: int) -> bytes:
-    """The first ``HEAD_BYTES`` of the stored bytes (the database cuts them): the header block, without loading
-    a big mail's body."""
-    head = sa.func.substr(InboundRaw.raw, 1, HEAD_BYTES)
-    found = session.execute(select(head).where(col(InboundRaw.inbound_id) == inbound_id)).scalar()
-    return bytes(found or b"")
+_HEADS = select(col(InboundRaw.inbound_id), sa.func.substr(InboundRaw.raw, 1, HEAD_BYTES)).where(
+    col(InboundRaw.inbound_id).in_(sa.bindparam("ids", expanding=True)))
+
+
+def load_heads(session: Session, inbound_ids: list[int]) -> dict[int, bytes]:
+    """The first ``HEAD_BYTES`` of each row's stored bytes (the database cuts them), in one query: the header
+    blocks, without loading a big mail's body; a purged row reads as empty."""
+    found = {row_id: bytes(head or b"") for row_id, head in session.connection().execute(_HEADS, {"ids": inbound_ids})}
+    return {row_id: found.get(row_id, b"") for row_id in inbound_ids}
 
 
 def drop_raw(session: Session, inbound_ids: list[int]) -> None:

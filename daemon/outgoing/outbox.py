@@ -296,6 +296,22 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox, parts: Sequence[MailAt
                  message_id=row.message_id, ticket_id=row.ticket_id)
 
 
+def _claim_statement() -> sa.Select[tuple[int]]:
+    """The row, still due, with no earlier mail of its ticket to the same recipient failed or due before it;
+    locked, or skipped when another instance holds it."""
+    table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
+    earlier = table.alias("earlier")
+    now = sa.bindparam("now", type_=table.c.next_attempt_at.type)
+    return (sa.select(table.c.id)
+            .where(table.c.id == sa.bindparam("row_id"), table.c.status.in_(PENDING), table.c.next_attempt_at <= now,
+                   ~sa.exists().where(earlier.c.ticket_id == table.c.ticket_id,
+                                      earlier.c.recipient == table.c.recipient, earlier.c.id < table.c.id,
+                                      sa.or_(earlier.c.status == "failed",
+                                             sa.and_(earlier.c.status == "queued", earlier.c.next_attempt_at <= now))))
+            .with_for_update(skip_locked=True, of=table))
+
+
+_CLAIM = _claim_statement()  # built once: PostgreSQL asks it before every mail it sends
 _RECORD = sa.update(Outbox).where(col(Outbox.id) == sa.bindparam("row_id"))  # built once; SET: the columns passed
 
 
@@ -318,17 +334,7 @@ class Ledger:
     def claim(self, row: Outbox) -> bool:
         if not self.shared:
             return True
-        table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
-        earlier = table.alias("earlier")
-        stmt = (sa.select(table.c.id)
-                .where(table.c.id == row.id, table.c.status.in_(PENDING), table.c.next_attempt_at <= utcnow(),
-                       ~sa.exists().where(earlier.c.ticket_id == table.c.ticket_id,
-                                          earlier.c.recipient == table.c.recipient, earlier.c.id < table.c.id,
-                                          sa.or_(earlier.c.status == "failed",
-                                                 sa.and_(earlier.c.status == "queued",
-                                                         earlier.c.next_attempt_at <= utcnow()))))
-                .with_for_update(skip_locked=True, of=table))
-        if self.conn.execute(stmt).first() is None:
+        if self.conn.execute(_CLAIM, {"row_id": row.id, "now": utcnow()}).first() is None:
             self.conn.rollback()
             return False
         return True

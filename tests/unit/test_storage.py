@@ -102,7 +102,7 @@ def test_big_values_round_trip_and_the_statement_keeps_none_of_them(engine: sa.E
     import hashlib
     import os
 
-    from ticketd.storage.inbound import drop_raw, load_head, load_raw, store_inbound
+    from ticketd.storage.inbound import drop_raw, load_heads, load_raw, store_inbound
     from ticketd.storage.models import Blob
 
     raw = b"Subject: big\r\nMessage-ID: <big@x.example>\r\n\r\n" + os.urandom(db.LARGE_BYTES * 3 + 17)
@@ -122,9 +122,10 @@ def test_big_values_round_trip_and_the_statement_keeps_none_of_them(engine: sa.E
     with Session(engine) as session:
         assert row.id is not None
         assert load_raw(session, row.id) == raw
-        assert load_head(session, row.id) == raw[:64 * 1024]
+        assert load_heads(session, [row.id]) == {row.id: raw[:64 * 1024]}
         assert session.get(Blob, digest).data == data  # type: ignore[union-attr]
     with db.session_scope(engine) as session:
         drop_raw(session, [row.id])
     with Session(engine) as session:
         assert load_raw(session, row.id) == b""
+        assert load_heads(session, [row.id]) == {row.id: b""}
