@@ -71,6 +71,24 @@ def add(session: Session, obj: Row) -> Row:
     return obj
 
 
+def add_all(session: Session, objs: list[Row]) -> list[Row]:
+    """``add`` for many objects of one table with one statement (an INSERT … RETURNING id over all their rows,
+    ids given back in the order of the objects). Intake stores a whole fetched chunk of mail this way."""
+    if len(objs) <= 1:
+        return [add(session, obj) for obj in objs]
+    _flush_pending(session)
+    table = table_of(objs[0])
+    rows = [columns(obj) for obj in objs]
+    assert all(table_of(obj) is table and "id" not in row for obj, row in zip(objs, rows, strict=True))
+    stmt = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    ids = session.connection().execute(stmt, rows).scalars().all()
+    for obj, new_id in zip(objs, ids, strict=True):
+        obj.id = new_id
+        make_transient_to_detached(obj)
+        session.add(obj)
+    return objs
+
+
 def event(session: Session, *, ticket_id: int | None, actor: str, what: str, old: str | None = None,
           new: str | None = None, via_message_id: str | None = None, at: datetime | None = None) -> None:
     """One line of a ticket's history (or the system's, without a ticket), written with the batch's other

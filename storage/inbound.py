@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import header_message_id, message_id_hash
 from ticketd.storage import batch
-from ticketd.storage.db import insert_new
+from ticketd.storage.db import LARGE_BYTES, insert_new
 from ticketd.storage.models import Inbound, InboundRaw
+
+_RAW_TABLE = batch.table_of(InboundRaw)
 
 # Enough for the header block of any mail we answer (RFC 5322 has no limit; a hostile one is read in part).
 HEAD_BYTES = 64 * 1024
@@ -28,15 +33,40 @@ def truncated_message(head: bytes, text_prefix: bytes, original_size: int) -> by
 def store_inbound(session: Session, raw: bytes, mailbox: str, uidvalidity: int | None = None,
                   uid: int | None = None) -> Inbound:
     """Add the raw bytes as a ``new`` row; the caller commits before touching the mail anywhere else."""
-    mail_id = header_message_id(raw)
-    row = Inbound(mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, message_id=mail_id,
-                  message_id_hash=message_id_hash(mail_id, raw), size=len(raw), status="new")
-    batch.add(session, row)  # a plain INSERT: the ORM's flush cost intake more than the rest of its work
-    assert row.id is not None
-    # Not as an ORM object, which would keep the bytes in the session until its commit; written without copies.
-    insert_new(session.connection(), InboundRaw.__table__, {"inbound_id": row.id, "raw": raw}, "inbound_id",  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
-               large="raw")
-    return row
+    return store_inbound_many(session, [(uid, raw)], mailbox, uidvalidity)[0]
+
+
+# Small raw mail is written in groups of at most this many bytes: one statement for many rows, while the
+# parameters a group binds at once (the driver's copies) stay bounded.
+GROUP_BYTES = 8 * 1024 * 1024
+
+
+def store_inbound_many(session: Session, mails: Sequence[tuple[int | None, bytes]], mailbox: str,
+                       uidvalidity: int | None = None) -> list[Inbound]:
+    """``store_inbound`` for a fetched chunk, (uid, raw) in order: one INSERT for the rows, one per group of small
+    raw mail; a big one is written alone, without copies (``insert_new``'s ``large``)."""
+    rows = []
+    for uid, raw in mails:
+        mail_id = header_message_id(raw)
+        rows.append(Inbound(mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, message_id=mail_id,
+                            message_id_hash=message_id_hash(mail_id, raw), size=len(raw), status="new"))
+    batch.add_all(session, rows)  # plain INSERTs: the ORM's flush cost intake more than the rest of its work
+    conn = session.connection()
+    group: list[dict[str, Any]] = []
+    used = 0
+    for row, (_, raw) in zip(rows, mails, strict=True):
+        assert row.id is not None
+        if len(raw) > LARGE_BYTES:  # not as an ORM object, nor bound as a parameter on SQLite: written in place
+            insert_new(conn, _RAW_TABLE, {"inbound_id": row.id, "raw": raw}, "inbound_id", large="raw")
+            continue
+        if group and used + len(raw) > GROUP_BYTES:
+            conn.execute(_RAW_TABLE.insert(), group)
+            group, used = [], 0
+        group.append({"inbound_id": row.id, "raw": raw})
+        used += len(raw)
+    if group:
+        conn.execute(_RAW_TABLE.insert(), group)
+    return rows
 
 
 _RAW = select(InboundRaw.raw).where(col(InboundRaw.inbound_id) == sa.bindparam("inbound_id"))  # built once

@@ -26,7 +26,7 @@ from ticketd.daemon.config import ImapConfig
 from ticketd.daemon.service import oauth2
 from ticketd.daemon.service.connections import Connections
 from ticketd.storage.db import session_scope
-from ticketd.storage.inbound import OVERSIZE_PREFIX, store_inbound, truncated_message
+from ticketd.storage.inbound import OVERSIZE_PREFIX, store_inbound, store_inbound_many, truncated_message
 from ticketd.storage.models import Inbound, MailboxState, utcnow
 
 log = structlog.get_logger("ticketd.poller")
@@ -144,7 +144,7 @@ def _store_batch(engine: sa.Engine, folder: str, uidvalidity: int, found: list[t
     """One commit for a fetched batch; if a concurrent poll stored some already, one commit per message."""
     try:
         with session_scope(engine) as session:
-            rows = [store_inbound(session, raw, folder, uidvalidity, uid) for uid, raw in found]
+            rows = store_inbound_many(session, found, folder, uidvalidity)
     except IntegrityError:
         return sum(_store(engine, folder, uidvalidity, uid, raw) for uid, raw in found)
     for (uid, _), row in zip(found, rows, strict=True):

@@ -129,3 +129,30 @@ def test_big_values_round_trip_and_the_statement_keeps_none_of_them(engine: sa.E
     with Session(engine) as session:
         assert load_raw(session, row.id) == b""
         assert load_heads(session, [row.id]) == {row.id: b""}
+
+
+def test_a_fetched_chunk_is_stored_in_order_small_mail_in_groups_big_mail_alone(
+        engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intake writes a chunk with one INSERT for the rows and one per group of small raw mail: every row must
+    still get its own uid, hash and bytes, in the order fetched, across group boundaries and beside a big mail."""
+    import os
+
+    from ticketd.parsers.message import message_id_hash
+    from ticketd.storage import inbound
+
+    monkeypatch.setattr(inbound, "GROUP_BYTES", 3000)  # a group closes every two or three small mails
+    chunk = [(uid, f"Message-ID: <m{uid}@x.example>\r\nSubject: {uid}\r\n\r\n".encode() + os.urandom(900 + uid))
+             for uid in range(10, 20)]
+    big = (20, b"Message-ID: <big@x.example>\r\n\r\n" + os.urandom(db.LARGE_BYTES + 5))
+    chunk.insert(4, big)
+    with db.session_scope(engine) as session:
+        rows = inbound.store_inbound_many(session, chunk, "INBOX", uidvalidity=7)
+        ids = [row.id for row in rows]
+    assert ids == sorted(ids) and len(set(ids)) == len(chunk)
+    with Session(engine) as session:
+        for row_id, (uid, raw) in zip(ids, chunk, strict=True):
+            assert row_id is not None
+            stored = session.get(Inbound, row_id)
+            assert stored is not None and (stored.uid, stored.uidvalidity, stored.size) == (uid, 7, len(raw))
+            assert stored.message_id_hash == message_id_hash(stored.message_id, raw)
+            assert inbound.load_raw(session, row_id) == raw
