@@ -299,7 +299,7 @@ async def _send_one(client: aiosmtplib.SMTP, row: Outbox, parts: Sequence[MailAt
 def _claim_statement() -> sa.Select[tuple[int]]:
     """The row, still due, with no earlier mail of its ticket to the same recipient failed or due before it;
     locked, or skipped when another instance holds it."""
-    table = Outbox.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ without declaring it
+    table = batch.table_of(Outbox)
     earlier = table.alias("earlier")
     now = sa.bindparam("now", type_=table.c.next_attempt_at.type)
     return (sa.select(table.c.id)
