@@ -223,7 +223,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         with engine.connect() as con:
             tickets = con.execute(sa.select(sa.func.count()).select_from(TICKET)).scalar_one()
         engine.dispose()
-        return {"wall": wall, "cpu": cpu, "acks": sent, "tickets": tickets}
+        return {"wall": wall, "cpu": cpu, "acks": sent, "tickets": tickets,
+                "expected": sum(m.expects_ack for m in mails)}
     finally:
         sink.kill()
         sink.wait()
@@ -251,12 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine speed        {speed:.3f} s for a fixed pure-Python loop (ingest.py prints the same loop)")
     print(f"end to end           {n} messages in {figures['wall']:.2f} s = {n / figures['wall']:.1f} msg/s, "
           f"first fetch → last ack")
-    print(f"tickets / acks       {figures['tickets']} / {figures['acks']}")
+    right = figures["tickets"] == figures["acks"] == figures["expected"]
+    print(f"tickets / acks       {figures['tickets']} / {figures['acks']}, {figures['expected']} expected (ingest.py's "
+          f"count of mails that start a conversation): {'ok' if right else 'WRONG'}")
     print(f"CPU                  pipeline {figures['cpu']:.2f} s = {figures['cpu'] / n * 1000:.2f} ms/msg "
           "(its own process; Dovecot, the SMTP server and the database server not counted)")
     print(f"peak RSS             {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB "
           "(this process: the generator's mail included)")
-    return 0
+    return 0 if right else 1
 
 
 if __name__ == "__main__":
