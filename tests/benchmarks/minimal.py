@@ -141,17 +141,15 @@ def process_chunk(engine: sa.Engine, rows: list[tuple[int, bytes]], parser: str)
         messages = []
         for inbound_id, p in zip(inbound_ids, parsed, strict=True):
             ticket = thread(p) or ticket_of[p[0]]
-            known[p[0]] = ticket  # a reply later in the same chunk finds its ticket
+            known[p[0]] = ticket  # a reply later in the same chunk finds its ticket (mailgen writes parents first)
             messages.append({"ticket_id": ticket, "inbound_id": inbound_id, "message_id": p[0], "sender": p[2],
                              "subject": p[3], "body": p[4]})
         con.execute(sa.insert(MESSAGE), messages)
         acks = [{"ticket_id": t, "recipient": p[2], "raw": acknowledgment(t, p[2], p[3], p[0]),
                  "status": "queued"}
                 for p, t in zip(new, ticket_ids, strict=True)]
-        if not acks:
-            return []
         ids = [r.id for r in con.execute(sa.insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True),
-                                         acks)]
+                                         acks)] if acks else []
         con.execute(sa.update(INBOUND).where(INBOUND.c.id.in_(inbound_ids)).values(status="done"))
     return [(i, a["recipient"], a["raw"]) for i, a in zip(ids, acks, strict=True)]
 
@@ -179,13 +177,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     _, mails = mailgen.generate(args.n, args.seed)
     password = secrets.token_urlsafe(12)
-    dovecot = start_dovecot(work / "dovecot", {"support": password})
-    cluster = start_postgres() if args.backend == "postgresql" else None
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, text=True)
+    dovecot = start_dovecot(work / "dovecot", {"support": password})
+    cluster, sink = None, None
     try:
+        cluster = start_postgres() if args.backend == "postgresql" else None
+        sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, text=True)
         if not sink.stdout or sink.stdout.readline().strip() != "ready":
             raise RuntimeError("the SMTP server did not start")
         if cluster is not None:
@@ -222,12 +221,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         client.logout()
         with engine.connect() as con:
             tickets = con.execute(sa.select(sa.func.count()).select_from(TICKET)).scalar_one()
+            done = con.execute(sa.select(sa.func.count()).select_from(INBOUND)
+                               .where(INBOUND.c.status == "done")).scalar_one()
         engine.dispose()
-        return {"wall": wall, "cpu": cpu, "acks": sent, "tickets": tickets,
+        return {"wall": wall, "cpu": cpu, "acks": sent, "tickets": tickets, "done": done,
                 "expected": sum(m.expects_ack for m in mails)}
     finally:
-        sink.kill()
-        sink.wait()
+        if sink is not None:
+            sink.kill()
+            sink.wait()
         dovecot.stop()
         if cluster is not None:
             cluster.stop()
@@ -252,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine speed        {speed:.3f} s for a fixed pure-Python loop (ingest.py prints the same loop)")
     print(f"end to end           {n} messages in {figures['wall']:.2f} s = {n / figures['wall']:.1f} msg/s, "
           f"first fetch → last ack")
-    right = figures["tickets"] == figures["acks"] == figures["expected"]
-    print(f"tickets / acks       {figures['tickets']} / {figures['acks']}, {figures['expected']} expected (ingest.py's "
-          f"count of mails that start a conversation): {'ok' if right else 'WRONG'}")
+    right = figures["tickets"] == figures["acks"] == figures["expected"] and figures["done"] == n
+    print(f"check                inbound rows done {figures['done']} of {n}; tickets {figures['tickets']}, acks "
+          f"{figures['acks']}, {figures['expected']} expected (ingest.py's count of mails that start a "
+          f"conversation): {'ok' if right else 'WRONG'}")
     print(f"CPU                  pipeline {figures['cpu']:.2f} s = {figures['cpu'] / n * 1000:.2f} ms/msg "
           "(its own process; Dovecot, the SMTP server and the database server not counted)")
     print(f"peak RSS             {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB "
