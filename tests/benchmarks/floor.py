@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import secrets
 import shutil
@@ -56,6 +57,17 @@ controller.start()
 print('ready', flush=True)
 time.sleep(3600)
 """
+
+
+def calibration() -> float:
+    """Seconds this machine takes for a fixed pure-Python loop, the best of three: how fast it is today, printed by
+    every end-to-end benchmark so that figures of different runs can be compared."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(2_000_000))
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def cpu_seconds(pid: int, children: bool = False) -> float:

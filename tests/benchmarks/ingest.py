@@ -62,6 +62,7 @@ from typing import Any
 
 import mailgen
 from aiosmtpd.controller import Controller
+from floor import calibration
 from imapclient import IMAPClient
 
 from ticketd.daemon.outgoing.smtp_sink import SmtpSink, _Handler
@@ -225,16 +226,6 @@ def machine_cpu() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
     return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), sum(values) / os.sysconf("SC_CLK_TCK")
-
-
-def calibration() -> float:
-    """Seconds this machine takes for a fixed pure-Python loop, the best of three."""
-    best = math.inf
-    for _ in range(3):
-        started = time.perf_counter()
-        sum(i * i for i in range(2_000_000))
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def mib(kib: int) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import resource
 import secrets
@@ -46,22 +45,12 @@ import aiosmtplib
 import mailgen
 import mailparser
 import sqlalchemy as sa
+from floor import SINK, calibration
 
 TESTS = Path(__file__).resolve().parents[1]
 CHUNK = 200
 LANES = 4
 SUPPORT = "support@acme.example"
-SINK = """
-import sys, time
-from aiosmtpd.controller import Controller
-class Handler:
-    async def handle_DATA(self, server, session, envelope):
-        return '250 OK'
-controller = Controller(Handler(), hostname='127.0.0.1', port=int(sys.argv[1]))
-controller.start()
-print('ready', flush=True)
-time.sleep(3600)
-"""
 
 META = sa.MetaData()
 INBOUND = sa.Table("inbound", META, sa.Column("id", sa.Integer, primary_key=True), sa.Column("uid", sa.Integer),
@@ -75,16 +64,6 @@ MESSAGE = sa.Table("message", META, sa.Column("id", sa.Integer, primary_key=True
 OUTBOX = sa.Table("outbox", META, sa.Column("id", sa.Integer, primary_key=True),
                   sa.Column("ticket_id", sa.Integer), sa.Column("recipient", sa.String(320)),
                   sa.Column("raw", sa.LargeBinary), sa.Column("status", sa.String(10)))
-
-
-def calibration() -> float:
-    """Seconds for ingest.py's fixed pure-Python loop, the best of three: the machine's speed today."""
-    best = math.inf
-    for _ in range(3):
-        started = time.perf_counter()
-        sum(i * i for i in range(2_000_000))
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def parse(raw: bytes, parser: str) -> tuple[str, list[str], str, str, str]:
