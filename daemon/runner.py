@@ -21,6 +21,7 @@ from ticketd.daemon import pipeline
 from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.intake import threads as intake
+from ticketd.daemon.intake.lmtp import LmtpServer
 from ticketd.daemon.outgoing import outbox
 from ticketd.daemon.service import systemd
 from ticketd.daemon.service.connections import Connections
@@ -211,10 +212,13 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     timers = sweep.Timers(engine, config, stop.wake).start()
     intakes = intake.start_all(engine, config.polled_mailboxes(), config.limits.max_message_bytes, coordinator,
                                stop.wake, metrics, connections)
+    listener = [LmtpServer(engine, config, stop.wake).start()] if config.lmtp else []
     try:
-        _loop(engine, config, stop, reload_config, timers, intakes, coordinator, metrics, connections)
+        _loop(engine, config, stop, reload_config, timers, intakes, listener, coordinator, metrics, connections)
     finally:
         systemd.notify("STOPPING=1", "STATUS=stopping")
+        for server in listener:  # first: the MTA is told to come back later rather than left hanging
+            server.stop()
         intake.stop_all(intakes)
         timers.stop()
         coordinator.stop()
@@ -224,11 +228,12 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
 
 
 def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Callable[[], Config] | None,
-          timers: sweep.Timers, intakes: list[intake.MailboxIntake], coordinator: Coordinator, metrics: Metrics,
-          connections: Connections) -> None:
+          timers: sweep.Timers, intakes: list[intake.MailboxIntake], listener: list[LmtpServer],
+          coordinator: Coordinator, metrics: Metrics, connections: Connections) -> None:
     """Process what is stored (by this instance's intake or another's), send, and wait to be woken.
 
-    ``intakes`` is replaced in place when a reload changes the mailboxes. Other instances' intake does not
+    ``intakes`` is replaced in place when a reload changes the mailboxes, ``listener`` (the LMTP server, when
+    configured) when it changes ``[lmtp]`` or the size limit. Other instances' intake does not
     wake this one; on PostgreSQL the loop therefore looks for work every ``SHARED_TURN_SECONDS``.
     """
     smtp_gate = SmtpGate()
@@ -247,6 +252,12 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
                     metrics.mailbox_gone(dropped)
                 intakes[:] = intake.start_all(engine, new.polled_mailboxes(), new.limits.max_message_bytes,
                                               coordinator, stop.wake, metrics, connections)
+            if new.lmtp != config.lmtp or new.limits != config.limits:
+                for server in listener:
+                    server.stop()
+                listener[:] = [LmtpServer(engine, new, stop.wake).start()] if new.lmtp else []
+            for server in listener:
+                server.reconfigure(new)
             connections.tokens.keep_only(new.oauth2)
             if new is not config and new.agents:  # the edited [[agents]] holds from now on, as for every command
                 with db.session_scope(engine) as session:

@@ -31,9 +31,10 @@ def truncated_message(head: bytes, text_prefix: bytes, original_size: int) -> by
 
 
 def store_inbound(session: Session, raw: bytes, mailbox: str, uidvalidity: int | None = None,
-                  uid: int | None = None) -> Inbound:
-    """Add the raw bytes as a ``new`` row; the caller commits before touching the mail anywhere else."""
-    return store_inbound_many(session, [(uid, raw)], mailbox, uidvalidity)[0]
+                  uid: int | None = None, recipients: Sequence[str] = ()) -> Inbound:
+    """Add the raw bytes as a ``new`` row; the caller commits before touching the mail anywhere else.
+    ``recipients`` is the envelope's, when the mail system handed the mail over (LMTP)."""
+    return store_inbound_many(session, [(uid, raw)], mailbox, uidvalidity, recipients)[0]
 
 
 # Small raw mail is written in groups of at most this many bytes: one statement for many rows, while the
@@ -42,14 +43,15 @@ GROUP_BYTES = 8 * 1024 * 1024
 
 
 def store_inbound_many(session: Session, mails: Sequence[tuple[int | None, bytes]], mailbox: str,
-                       uidvalidity: int | None = None) -> list[Inbound]:
+                       uidvalidity: int | None = None, recipients: Sequence[str] = ()) -> list[Inbound]:
     """``store_inbound`` for a fetched chunk, (uid, raw) in order: one INSERT for the rows, one per group of small
     raw mail; a big one is written alone, without copies (``insert_new``'s ``large``)."""
     rows = []
     for uid, raw in mails:
         mail_id = header_message_id(raw)
         rows.append(Inbound(mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, message_id=mail_id,
-                            message_id_hash=message_id_hash(mail_id, raw), size=len(raw), status="new"))
+                            message_id_hash=message_id_hash(mail_id, raw), size=len(raw), status="new",
+                            recipients="\n".join(recipients) or None))
     batch.add_all(session, rows)  # plain INSERTs: the ORM's flush cost intake more than the rest of its work
     conn = session.connection()
     group: list[dict[str, Any]] = []

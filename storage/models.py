@@ -215,6 +215,9 @@ class Inbound(SQLModel, table=True):
     message_id: str | None = None
     message_id_hash: str = Field(max_length=64, index=True)
     size: int  # of the raw bytes, which live in ``inbound_raw``
+    # The envelope's recipients, one per line, when the mail system handed the mail over itself (LMTP): what a
+    # header cannot prove. None for IMAP and `deliver`, where only the headers are known.
+    recipients: str | None = None
     status: str = Field(default="new", max_length=8, index=True)  # new | done | dropped | failed
     reason: str | None = None
     attempts: int = 0

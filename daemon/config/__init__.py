@@ -202,6 +202,27 @@ class MetricsConfig(Section):
         return value
 
 
+class LmtpConfig(Section):
+    """ticketd as the mail system's delivery target (RFC 2033): the MTA hands mail over and keeps it until the
+    raw bytes are committed, with no poll interval between delivery and processing."""
+
+    listen: str  # "127.0.0.1:8024", or "unix:/run/ticketd/lmtp.sock" (inside the unit's RuntimeDirectory)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value.startswith("unix:"):
+            path = value.removeprefix("unix:")
+            if not path.startswith("/") or len(path.encode()) > 107:  # sun_path holds 108 bytes with its NUL
+                raise ValueError("a unix socket must be an absolute path of at most 107 bytes, e.g. "
+                                 "unix:/run/ticketd/lmtp.sock")
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be host:port (e.g. 127.0.0.1:8024) or unix:/absolute/path")
+        return value
+
+
 class RetentionConfig(Section):
     """How long personal data stays (README "Privacy"): raw mail is only needed to process or retry it."""
 
@@ -223,6 +244,7 @@ class Config(Section):
     limits: LimitsConfig = LimitsConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    lmtp: LmtpConfig | None = None
     oauth2: OAuth2Config | None = None
     agents: list[AgentConfig] = Field(default_factory=list)
     sla: SlaConfig = SlaConfig()

@@ -187,6 +187,16 @@ class PostgresServer:
         if self._watchdog is not None:  # not after stop()
             self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
+    def pause(self) -> None:
+        """Stop the server and keep its files: ``start()`` brings the same cluster back (a database outage)."""
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                self._admin.close()
+            self._admin = None
+        proc = self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-s")
+        if proc.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop exited {proc.returncode}: {proc.stdout}{proc.stderr}")
+
     def stop(self) -> None:
         """Immediate: nothing in this cluster is worth a checkpoint. Its files go too."""
         if self._admin is not None:
