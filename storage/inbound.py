@@ -31,10 +31,10 @@ def truncated_message(head: bytes, text_prefix: bytes, original_size: int) -> by
 
 
 def store_inbound(session: Session, raw: bytes, mailbox: str, uidvalidity: int | None = None,
-                  uid: int | None = None, recipients: Sequence[str] = ()) -> Inbound:
+                  uid: int | None = None, recipients: Sequence[str] = (), channel: str = "imap") -> Inbound:
     """Add the raw bytes as a ``new`` row; the caller commits before touching the mail anywhere else.
     ``recipients`` is the envelope's, when the mail system handed the mail over (LMTP)."""
-    return store_inbound_many(session, [(uid, raw)], mailbox, uidvalidity, recipients)[0]
+    return store_inbound_many(session, [(uid, raw)], mailbox, uidvalidity, recipients, channel)[0]
 
 
 # Small raw mail is written in groups of at most this many bytes: one statement for many rows, while the
@@ -43,7 +43,8 @@ GROUP_BYTES = 8 * 1024 * 1024
 
 
 def store_inbound_many(session: Session, mails: Sequence[tuple[int | None, bytes]], mailbox: str,
-                       uidvalidity: int | None = None, recipients: Sequence[str] = ()) -> list[Inbound]:
+                       uidvalidity: int | None = None, recipients: Sequence[str] = (),
+                       channel: str = "imap") -> list[Inbound]:
     """``store_inbound`` for a fetched chunk, (uid, raw) in order: one INSERT for the rows, one per group of small
     raw mail; a big one is written alone, without copies (``insert_new``'s ``large``)."""
     rows = []
@@ -51,7 +52,7 @@ def store_inbound_many(session: Session, mails: Sequence[tuple[int | None, bytes
         mail_id = header_message_id(raw)
         rows.append(Inbound(mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, message_id=mail_id,
                             message_id_hash=message_id_hash(mail_id, raw), size=len(raw), status="new",
-                            recipients="\n".join(recipients) or None))
+                            recipients="\n".join(recipients) or None, channel=channel))
     batch.add_all(session, rows)  # plain INSERTs: the ORM's flush cost intake more than the rest of its work
     conn = session.connection()
     group: list[dict[str, Any]] = []
@@ -96,3 +97,15 @@ def drop_raw(session: Session, inbound_ids: list[int]) -> None:
     """Delete the stored bytes of these rows (retention, erasure); their ``inbound`` rows stay."""
     if inbound_ids:
         session.execute(sa.delete(InboundRaw).where(col(InboundRaw.inbound_id).in_(inbound_ids)))
+
+
+def arrivals(session: Session, ticket_ids: Sequence[int]) -> dict[int, tuple[str, Any]]:
+    """For each ticket, the channel and arrival of the mail that opened it (its first inbound row): what its
+    acknowledgment's latency is counted from."""
+    if not ticket_ids:
+        return {}
+    first = (select(Inbound.ticket_id, sa.func.min(Inbound.id).label("first_id"))
+             .where(col(Inbound.ticket_id).in_(ticket_ids)).group_by(col(Inbound.ticket_id)).subquery())
+    rows = session.execute(select(Inbound.ticket_id, Inbound.channel, Inbound.received_at)
+                           .join(first, col(Inbound.id) == first.c.first_id)).all()
+    return {ticket_id: (channel, at) for ticket_id, channel, at in rows}

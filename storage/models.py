@@ -218,6 +218,8 @@ class Inbound(SQLModel, table=True):
     # The envelope's recipients, one per line, when the mail system handed the mail over itself (LMTP): what a
     # header cannot prove. None for IMAP and `deliver`, where only the headers are known.
     recipients: str | None = None
+    # How it came in: imap, lmtp, web or cli (``ticketd deliver``): latency is shown per channel.
+    channel: str = Field(default="imap", sa_column=Column(sa.String(8), nullable=False, server_default="imap"))
     status: str = Field(default="new", max_length=8, index=True)  # new | done | dropped | failed
     reason: str | None = None
     attempts: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import smtplib
 from pathlib import Path
 
 import aiosmtplib
@@ -130,13 +131,44 @@ def _text(exc: Exception) -> str:
     return " ".join(str(a.decode() if isinstance(a, bytes) else a) for a in exc.args) or type(exc).__name__
 
 
+def check_lmtp(config: Config) -> CheckResult | None:
+    """The listener is the running daemon's, so this also says whether ``ticketd run`` is up: the mail system
+    delivers to it, and while nothing answers there its queue holds the mail."""
+    if config.lmtp is None:
+        return None
+    listen = config.lmtp.listen
+    try:
+        if listen.startswith("unix:"):
+            client = smtplib.LMTP(listen.removeprefix("unix:"), timeout=10)
+        else:
+            host, _, port = listen.rpartition(":")
+            client = smtplib.LMTP(host.strip("[]"), int(port), timeout=10)
+    except (OSError, smtplib.SMTPException) as exc:
+        return "lmtp", False, (f"{listen}: nothing answers ({type(exc).__name__}: {exc}); is `ticketd run` "
+                               "running? The mail system keeps the mail queued until it does")
+    try:
+        client.ehlo()
+        client.mail("")
+        rcpt, text = client.rcpt(config.helpdesk.address)
+        client.rset()
+        client.quit()
+    except (OSError, smtplib.SMTPException) as exc:
+        return "lmtp", False, f"{listen}: {type(exc).__name__}: {exc}"
+    if rcpt != 250:
+        return "lmtp", False, (f"{listen}: answers, but refuses {config.helpdesk.address} "
+                               f"({rcpt} {text.decode(errors='replace')}): is it another program?")
+    return "lmtp", True, f"{listen}: ticketd answers and accepts {config.helpdesk.address}"
+
+
 def run_checks(config: Config) -> list[CheckResult]:
     results: list[CheckResult] = [("config", True, f"{config.source} is valid"), check_database(config)]
     authentication = check_authentication(config)
     results += [authentication] if authentication else []
     connections = Connections()
     token = check_oauth2(config, connections)
-    return [*results, *([token] if token else []), check_imap(config, connections), check_smtp(config, connections)]
+    lmtp = check_lmtp(config)
+    return [*results, *([token] if token else []), check_imap(config, connections), *([lmtp] if lmtp else []),
+            check_smtp(config, connections)]
 
 
 def loose_permissions(config: Config) -> list[str]:

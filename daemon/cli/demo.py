@@ -124,7 +124,7 @@ def run_demo(directory: Path | None) -> int:
         for sample in samples:
             raw = sample.read_bytes()
             with db.session_scope(engine) as session:
-                row_id = store_inbound(session, raw, "demo").id
+                row_id = store_inbound(session, raw, "demo", channel="cli").id
             assert row_id is not None  # flushed when stored
             outcome = pipeline.process_pending(engine, config, [row_id])[0]
             typer.echo(f"<- {sample.name}: {outcome.status}"
@@ -140,7 +140,7 @@ def run_demo(directory: Path | None) -> int:
 
         def deliver(raw: bytes, label: str) -> None:
             with db.session_scope(engine) as session:
-                row_id = store_inbound(session, raw, "demo").id
+                row_id = store_inbound(session, raw, "demo", channel="cli").id
             assert row_id is not None  # flushed when stored
             outcome = pipeline.process_pending(engine, config, [row_id])[0]
             mark = len(sink.received)

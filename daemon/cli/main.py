@@ -166,7 +166,7 @@ def deliver(
             head, _, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
             raw = truncated_message(head, body[:OVERSIZE_PREFIX], len(raw))
         with db.session_scope(engine) as session:
-            inbound_id = store_inbound(session, raw, mailbox).id
+            inbound_id = store_inbound(session, raw, mailbox, channel="cli").id
     except sa.exc.DBAPIError as exc:  # even a file that is not a database: the MTA keeps the mail until it is fixed
         fail(f"cannot store the message: {database_problem(config, exc)}", EXIT_TEMPFAIL)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
@@ -179,7 +179,7 @@ def deliver(
 
 @app.command()
 def check(ctx: typer.Context) -> None:
-    """Validate the config, then log in to the database, IMAP and SMTP and say what works."""
+    """Validate the config, then log in to the database, IMAP and SMTP, reach the LMTP listener, say what works."""
     # IMAP, SMTP and OAuth2 clients: loaded only by the command that tries them
     from ticketd.daemon.cli.checks import NOT_A_DATABASE, loose_permissions, run_checks
 

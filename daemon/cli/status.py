@@ -6,7 +6,8 @@ not its lock, so it shows as gone at once (on PostgreSQL from ``pg_locks``; on S
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+import math
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,10 +18,39 @@ from ticketd.daemon.cli.admin import _local, _table
 from ticketd.daemon.cli.common import JsonOption, app, get_config, get_engine, print_json
 from ticketd.daemon.cli.views import iso
 from ticketd.daemon.service.coordination import live_locks, lock_key, sqlite_instance_running
+from ticketd.daemon.service.metrics import ACK_BUCKETS
 from ticketd.storage.db import shared
+from ticketd.storage.inbound import arrivals
 from ticketd.storage.models import Inbound, Instance, MailboxState, Outbox, utcnow
 
 SHOWN_INSTANCES = 20
+LATENCY_WINDOW = timedelta(hours=24)
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest rank: a value that really occurred, never one interpolated between two."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def acknowledgment_latency(session: Session, since: datetime) -> dict[str, Any]:
+    """Per channel, for new requests acknowledged since ``since``: from the arrival of the mail (or form) that
+    opened the ticket to its ``received`` mail accepted by the SMTP server, as percentiles and as counts in the
+    metrics' buckets (``le`` cumulative, as Prometheus shows them)."""
+    acks = dict(session.execute(select(Outbox.ticket_id, sa.func.min(Outbox.sent_at))
+                                .where(Outbox.kind == "received", Outbox.status == "sent",
+                                       col(Outbox.sent_at) >= since, col(Outbox.ticket_id).is_not(None))
+                                .group_by(col(Outbox.ticket_id))).all())
+    by_channel: dict[str, list[float]] = {}
+    for ticket_id, (channel, arrived) in arrivals(session, list(acks)).items():
+        by_channel.setdefault(channel, []).append(max(0.0, (acks[ticket_id] - arrived).total_seconds()))
+    out: dict[str, Any] = {}
+    for channel, values in sorted(by_channel.items()):
+        out[channel] = {
+            "count": len(values), **{f"p{round(q * 100)}": round(percentile(values, q), 3) for q in (0.5, 0.95, 0.99)},
+            "max": round(max(values), 3),
+            "buckets": {**{str(b): sum(1 for v in values if v <= b) for b in ACK_BUCKETS}, "+Inf": len(values)}}
+    return out
 
 
 def collect_status(engine: sa.Engine, mailbox_names: list[str]) -> dict[str, Any]:
@@ -40,7 +70,8 @@ def collect_status(engine: sa.Engine, mailbox_names: list[str]) -> dict[str, Any
         inbound = dict(session.exec(select(Inbound.status, sa.func.count()).group_by(Inbound.status)).all())
         outbox = dict(session.exec(select(Outbox.status, sa.func.count()).group_by(Outbox.status)).all())
         oldest = session.exec(select(sa.func.min(Inbound.received_at)).where(Inbound.status == "new")).one()
-    now = utcnow()
+        now = utcnow()
+        latency = acknowledgment_latency(session, now - LATENCY_WINDOW)
     mailboxes = []
     for name in dict.fromkeys([*mailbox_names, *states]):
         state = states.get(name)
@@ -62,6 +93,7 @@ def collect_status(engine: sa.Engine, mailbox_names: list[str]) -> dict[str, Any
         "outbox": {"queued": outbox.get("queued", 0), "retrying": outbox.get("failed", 0),
                    "dead": outbox.get("dead", 0), "suppressed": outbox.get("suppressed", 0),
                    "sent": outbox.get("sent", 0)},
+        "acknowledgment_seconds": latency,
     }
 
 
@@ -101,3 +133,13 @@ def print_report(report: dict[str, Any], tz: tzinfo) -> None:
     typer.echo(f"inbound: {inbound['new']} waiting, {inbound['failed']} failed{oldest}")
     typer.echo(f"outbox: {outbox['queued']} queued, {outbox['retrying']} retrying, {outbox['dead']} dead, "
                f"{outbox['suppressed']} suppressed")
+    latency = report["acknowledgment_seconds"]
+    typer.echo("arrival to acknowledgment, last 24 h:" if latency else "arrival to acknowledgment, last 24 h: none")
+    if latency:
+        _table([["  " + channel, str(c["count"]), _seconds(c["p50"]), _seconds(c["p95"]), _seconds(c["p99"]),
+                 _seconds(c["max"])] for channel, c in latency.items()],
+               ["  CHANNEL", "REQUESTS", "P50", "P95", "P99", "MAX"])
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"

@@ -96,7 +96,8 @@ class _Handler:
 
     def _store(self, raw: bytes, recipients: list[str]) -> int:
         with db.session_scope(self.engine) as session:
-            row = store_inbound(session, raw, mailbox_for(self.config, recipients), recipients=recipients)
+            row = store_inbound(session, raw, mailbox_for(self.config, recipients), recipients=recipients,
+                                channel="lmtp")
             assert row.id is not None
             return row.id
 

@@ -49,6 +49,7 @@ from ticketd.parsers.message import parse_addresses
 from ticketd.rules import identify
 from ticketd.storage import batch
 from ticketd.storage.db import session_scope, shared
+from ticketd.storage.inbound import arrivals
 from ticketd.storage.models import Outbox, utcnow
 
 log = structlog.get_logger("ticketd.outbox")
@@ -396,6 +397,21 @@ async def _send_rows(cfg: SmtpConfig, rows: list[Outbox], ledgers: Sequence[Ledg
                            for key, lane in lanes.items()))
 
 
+def _observe_acknowledgments(engine: sa.Engine, recorded: Sequence[Outbox], metrics: Metrics) -> None:
+    """The latency the customer sees: from the arrival of the mail that opened the ticket to its ``received``
+    mail accepted by the SMTP server."""
+    acks = {r.ticket_id: r for r in recorded if r.kind == "received" and r.status == "sent" and r.ticket_id
+            and r.sent_at is not None}
+    if not acks:
+        return
+    with Session(engine) as session:
+        found = arrivals(session, list(acks))
+    for ticket_id, (channel, arrived) in found.items():
+        sent_at = acks[ticket_id].sent_at
+        assert sent_at is not None
+        metrics.acknowledged.labels(channel).observe(max(0.0, (sent_at - arrived).total_seconds()))
+
+
 def send_due(engine: sa.Engine, config: Config, limit: int = 100,
              unreachable: Callable[[], None] = lambda: None, metrics: Metrics | None = None,
              connections: Connections | None = None) -> int:
@@ -428,6 +444,7 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
         sent += sum(1 for r in recorded if r.status == "sent")
         for row in recorded:
             metrics.outgoing.labels(row.status).inc()
+        _observe_acknowledgments(engine, recorded, metrics)
         dead = [r for r in recorded if r.status == "dead" and r.kind != ALERT_KIND]
         if dead:
             with session_scope(engine) as session:

@@ -23,6 +23,10 @@ from sqlmodel import Session, col, func, select
 
 from ticketd.storage.models import Inbound, Outbox
 
+# Arrival to acknowledgment: LMTP answers in tens of milliseconds, IMAP IDLE in about half a second (Dovecot
+# holds each notification 500 ms), polling in up to its interval. ``ticketd status`` counts into the same buckets.
+ACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60, 300)
+
 
 class Metrics:
     """The counters of one running ticketd and the registry they are scraped from.
@@ -40,6 +44,10 @@ class Metrics:
         self.latency = Histogram("ticketd_processing_seconds", "Time to process one inbound message",
                                  registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.acknowledged = Histogram(
+            "ticketd_acknowledgment_seconds",
+            "From a new request's arrival (LMTP end of data, IMAP fetch, form POST) to its acknowledgment accepted "
+            "by the SMTP server, by channel", ["channel"], registry=self.registry, buckets=ACK_BUCKETS)
         self.imap_connected = Gauge("ticketd_imap_connected", "1 while the mailbox's IMAP connection is up",
                                     ["mailbox"], registry=self.registry)
 

@@ -7,6 +7,7 @@ import json
 import smtplib
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -257,3 +258,35 @@ def test_a_unix_socket_left_by_a_killed_daemon_is_replaced_and_only_the_group_ma
     finally:
         stop_daemon(proc)
     assert not path.exists()  # removed on a clean stop
+
+
+def test_check_says_whether_the_listener_answers_and_status_shows_the_latency_per_channel(
+        site: Site, smtp_sink: SmtpSink) -> None:
+    lmtp_site(site, smtp_sink)
+    metrics_port = free_port()
+    site.sections["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    down = site.cli("check")
+    assert down.returncode == 1
+    assert b"FAIL lmtp: " in down.stdout and b"is `ticketd run` running?" in down.stdout, down.stdout
+    proc = start_daemon(site)
+    try:
+        wait_for("the LMTP listener", lambda: listening(site), proc)
+        up = site.cli("check")
+        assert b"ok   lmtp: " in up.stdout and b"accepts support@acme.example" in up.stdout, up.stdout
+        with connect(site) as client:
+            client.sendmail(CUSTOMER, ["support@acme.example"], client_mail(CUSTOMER, "Hız", "Ne kadar sürdü?"))
+        site.cli("deliver", input=client_mail("ali.veli@example.org", "By hand", "Delivered from the CLI."))
+        wait_for("both acknowledged", lambda: len(smtp_sink.received) == 2, proc)
+        status = site.cli("status", "--json")
+        assert status.returncode == 0, status.stderr
+        latency = json.loads(status.stdout)["acknowledgment_seconds"]
+        assert sorted(latency) == ["cli", "lmtp"]
+        lmtp = latency["lmtp"]
+        assert lmtp["count"] == 1 and 0 <= lmtp["p50"] == lmtp["p95"] == lmtp["max"] < 10
+        assert lmtp["buckets"]["+Inf"] == 1 and lmtp["buckets"]["10"] == 1
+        text = site.cli("status").stdout.decode()
+        assert "arrival to acknowledgment, last 24 h:" in text and "lmtp" in text and " ms" in text, text
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        assert 'ticketd_acknowledgment_seconds_count{channel="lmtp"} 1.0' in scraped, scraped
+    finally:
+        stop_daemon(proc)

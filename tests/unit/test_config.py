@@ -206,3 +206,15 @@ def test_the_example_config_documents_the_days_keys() -> None:
     text = (Path(__file__).parents[2] / "deploy" / "ticketd.toml.example").read_text()
     for key in ("forward_attachments_bytes = ", "reopen_within = ", "[digest]", '# schedule = "30 8 * * 1-5"'):
         assert key in text
+
+
+@pytest.mark.parametrize(("listen", "expected"), [
+    ("8024", "lmtp.listen: must be host:port (e.g. 127.0.0.1:8024) or unix:/absolute/path"),
+    ("127.0.0.1:99999", "lmtp.listen: must be host:port (e.g. 127.0.0.1:8024) or unix:/absolute/path"),
+    ("unix:run/lmtp.sock", "lmtp.listen: a unix socket must be an absolute path of at most 107 bytes"),
+    ("unix:/" + "x" * 107, "lmtp.listen: a unix socket must be an absolute path of at most 107 bytes"),
+])
+def test_lmtp_listen_is_validated(tmp_path: Path, listen: str, expected: str) -> None:
+    data = {**base(tmp_path), "lmtp": {"listen": listen}}
+    assert any(p.startswith(expected) for p in problems(data)), problems(data)
+    assert parse_config({**base(tmp_path), "lmtp": {"listen": "unix:/run/ticketd/lmtp.sock"}}).lmtp is not None

@@ -1,4 +1,4 @@
-"""Inbound mail handed over by LMTP keeps its envelope recipients
+"""Inbound mail handed over by LMTP keeps its envelope recipients; every inbound row names its channel
 
 Revision ID: 0012
 Revises: 0011
@@ -21,8 +21,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # A plain added nullable column: no table rebuild on SQLite, no rewrite on PostgreSQL.
     op.add_column("inbound", sa.Column("recipients", sa.String(), nullable=True))
+    # Rows from before this revision came by IMAP or `ticketd deliver`; "imap" is the likelier of the two.
+    op.add_column("inbound", sa.Column("channel", sa.String(8), nullable=False, server_default="imap"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("inbound") as batch:
         batch.drop_column("recipients")
+        batch.drop_column("channel")
