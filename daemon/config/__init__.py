@@ -267,7 +267,7 @@ class Config(Section):
         agent_groups = {group for agent in self.agents for group in agent.groups}
         problems = process_problems(self.categories, self.groups, self.rules, agent_groups)
         problems += mailbox_problems(self.mailboxes, self.imap is not None, self.categories,
-                                     {g.name for g in self.groups} | agent_groups)
+                                     {g.name for g in self.groups} | agent_groups, self.lmtp is not None)
         if problems:
             raise ConfigError(problems)
         return self

@@ -59,14 +59,20 @@ class Mailbox:
 
 
 def mailbox_problems(mailboxes: list[MailboxConfig], has_imap: bool, categories: CategoriesConfig,
-                     known_groups: set[str]) -> list[str]:
+                     known_groups: set[str], has_lmtp: bool = False) -> list[str]:
+    """With ``[lmtp]`` and no ``[imap]``, a mailbox is an address the mail system delivers to (its defaults
+    apply to mail sent to it), so it must have one."""
     problems = _duplicates("mailboxes", (m.name for m in mailboxes), "mailbox name")
-    if mailboxes and not has_imap:
-        problems.append("mailboxes: needs an [imap] section (the server and login the mailboxes share)")
+    if mailboxes and not has_imap and not has_lmtp:
+        problems.append("mailboxes: needs an [imap] section (the server and login the mailboxes share), or [lmtp] "
+                        "(the mail system delivers to each mailbox's address)")
+    if not has_imap and has_lmtp:
+        problems += [f"mailboxes.{index}.address: required without [imap]: LMTP knows a mailbox by its address"
+                     for index, box in enumerate(mailboxes) if box.address is None]
     seen: dict[tuple[str | None, str], int] = {}
     for index, box in enumerate(mailboxes):
         key = (box.username, box.folder)
-        if key in seen:
+        if key in seen and has_imap:  # without [imap] the folders are not read
             problems.append(f"mailboxes.{index}.folder: {box.folder!r} of the same login is mailbox "
                             f"{mailboxes[seen[key]].name!r} already")
         seen.setdefault(key, index)

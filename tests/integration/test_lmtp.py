@@ -290,3 +290,27 @@ def test_check_says_whether_the_listener_answers_and_status_shows_the_latency_pe
         assert 'ticketd_acknowledgment_seconds_count{channel="lmtp"} 1.0' in scraped, scraped
     finally:
         stop_daemon(proc)
+
+
+def test_without_imap_a_mailbox_is_its_address_and_its_defaults_apply(site: Site, smtp_sink: SmtpSink) -> None:
+    """An LMTP-only site with two addresses: mail to complaints@ opens a complaint for the complaints group."""
+    site.sections["groups"] = [{"name": "complaints"}]
+    site.sections["mailboxes"] = [
+        {"name": "support", "address": "support@acme.example"},
+        {"name": "complaints", "address": "complaints@acme.example",
+         "defaults": {"type": "complaint", "group": "complaints"}}]
+    lmtp_site(site, smtp_sink)
+    proc = start_daemon(site)
+    try:
+        wait_for("the LMTP listener", lambda: listening(site), proc)
+        mail = client_mail(CUSTOMER, "Kargo hasarlı geldi", "Koli ezik geldi.", to="complaints@acme.example")
+        with connect(site) as client:
+            assert client.sendmail(CUSTOMER, ["complaints@acme.example"], mail) == {}
+        await_mail(smtp_sink, proc, 20, "no acknowledgment")
+        [row] = inbound_rows(site)
+        assert (row.mailbox, row.recipients) == ("complaints", "complaints@acme.example")
+        wait_for("the ticket", lambda: inbound_rows(site)[0].status == "done", proc)
+        ticket = show(site, 1)
+        assert (ticket["type"], ticket["group"]) == ("complaint", "complaints")
+    finally:
+        stop_daemon(proc)

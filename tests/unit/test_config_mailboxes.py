@@ -104,3 +104,14 @@ def test_documented_mailboxes_block_loads_and_names_every_key(monkeypatch: pytes
     config = parse_config(data)
     assert [box.name for box in config.polled_mailboxes()] == ["support", "complaints"]
     assert config.mailbox_defaults("complaints") == {"type": "complaint", "priority": "high"}
+
+
+def test_without_imap_lmtp_knows_the_mailboxes_by_their_addresses(tmp_path: Path) -> None:
+    data = two_mailboxes(tmp_path)
+    data.pop("imap")
+    data["lmtp"] = {"listen": "127.0.0.1:8024"}
+    config = parse_config(data)
+    assert config.polled_mailboxes() == []  # nothing to poll: the mail system delivers
+    assert config.our_addresses() == {"support@acme.example", "complaints@acme.example"}
+    del data["mailboxes"][0]["address"]
+    assert "mailboxes.0.address: required without [imap]: LMTP knows a mailbox by its address" in problems(data)
