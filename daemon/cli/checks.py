@@ -43,7 +43,8 @@ def check_database(config: Config) -> CheckResult:
 def check_imap(config: Config, connections: Connections) -> CheckResult:
     cfg = config.imap
     if cfg is None:
-        return "imap", True, "not configured (mail arrives through `ticketd deliver` only)"
+        return "imap", True, ("not configured (mail arrives over LMTP and through `ticketd deliver`)" if config.lmtp
+                              else "not configured (mail arrives through `ticketd deliver` only)")
     where = f"{cfg.username}@{cfg.host}:{cfg.port} ({cfg.tls})"
     try:
         client = poller.connect(cfg, connections)

@@ -73,6 +73,9 @@ secret_file = "secret"                # made by `ticketd init`; keep it private
 # tls = "starttls"
 # username = "support@example.com"
 # password_file = "smtp-password"     # or TICKETD_SMTP_PASSWORD
+
+# [lmtp]                              # or let the mail system deliver here (Postfix: README, "Delivery by the
+# listen = "127.0.0.1:8024"           # mail system"); with or without [imap]
 """
 
 

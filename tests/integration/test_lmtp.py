@@ -273,6 +273,7 @@ def test_check_says_whether_the_listener_answers_and_status_shows_the_latency_pe
         wait_for("the LMTP listener", lambda: listening(site), proc)
         up = site.cli("check")
         assert b"ok   lmtp: " in up.stdout and b"accepts support@acme.example" in up.stdout, up.stdout
+        assert b"ok   imap: not configured (mail arrives over LMTP" in up.stdout, up.stdout
         with connect(site) as client:
             client.sendmail(CUSTOMER, ["support@acme.example"], client_mail(CUSTOMER, "Hız", "Ne kadar sürdü?"))
         site.cli("deliver", input=client_mail("ali.veli@example.org", "By hand", "Delivered from the CLI."))
