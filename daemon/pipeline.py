@@ -42,7 +42,7 @@ from ticketd.rules.channels import from_web_form
 from ticketd.rules.identify import identify_sender
 from ticketd.rules.match import match_ticket
 from ticketd.rules.screen import ScreenContext, Verdict, screen
-from ticketd.storage.db import session_scope, shared
+from ticketd.storage.db import reachable, session_scope, shared
 from ticketd.storage.inbound import load_heads, load_raw
 from ticketd.storage.models import Inbound, Ticket, utcnow
 
@@ -285,6 +285,8 @@ def process_batch(engine: sa.Engine, config: Config, ids: list[int] | None,
                 outcome = process_inbound(session, config, inbound, clock(), defer=defer)
                 handled.append((inbound_id, inbound.message_id, outcome, time.perf_counter() - started))
     except Exception as exc:  # find the culprit: one transaction per message, the bad one quarantined alone
+        if not reachable(engine):
+            raise  # the database's failure, not a mail's: every row stays new for the loop's next try
         log.warning("batch.redo_one_by_one", size=len(todo), error=f"{type(exc).__name__}: {exc}"[:500])
         return [(i, process_one(engine, config, i, defer, clock, metrics)) for i in todo if not should_stop()]
     for inbound_id, message_id, outcome, seconds in handled:
@@ -358,6 +360,8 @@ def _process_one(engine: sa.Engine, config: Config, inbound_id: int, defer: bool
             bound = bound.bind(message_id=inbound.message_id)
             outcome = process_inbound(session, config, inbound, clock(), defer=defer)
     except Exception as exc:  # quarantine: keep the row, its error, and move on
+        if not reachable(engine):
+            raise  # not this mail's fault: it stays new, and nothing is half-recorded against it
         error = f"{type(exc).__name__}: {exc}"
         bound.exception("inbound.failed", error=error)
         with session_scope(engine) as session:

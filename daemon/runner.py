@@ -35,6 +35,7 @@ log = structlog.get_logger("ticketd.runner")
 
 IDLE_TURN_SECONDS = 5.0  # with nothing to do, a look for due retries this often (intake wakes the loop)
 SHARED_TURN_SECONDS = 1.0  # on PostgreSQL other instances store mail too, and do not wake this one
+DATABASE_RETRY_MIN, DATABASE_RETRY_MAX = 1.0, 30.0  # the database away: the loop's waits between tries
 SMTP_PAUSE_SECONDS = 30.0  # after the SMTP server could not be reached (the outbox's first retry is as late)
 
 
@@ -237,6 +238,7 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
     wake this one; on PostgreSQL the loop therefore looks for work every ``SHARED_TURN_SECONDS``.
     """
     smtp_gate = SmtpGate()
+    outage = Outage()
     ready = False
     status_note = ""
     shown = ""
@@ -265,8 +267,17 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
             config = new
             timers.reconfigure(config)
         summary = RunSummary()
-        process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat, metrics, connections)
-        coordinator.seen(time.monotonic())
+        try:
+            process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat, metrics, connections)
+            coordinator.seen(time.monotonic())
+        except sa.exc.SQLAlchemyError as exc:  # what a mail does wrong is quarantined below; this is the database
+            delay = outage.failed(exc)
+            systemd.notify(*(["READY=1"] if not ready else []),
+                           f"STATUS=database unavailable ({outage.error}); retrying in {delay:.0f} s")
+            ready, shown = True, ""
+            stop.sleep(delay)
+            continue
+        outage.over()
         status = f"{status_line(config, intakes)}{status_note}"
         if not ready or status != shown:  # told once, not at every turn
             systemd.notify(*(["READY=1"] if not ready else []), f"STATUS={status}")
@@ -275,6 +286,33 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
         if stop.wants_attention() or summary.processed:
             continue  # more may have come in meanwhile
         stop.sleep(turn)
+
+
+class Outage:
+    """The database away: the loop waits for it, longer each time (the stored mail stays new, the LMTP listener
+    answers 451, IMAP mail stays in the inbox), and says once when it went and once when it is back."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.delay = DATABASE_RETRY_MIN
+        self.error = ""
+
+    def failed(self, exc: sa.exc.SQLAlchemyError) -> float:
+        self.error = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        delay = self.delay
+        if self.since is None:
+            self.since = time.monotonic()
+            log.error("database.unavailable", error=self.error, retry_in=delay)
+        else:
+            log.warning("database.still_unavailable", error=self.error, retry_in=delay,
+                        down_seconds=round(time.monotonic() - self.since, 1))
+        self.delay = min(self.delay * 2, DATABASE_RETRY_MAX)
+        return delay
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.info("database.back", down_seconds=round(time.monotonic() - self.since, 1))
+        self.since, self.delay, self.error = None, DATABASE_RETRY_MIN, ""
 
 
 def status_line(config: Config, intakes: list[intake.MailboxIntake]) -> str:

@@ -142,6 +142,17 @@ def make_engine(url: str) -> sa.Engine:
                          connect_args={"connect_timeout": 10, "application_name": "ticketd"})
 
 
+def reachable(engine: sa.Engine) -> bool:
+    """Whether the database answers now. After a failure this tells the database's fault (wait for it; the mail
+    stays as it is) from one mail's (quarantine that mail, go on with the others)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
 def display_url(url: str) -> str:
     """The URL for messages and logs: a password in it is masked."""
     try:

@@ -8,6 +8,7 @@ for a quick local run.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -463,9 +464,19 @@ def stop_daemon(daemon: subprocess.Popen[bytes], timeout: float = 15) -> int | N
         return None
 
 
-def start_daemon(site: Site, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """`ticketd run` as a service manager starts it; its JSON log is readable from ``stderr``. ``env`` is the
-    daemon's whole environment (a fake clock's), else this process's."""
+def start_daemon(site: Site, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """`ticketd run` as a service manager starts it; its JSON log is readable from ``stderr``, or kept in ``log``
+    (read while it runs). ``env`` is the daemon's whole environment (a fake clock's), else this process's."""
     site.write()
+    if log is not None:
+        with log.open("ab") as log_file:  # a file, not a pipe nobody reads: that could fill and block it
+            return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"],
+                                    env=env or dict(os.environ), stdout=subprocess.DEVNULL, stderr=log_file)
     return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"],
                             env=env or dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def log_events(log: Path, event: str) -> list[dict[str, Any]]:
+    """The daemon's JSON log lines for one event."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [e for e in (json.loads(line) for line in lines if line.startswith("{")) if e.get("event") == event]

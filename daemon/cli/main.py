@@ -130,7 +130,10 @@ def run(ctx: typer.Context,
         fail(str(exc), EXIT_CONFIG)
     try:
         if once:
-            summary = runner.run_once(engine, config, coordinator)
+            try:
+                summary = runner.run_once(engine, config, coordinator)
+            except sa.exc.DBAPIError as exc:  # the database went away during the pass: what is stored stays new
+                fail(database_problem(config, exc), EXIT_TEMPFAIL)
             typer.echo(f"stored {summary.stored}, processed {summary.processed}, sent {summary.sent}")
             if summary.errors:
                 fail("; ".join(summary.errors), EXIT_RUNTIME)

@@ -44,6 +44,31 @@ runner.run_once(db.make_engine(config.database.url), config)
 """
 
 
+# The database going away while one mail is processed (a stand-in: the failure is raised, and the check that tells
+# the database's fault from the mail's is told the server does not answer). `ticketd run --once`, as cron runs it.
+DATABASE_GONE_ON_ONE = """
+import sys
+import sqlalchemy as sa
+from ticketd.daemon import pipeline
+from ticketd.daemon.cli.main import main
+from ticketd.daemon.outgoing import notify
+
+gone = False
+real = notify.compose
+def compose(session, config, **kwargs):
+    global gone
+    if any(address == "jane@example.org" for _, address in kwargs["to"]):
+        gone = True
+        raise sa.exc.OperationalError("UPDATE tickets", {}, Exception("server closed the connection unexpectedly"))
+    return real(session, config, **kwargs)
+notify.compose = compose
+real_reachable = pipeline.reachable
+pipeline.reachable = lambda engine: not gone and real_reachable(engine)
+sys.argv = ["ticketd", "--config", sys.argv[1], "run", "--once"]
+main()
+"""
+
+
 def rows(site: Site, *args: str) -> list[dict]:
     proc = site.cli(*args, "--json")
     assert proc.returncode == 0, decode(proc)
@@ -82,6 +107,30 @@ def test_a_failing_message_is_quarantined_and_retried(live_site: Site, mailbox: 
     assert {t["requester"] for t in rows(live_site, "tickets", "list")} == {"jane@example.org",
                                                                            "sener@ozturk-insaat.com.tr"}
     assert len([m for m in smtp_sink.received if m.envelope_to != ["ops@acme.example"]]) == 2
+
+
+def test_the_database_failing_during_a_mail_quarantines_nothing(live_site: Site, mailbox: Mailbox,
+                                                                 smtp_sink: SmtpSink) -> None:
+    """Not the mail's fault: it stays new (no "failed" row, no admin alert, nothing half-applied) and the next
+    pass handles it. The pass says what happened in one line and exits 75, as for any temporary failure."""
+    live_site.sections["helpdesk"]["admin"] = "ops@acme.example"
+    for name in ("unknown-sender.eml", "iso-8859-9-body.eml"):
+        mailbox.append((DATA / name).read_bytes())
+    proc = subprocess.run([sys.executable, "-c", DATABASE_GONE_ON_ONE, str(live_site.write())], capture_output=True,
+                          timeout=60, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 75, err
+    assert "server closed the connection unexpectedly" in err and "Traceback" not in err
+    assert '"inbound.failed"' not in err
+    assert [r["status"] for r in rows(live_site, "inbound", "list")] == ["new", "new"]
+    assert rows(live_site, "tickets", "list") == []
+    assert smtp_sink.received == []  # no alert: nothing was quarantined
+
+    proc = live_site.cli("run", "--once")
+    assert proc.returncode == 0, decode(proc)
+    assert [r["status"] for r in rows(live_site, "inbound", "list")] == ["done", "done"]
+    assert {t["requester"] for t in rows(live_site, "tickets", "list")} == {"jane@example.org",
+                                                                           "sener@ozturk-insaat.com.tr"}
 
 
 def test_smtp_4xx_is_retried_with_the_same_message_id(live_site: Site, mailbox: Mailbox,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from conftest import Site, await_mail, client_mail, reply_to, start_daemon, stop_daemon, wait_for
+from conftest import Site, await_mail, client_mail, log_events, reply_to, start_daemon, stop_daemon, wait_for
 from ticketd.daemon.outgoing.smtp_sink import SmtpSink, free_port
 from ticketd.storage import db
 
@@ -189,11 +189,19 @@ def test_the_database_stopped_answers_451_and_the_retry_after_it_starts_is_proce
     try:
         site.sections["database"] = {"url": server.new_database(migrated=True)}
         lmtp_site(site, smtp_sink, upgrade=False)
-        proc = start_daemon(site)
+        log = tmp_path / "daemon.log"
+        proc = start_daemon(site, log=log)
         try:
-            wait_for("the LMTP listener", lambda: listening(site), proc)
+            wait_for("the LMTP listener", lambda: listening(site), proc, log=log)
             mail = client_mail(CUSTOMER, "Bağlantı kesik", "İnternet yok.")
             server.pause()
+            with connect(site) as client, pytest.raises(smtplib.SMTPDataError) as failed:
+                client.sendmail(CUSTOMER, ["support@acme.example"], mail)
+            assert failed.value.smtp_code == 451
+            # The main loop meets the outage too (its turn writes the instance's heartbeat row): it waits, it
+            # does not exit, and the listener stays up answering 451.
+            wait_for("the loop to see the outage", lambda: log_events(log, "database.unavailable"), proc,
+                     timeout=30, log=log)
             with connect(site) as client, pytest.raises(smtplib.SMTPDataError) as failed:
                 client.sendmail(CUSTOMER, ["support@acme.example"], mail)
             assert failed.value.smtp_code == 451
@@ -211,6 +219,7 @@ def test_the_database_stopped_answers_451_and_the_retry_after_it_starts_is_proce
             wait_for("the retry processed", lambda: [r.status for r in inbound_rows(site)] == ["done"], proc)
             assert len(acks_to(smtp_sink, CUSTOMER)) == 1
             assert proc.poll() is None  # the daemon rode it out
+            wait_for("the loop to say the database is back", lambda: log_events(log, "database.back"), proc, log=log)
         finally:
             stop_daemon(proc)
     finally:
