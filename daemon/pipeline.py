@@ -34,11 +34,13 @@ from ticketd.daemon.stages.agent_mail import handle_agent_mail
 from ticketd.daemon.stages.bounce_mail import handle_bounce
 from ticketd.daemon.stages.conversation import Incoming, Outcome
 from ticketd.daemon.stages.customer_mail import handle_customer_mail
+from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
 from ticketd.parsers.message import ParsedMail, answered_hashes, message_id_hash, parse_message
 from ticketd.parsers.mime import read_mime
 from ticketd.parsers.subject import parse_subject
 from ticketd.rules.bounces import detect_bounce, is_feedback_report
-from ticketd.rules.channels import from_web_form
+from ticketd.rules.channels import SOURCE_HEADER, FormChoices, form_choices, from_web_form
+from ticketd.rules.commands import TYPES
 from ticketd.rules.identify import identify_sender
 from ticketd.rules.match import match_ticket
 from ticketd.rules.screen import ScreenContext, Verdict, screen
@@ -65,7 +67,7 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, now: dat
     bounce = detect_bounce(mime)
     if bounce is not None:
         return finish(inbound, handle_bounce(session, config, inbound, mail, bounce), now)
-    mail, source = attribute_channel(config, mail)
+    mail, source, form = attribute_channel(config, mail, inbound)
     answered = storm.automatic_mail_answered(session, [r for r in (mail.in_reply_to, *mail.references) if r])
     storm.answering(session, answered is not None)  # marks the mail this one causes, for the circuit breaker
     screening = screen(mail, ScreenContext(our_addresses=config.our_addresses(),
@@ -79,10 +81,10 @@ def process_inbound(session: Session, config: Config, inbound: Inbound, now: dat
         return Outcome("deferred", reason="the mail it answers is not processed yet")
     loop = loops.answers_us_automatically(session, mail, subject, sender, screening, match, answered)
     if loop is not None:
-        incoming = Incoming(session, config, inbound, mail, loop, sender, subject, match, now, source)
+        incoming = Incoming(session, config, inbound, mail, loop, sender, subject, match, now, source, form)
         return finish(inbound, loops.record_unanswered(incoming), now)
-    incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, now, source)
-    if sender.agent is not None and screening.verdict is Verdict.CONTINUE:
+    incoming = Incoming(session, config, inbound, mail, screening, sender, subject, match, now, source, form)
+    if sender.agent is not None and screening.verdict is Verdict.CONTINUE and form is None:
         outcome = handle_agent_mail(incoming)
     else:
         outcome = handle_customer_mail(incoming)
@@ -111,13 +113,18 @@ def hold_conversations(session: Session, rows: list[Inbound]) -> None:
                                  {"keys": keys})
 
 
-def attribute_channel(config: Config, mail: ParsedMail) -> tuple[ParsedMail, str]:
-    """A configured web form's mail is its customer's request: from here on it reads as sent by them."""
+def attribute_channel(config: Config, mail: ParsedMail,
+                      inbound: Inbound) -> tuple[ParsedMail, str, FormChoices | None]:
+    """A web form's mail is its customer's request. ticketd's own form (a row its form server stored) already
+    reads as sent by the customer, and carries their choices; a form mailer's (``[[webforms]]``) names them in
+    its body. Whoever a form names is a customer there: typing an agent's address into it steers nothing."""
+    if inbound.channel == "web" and mail.header(SOURCE_HEADER) == "web":
+        return mail, "web", form_choices(mail, TYPES, config.categories.all(), TEMPLATE_LANGUAGES)
     if config.web_forms:
         attributed = from_web_form(mail, config.web_forms)
         if attributed is not None:
-            return attributed, "web"
-    return mail, "email"
+            return attributed, "web", None
+    return mail, "email", None
 
 
 # The per-mail statements below are built once and run on the transaction's connection: building one (and its

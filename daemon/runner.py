@@ -22,6 +22,7 @@ from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.intake import threads as intake
 from ticketd.daemon.intake.lmtp import LmtpServer
+from ticketd.daemon.intake.web import WebServer
 from ticketd.daemon.outgoing import outbox
 from ticketd.daemon.service import systemd
 from ticketd.daemon.service.connections import Connections
@@ -213,12 +214,13 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     timers = sweep.Timers(engine, config, stop.wake).start()
     intakes = intake.start_all(engine, config.polled_mailboxes(), config.limits.max_message_bytes, coordinator,
                                stop.wake, metrics, connections)
-    listener = [LmtpServer(engine, config, stop.wake).start()] if config.lmtp else []
+    listener = start_listeners(engine, config, stop.wake)
     try:
         _loop(engine, config, stop, reload_config, timers, intakes, listener, coordinator, metrics, connections)
     finally:
         systemd.notify("STOPPING=1", "STATUS=stopping")
-        for server in listener:  # first: the MTA is told to come back later rather than left hanging
+        for server in listener:  # first: the MTA is told to come back later rather than left hanging, the form
+            # closed
             server.stop()
         intake.stop_all(intakes)
         timers.stop()
@@ -228,14 +230,24 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     log.info("daemon.stopped")
 
 
+def start_listeners(engine: sa.Engine, config: Config, wake: Callable[[], None]) -> list[LmtpServer | WebServer]:
+    """The intakes others connect to: the mail system's (LMTP) and the customers' browsers (the web form)."""
+    servers: list[LmtpServer | WebServer] = []
+    if config.lmtp:
+        servers.append(LmtpServer(engine, config, wake).start())
+    if config.webform:
+        servers.append(WebServer(engine, config, wake).start())
+    return servers
+
+
 def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Callable[[], Config] | None,
-          timers: sweep.Timers, intakes: list[intake.MailboxIntake], listener: list[LmtpServer],
+          timers: sweep.Timers, intakes: list[intake.MailboxIntake], listener: list[LmtpServer | WebServer],
           coordinator: Coordinator, metrics: Metrics, connections: Connections) -> None:
     """Process what is stored (by this instance's intake or another's), send, and wait to be woken.
 
-    ``intakes`` is replaced in place when a reload changes the mailboxes, ``listener`` (the LMTP server, when
-    configured) when it changes ``[lmtp]`` or the size limit. Other instances' intake does not
-    wake this one; on PostgreSQL the loop therefore looks for work every ``SHARED_TURN_SECONDS``.
+    ``intakes`` is replaced in place when a reload changes the mailboxes, ``listener`` (the LMTP server and the
+    web form, when configured) when it changes their sections or the size limit. Other instances' intake does
+    not wake this one; on PostgreSQL the loop therefore looks for work every ``SHARED_TURN_SECONDS``.
     """
     smtp_gate = SmtpGate()
     outage = Outage()
@@ -254,10 +266,10 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
                     metrics.mailbox_gone(dropped)
                 intakes[:] = intake.start_all(engine, new.polled_mailboxes(), new.limits.max_message_bytes,
                                               coordinator, stop.wake, metrics, connections)
-            if new.lmtp != config.lmtp or new.limits != config.limits:
+            if new.lmtp != config.lmtp or new.webform != config.webform or new.limits != config.limits:
                 for server in listener:
                     server.stop()
-                listener[:] = [LmtpServer(engine, new, stop.wake).start()] if new.lmtp else []
+                listener[:] = start_listeners(engine, new, stop.wake)
             for server in listener:
                 server.reconfigure(new)
             connections.tokens.keep_only(new.oauth2)

@@ -16,7 +16,40 @@ from dataclasses import dataclass, replace
 
 from ticketd.parsers.message import Address, ParsedMail
 
-__all__ = ["WebForm", "from_web_form", "valid_address"]
+__all__ = ["CATEGORY_HEADER", "SOURCE_HEADER", "TYPE_HEADER", "FormChoices", "WebForm", "form_choices",
+           "from_web_form", "valid_address"]
+
+# What ticketd's own complaint form (``daemon/intake/web.py``) writes into the mail it makes of a submission.
+# Anyone can write these headers into a mail: they count only on rows the form server stored itself.
+SOURCE_HEADER, TYPE_HEADER, CATEGORY_HEADER = "X-Ticketd-Source", "X-Ticketd-Type", "X-Ticketd-Category"
+
+
+@dataclass(frozen=True)
+class FormChoices:
+    """What the customer chose on ticketd's own form: the new ticket's type and category, and their language."""
+
+    type: str | None = None
+    category: str | None = None
+    language: str | None = None
+    company: str | None = None  # as typed: recorded, never used to link the customer to a company
+
+    def defaults(self) -> dict[str, str]:
+        return {name: value for name, value in (("type", self.type), ("category", self.category)) if value}
+
+
+def form_choices(mail: ParsedMail, types: Sequence[str], categories: Sequence[str],
+                 languages: Sequence[str]) -> FormChoices:
+    """The form's choices, each only if it is still one the helpdesk knows (the tree may have changed between
+    the post and its processing)."""
+    def known(value: str, allowed: Sequence[str]) -> str | None:
+        value = value.strip()
+        return value if value in allowed else None
+
+    company = _single_line(mail.header("organization"), _MAX_NAME)
+    return FormChoices(type=known(mail.header(TYPE_HEADER), types),
+                       category=known(mail.header(CATEGORY_HEADER), categories),
+                       language=known(mail.header("content-language").lower(), languages),
+                       company=company or None)
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,22 @@ class Inbound(SQLModel, table=True):
     raw_purged_at: datetime | None = ts()
 
 
+class WebSubmission(SQLModel, table=True):
+    """A post of the web form: what its rate limit counts (per client, per address), what makes a second post of
+    one form page (the browser's back button, a double click) the same submission, and, with double opt-in, the
+    submission waiting for its confirmation (its inbound row is ``held`` until then)."""
+
+    __tablename__ = "web_submission"
+    id: int | None = Field(default=None, primary_key=True)
+    nonce: str = Field(max_length=64, sa_column_kwargs={"unique": True})  # the form page's, one submission each
+    client: str = Field(max_length=64, index=True)
+    email: str = Field(max_length=320, index=True)
+    inbound_id: int | None = Field(default=None, foreign_key="inbound.id")
+    language: str = Field(default="en", max_length=8)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    confirmed_at: datetime | None = ts()
+
+
 class InboundRaw(SQLModel, table=True):
     """The bytes of an inbound mail, in a table of their own: SQLite rewrites a whole row on every UPDATE, so
     while they lived in ``inbound`` each status change of a 20 MB mail read and wrote 20 MB and held 40 MiB."""

@@ -223,6 +223,49 @@ class LmtpConfig(Section):
         return value
 
 
+class WebformConfig(Section):
+    """The complaint form on the web (``daemon/intake/web.py``), served by ``ticketd run`` behind the site's
+    reverse proxy. A submission is stored as a mail and takes the mail's path."""
+
+    listen: str  # "127.0.0.1:8025"
+    # Submissions per hour from one client address, and to one e-mail address: past it the form says so.
+    rate_per_hour: PositiveInt = 5
+    max_file_bytes: PositiveInt = 10 * 1024 * 1024
+    max_files: PositiveInt = 5
+    # A form page is good for this long: a token older than that (a bot replaying an old page) is refused.
+    token_hours: PositiveInt = 24
+    # The ticket opens only when the customer follows the link mailed to the address they typed (double opt-in).
+    confirm_email: bool = False
+    # Where the customers reach the form (the reverse proxy's URL): the confirmation link points there.
+    public_url: str | None = None
+    # Peers whose X-Forwarded-For names the client (the reverse proxy); any other peer is the client itself.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    mailbox: str | None = None  # a [[mailboxes]] name whose defaults the web's tickets take
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8025 (behind the site's reverse proxy)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")) or any(c in value for c in " \r\n\t<>\"'"):
+            raise ValueError("must be the form's address as customers reach it, e.g. https://www.acme.example/destek")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _confirm_needs_url(self) -> WebformConfig:
+        if self.confirm_email and self.public_url is None:
+            raise ValueError("public_url: required with confirm_email = true (the link in the confirmation mail)")
+        return self
+
+
 class RetentionConfig(Section):
     """How long personal data stays (README "Privacy"): raw mail is only needed to process or retry it."""
 
@@ -245,6 +288,7 @@ class Config(Section):
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     lmtp: LmtpConfig | None = None
+    webform: WebformConfig | None = None
     oauth2: OAuth2Config | None = None
     agents: list[AgentConfig] = Field(default_factory=list)
     sla: SlaConfig = SlaConfig()
@@ -268,6 +312,8 @@ class Config(Section):
         problems = process_problems(self.categories, self.groups, self.rules, agent_groups)
         problems += mailbox_problems(self.mailboxes, self.imap is not None, self.categories,
                                      {g.name for g in self.groups} | agent_groups, self.lmtp is not None)
+        if self.webform and self.webform.mailbox and self.webform.mailbox not in {b.name for b in self.mailboxes}:
+            problems.append(f"webform.mailbox: no [[mailboxes]] entry named {self.webform.mailbox!r}")
         if problems:
             raise ConfigError(problems)
         return self

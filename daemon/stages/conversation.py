@@ -17,6 +17,7 @@ from ticketd.parsers.message import ParsedMail
 from ticketd.parsers.quotes import quoted_only_cids
 from ticketd.parsers.subject import SubjectInfo
 from ticketd.rules import participants
+from ticketd.rules.channels import FormChoices
 from ticketd.rules.identify import Sender, find_company_by_domain
 from ticketd.rules.match import Match
 from ticketd.rules.screen import Screening
@@ -58,6 +59,7 @@ class Incoming:
     match: Match
     now: datetime  # the one clock reading of this message: every timestamp and deadline it causes uses it
     source: str = "email"  # "web" for a web form's mail, attributed to the customer it names
+    form: FormChoices | None = None  # what the customer chose on ticketd's own form
 
     def customer_is_requester(self, ticket: Ticket) -> bool:
         return self.sender.customer is not None and self.sender.customer.id == ticket.requester_id

@@ -58,6 +58,9 @@ def learn_language(inc: Incoming, customer: Customer) -> str | None:
     it; every later mail to them is written in it. Returns the language learnt, if any."""
     if customer.language:
         return None
+    if inc.form is not None and inc.form.language:  # the page they wrote on was in it
+        customer.language = inc.form.language
+        return inc.form.language
     guessed = inc.config.language_guesser.guess(f"{inc.subject.title}\n{inc.mail.text}")
     if guessed is not None:
         customer.language = guessed
@@ -69,13 +72,14 @@ def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
     assert customer is not None
     learned = learn_language(inc, customer)
     setup = new_ticket_setup.prepare(inc.session, inc.config, customer, inc.now, mail=inc.mail, source=inc.source,
-                                     mailbox=inc.inbound.mailbox)
+                                     mailbox=inc.inbound.mailbox, form=inc.form)
     ticket = open_ticket(inc.session, inc.subject.title, customer, setup, inc.now, linked_to=linked)
     message, files = record_message(inc, ticket, "customer", inc.mail.text)
     thread = (message.message_id, (message.message_id,))  # the ticket's conversation so far: this one mail
     event(inc, ticket, "created", new="new")
     if learned is not None:
-        event(inc, ticket, "language", new=f"{learned} (learnt from the customer's first mail)")
+        how = "the form's language" if inc.form is not None and inc.form.language else "the customer's first mail"
+        event(inc, ticket, "language", new=f"{learned} (learnt from {how})")
     if linked is not None:
         event(inc, ticket, "linked", new=f"#{linked.number}")
     record_setup(inc.session, ticket, setup, inc.mail.message_id, inc.now)

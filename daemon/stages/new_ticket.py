@@ -18,6 +18,7 @@ from ticketd.daemon.config import Config
 from ticketd.parsers.message import ParsedMail
 from ticketd.rules import identify
 from ticketd.rules.assignment import pick_assignee
+from ticketd.rules.channels import FormChoices
 from ticketd.rules.sla_clock import due_times
 from ticketd.rules.triage import facts_from_mail, triage
 from ticketd.storage import batch
@@ -32,7 +33,8 @@ class Setup:
 
 
 def prepare(session: Session, config: Config, customer: Customer, now: datetime, *, mail: ParsedMail | None,
-            source: str = "email", mailbox: str | None = None, opened_by: Agent | None = None) -> Setup:
+            source: str = "email", mailbox: str | None = None, opened_by: Agent | None = None,
+            form: FormChoices | None = None) -> Setup:
     """``mail`` is what the rules match on: the customer's own mail, or for a ticket an agent opens on a
     customer's behalf (phone, letter) the agent's account of it, read as if the customer had sent it. The
     mailbox it came in at gives the defaults (complaints@ files complaints); rules may override them. An agent
@@ -45,6 +47,12 @@ def prepare(session: Session, config: Config, customer: Customer, now: datetime,
     if defaults:
         fields.update(defaults)
         events.append(("mailbox", None, f"{mailbox}: " + ", ".join(f"{k}={v}" for k, v in defaults.items())))
+    if form is not None:  # the customer's own choice on the form, before the rules, as a mailbox's defaults are
+        fields.update(form.defaults())
+        told = [f"{k}={v}" for k, v in form.defaults().items()]
+        if form.company:
+            told.append(f"company as typed: {form.company}")
+        events.append(("form", None, "web form: " + (", ".join(told) or "nothing chosen")))
     wanted: str | None = None
     if mail is not None and config.triage_rules:
         decided = triage(config.triage_rules, facts_from_mail(mail, company.name if company else None))

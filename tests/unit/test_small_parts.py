@@ -184,5 +184,6 @@ def test_every_template_file_is_rendered_by_a_test_in_both_languages() -> None:
     names = {language: {p.name.removesuffix(".txt.j2") for p in (folder / language).glob("*.txt.j2")
                         if not p.name.startswith("_")} for language in ("en", "tr")}
     assert names["en"] == names["tr"]
-    rendered_elsewhere = {"report"}  # the scheduled report mail: test_report_mail_parts.py, in both languages
+    # the scheduled report mail: test_report_mail_parts.py; the web form's confirmation: test_webform_parts.py
+    rendered_elsewhere = {"report", "web_confirm"}
     assert names["en"] == set(TEMPLATES) | set(PROCESS_TEMPLATES) | rendered_elsewhere
