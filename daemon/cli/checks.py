@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import urllib.request
 from pathlib import Path
 
 import aiosmtplib
@@ -161,14 +162,33 @@ def check_lmtp(config: Config) -> CheckResult | None:
     return "lmtp", True, f"{listen}: ticketd answers and accepts {config.helpdesk.address}"
 
 
+def check_webform(config: Config) -> CheckResult | None:
+    """The form is the running daemon's too: a page with a form token means customers can send requests."""
+    if config.webform is None:
+        return None
+    listen = config.webform.listen
+    host, _, port = listen.rpartition(":")
+    bare = host.strip("[]")
+    target = f"http://[{bare}]:{port}/" if ":" in bare else f"http://{bare}:{port}/"
+    try:
+        with urllib.request.urlopen(target, timeout=10) as answer:  # our own listen address
+            page = answer.read(200_000).decode("utf-8", "replace")
+    except (OSError, ValueError) as exc:
+        return "webform", False, f"{listen}: nothing answers ({exc}); is `ticketd run` running?"
+    if 'name="token"' not in page:
+        return "webform", False, f"{listen}: answers, but not with ticketd's form: is it another program?"
+    public = f" (customers reach it at {config.webform.public_url})" if config.webform.public_url else ""
+    return "webform", True, f"{listen}: ticketd serves the complaint form{public}"
+
+
 def run_checks(config: Config) -> list[CheckResult]:
     results: list[CheckResult] = [("config", True, f"{config.source} is valid"), check_database(config)]
     authentication = check_authentication(config)
     results += [authentication] if authentication else []
     connections = Connections()
     token = check_oauth2(config, connections)
-    lmtp = check_lmtp(config)
-    return [*results, *([token] if token else []), check_imap(config, connections), *([lmtp] if lmtp else []),
+    listeners = [result for result in (check_lmtp(config), check_webform(config)) if result]
+    return [*results, *([token] if token else []), check_imap(config, connections), *listeners,
             check_smtp(config, connections)]
 
 

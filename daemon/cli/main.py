@@ -76,6 +76,9 @@ secret_file = "secret"                # made by `ticketd init`; keep it private
 
 # [lmtp]                              # or let the mail system deliver here (Postfix: README, "Delivery by the
 # listen = "127.0.0.1:8024"           # mail system"); with or without [imap]
+
+# [webform]                           # the complaint form, behind the site's reverse proxy (README: "The
+# listen = "127.0.0.1:8025"           # complaint form on the web")
 """
 
 

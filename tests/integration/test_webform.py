@@ -297,3 +297,27 @@ def test_the_database_away_keeps_what_was_typed(site: Site, smtp_sink: SmtpSink,
         assert session.execute(sa.text("SELECT count(*) FROM web_submission")).scalar_one() == 0
     assert post(site, fields(fresh_token(site)), files=[("fatura.pdf", PDF)]).status_code == 200
     wait_for("the received mail", lambda: acks(smtp_sink), form_daemon)
+
+
+def test_check_says_whether_the_form_answers_and_status_shows_its_latency(site: Site, smtp_sink: SmtpSink) -> None:
+    web_site(site, smtp_sink)
+    metrics_port = free_port()
+    site.sections["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    down = site.cli("check")
+    assert down.returncode == 1
+    assert b"FAIL webform: " in down.stdout and b"is `ticketd run` running?" in down.stdout, down.stdout
+    proc = start_daemon(site)
+    try:
+        wait_for("the web form", lambda: serving(site), proc)
+        up = site.cli("check")
+        assert b"ok   webform: " in up.stdout and b"serves the complaint form" in up.stdout, up.stdout
+        assert post(site, fields(fresh_token(site))).status_code == 200
+        wait_for("the received mail", lambda: acks(smtp_sink), proc)
+        status = site.cli("status", "--json")
+        assert status.returncode == 0, status.stderr
+        web = json.loads(status.stdout)["acknowledgment_seconds"]["web"]
+        assert web["count"] == 1 and 0 <= web["p50"] == web["max"] < 10
+        scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert 'ticketd_acknowledgment_seconds_count{channel="web"} 1.0' in scraped, scraped
+    finally:
+        stop_daemon(proc)
