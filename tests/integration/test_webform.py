@@ -47,6 +47,14 @@ def serving(site: Site) -> bool:
 
 
 @pytest.fixture
+def one_backend(backend: str) -> None:
+    """What is refused at the form never reaches the database: one backend shows it (asked for first, so the
+    other backend's run starts no daemon)."""
+    if backend != "sqlite":
+        pytest.skip("refused before anything is stored: the same on both databases")
+
+
+@pytest.fixture
 def form_daemon(site: Site, smtp_sink: SmtpSink, request: pytest.FixtureRequest) -> Iterator[Any]:
     marker = request.node.get_closest_marker("webform")
     web_site(site, smtp_sink, **(marker.kwargs if marker else {}))
@@ -97,7 +105,7 @@ def acks(sink: SmtpSink, address: str = CUSTOMER, kind: str = "received") -> lis
     return [m for m in sink.received if address in m.envelope_to and m.message["X-Ticketd-Kind"] == kind]
 
 
-def test_the_page_speaks_the_visitors_language(site: Site, form_daemon: Any) -> None:
+def test_the_page_speaks_the_visitors_language(one_backend: None, site: Site, form_daemon: Any) -> None:
     turkish = requests.get(url(site), headers={"Accept-Language": "tr-TR,tr;q=0.9,en;q=0.5"}, timeout=10)
     assert turkish.status_code == 200
     assert '<html lang="tr">' in turkish.text and "Bize ulaşın" in turkish.text
@@ -134,7 +142,8 @@ def test_a_submission_becomes_a_ticket_with_its_attachment_and_the_received_mail
     assert stored["Content-Language"] == "tr"
 
 
-def test_errors_are_shown_next_to_their_fields_and_nothing_is_stored(site: Site, form_daemon: Any) -> None:
+def test_errors_are_shown_next_to_their_fields_and_nothing_is_stored(one_backend: None, site: Site,
+                                                                      form_daemon: Any) -> None:
     answer = post(site, fields(fresh_token(site), name="", email="ayse@", subject="Konu\r\nBcc: x@evil.example",
                                type="urgent"))
     assert answer.status_code == 422
@@ -149,7 +158,7 @@ def test_errors_are_shown_next_to_their_fields_and_nothing_is_stored(site: Site,
     assert inbound_rows(site) == []
 
 
-def test_a_forged_or_old_token_and_the_honeypot_store_nothing(site: Site, form_daemon: Any) -> None:
+def test_a_forged_or_old_token_and_the_honeypot_store_nothing(one_backend: None, site: Site, form_daemon: Any) -> None:
     token = fresh_token(site)
     issued, nonce, mac = token.split(".")
     forged = post(site, fields(f"{int(issued) + 10}.{nonce}.{mac}"))
@@ -201,7 +210,7 @@ def test_the_rate_limit_counts_per_client_and_per_address(site: Site, form_daemo
 
 
 @pytest.mark.webform(max_file_bytes=50_000, max_files=2)
-def test_file_limits_are_told_next_to_the_field(site: Site, form_daemon: Any) -> None:
+def test_file_limits_are_told_next_to_the_field(one_backend: None, site: Site, form_daemon: Any) -> None:
     big = post(site, fields(fresh_token(site)), files=[("ek.pdf", PDF), ("büyük.zip", b"0" * 60_000)])
     assert big.status_code == 422
     assert re.search(r'id="attachments-error">büyük.zip 59 KB büyüklüğünde; her dosya en çok 49 KB olabilir', big.text)
@@ -210,7 +219,7 @@ def test_file_limits_are_told_next_to_the_field(site: Site, form_daemon: Any) ->
     assert inbound_rows(site) == []
 
 
-def test_a_request_over_the_size_limit_is_cut_off(site: Site, smtp_sink: SmtpSink) -> None:
+def test_a_request_over_the_size_limit_is_cut_off(one_backend: None, site: Site, smtp_sink: SmtpSink) -> None:
     site.sections["limits"] = {"max_message_bytes": 200_000}
     web_site(site, smtp_sink)
     proc = start_daemon(site)
