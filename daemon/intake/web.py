@@ -289,34 +289,29 @@ def _held_submission(site: _Site, token: str) -> tuple[WebSubmission | None, boo
     return record, not expired
 
 
-async def show_confirm(request: Request) -> Response:
+async def confirmation(request: Request) -> Response:
+    """GET shows the button (a mail scanner fetching the link confirms nothing); POST confirms."""
     site: _Site = request.app.state.site
-    record, valid = await run_in_threadpool(_held_submission, site, request.path_params["token"])
+    posted = request.method == "POST"
+    try:
+        record, valid = await run_in_threadpool(_held_submission, site, request.path_params["token"])
+        if record is not None and valid and posted:
+            await run_in_threadpool(_release, site, record)
+    except Exception as exc:  # the database: the customer may simply try the link again
+        log.error("webform.confirm_failed", error=str(exc)[:500])
+        lang = site.language(request)
+        text = site.words[lang]["unavailable"].format(address=site.config.helpdesk.address)
+        return site.message(lang, "confirm_title", text, False, 503, back="../")
     lang = record.language if record is not None and record.language in LANGUAGES else site.language(request)
     t = site.words[lang]
     if record is None or not valid:
         return site.message(lang, "confirm_title", t["confirm_bad"], False, 404, back="../")
-    if record.confirmed_at is not None:
+    if posted:
+        site.wake()
+    if posted or record.confirmed_at is not None:
         return site.message(lang, "confirm_title", t["confirmed"].format(email=record.email), True, back="../")
     return site.message(lang, "confirm_title", t["confirm"], True, back="../",
                         button={"action": "", "label": t["confirm_button"]})
-
-
-async def confirm(request: Request) -> Response:
-    site: _Site = request.app.state.site
-    record, valid = await run_in_threadpool(_held_submission, site, request.path_params["token"])
-    lang = record.language if record is not None and record.language in LANGUAGES else site.language(request)
-    t = site.words[lang]
-    if record is None or not valid:
-        return site.message(lang, "confirm_title", t["confirm_bad"], False, 404, back="../")
-    try:
-        await run_in_threadpool(_release, site, record)
-    except Exception as exc:
-        log.error("webform.confirm_failed", error=str(exc)[:500], submission=record.id)
-        return site.message(lang, "confirm_title", t["unavailable"].format(address=site.config.helpdesk.address),
-                            False, 503, back="../")
-    site.wake()
-    return site.message(lang, "confirm_title", t["confirmed"].format(email=record.email), True, back="../")
 
 
 def _release(site: _Site, record: WebSubmission) -> None:
@@ -333,8 +328,7 @@ def _release(site: _Site, record: WebSubmission) -> None:
 
 def make_app(site: _Site) -> Any:
     app = Starlette(routes=[Route("/", show_form, methods=["GET", "HEAD"]), Route("/", submit, methods=["POST"]),
-                            Route("/confirm/{token}", show_confirm, methods=["GET", "HEAD"]),
-                            Route("/confirm/{token}", confirm, methods=["POST"])])
+                            Route("/confirm/{token}", confirmation, methods=["GET", "HEAD", "POST"])])
     app.state.site = site
     return _BodyLimit(app, site.request_limit)
 
