@@ -14,19 +14,21 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote
 
+import sqlalchemy as sa
 import typer
 from sqlmodel import Session, col, select
 
 from ticketd.daemon import pipeline
 from ticketd.daemon.cli.views import ticket_dict
-from ticketd.daemon.config import load_config
+from ticketd.daemon.config import Config, load_config
+from ticketd.daemon.intake.web import WebServer
 from ticketd.daemon.outgoing import outbox
-from ticketd.daemon.outgoing.smtp_sink import ReceivedMail, SmtpSink
+from ticketd.daemon.outgoing.smtp_sink import ReceivedMail, SmtpSink, free_port
 from ticketd.daemon.service import logs
 from ticketd.storage import db
 from ticketd.storage.directory import add_company, upsert_agent, upsert_customer
 from ticketd.storage.inbound import store_inbound
-from ticketd.storage.models import Ticket
+from ticketd.storage.models import Inbound, Ticket
 
 CONFIG = """\
 [helpdesk]
@@ -46,6 +48,9 @@ tls = "none"
 
 [security]
 secret_file = "secret"
+
+[webform]
+listen = "127.0.0.1:{web_port}"
 
 [logging]
 level = "warning"
@@ -109,7 +114,7 @@ def run_demo(directory: Path | None) -> int:
     sent_dir = work / "sent"
     with SmtpSink(store_dir=sent_dir) as sink:
         (work / "secret").write_text(secrets.token_urlsafe(32))
-        (work / "ticketd.toml").write_text(CONFIG.format(port=sink.port))
+        (work / "ticketd.toml").write_text(CONFIG.format(port=sink.port, web_port=free_port()))
         config = load_config(work / "ticketd.toml")
         logs.configure("error", "console")
         engine = db.make_engine(config.database.connect_url)
@@ -197,6 +202,9 @@ def run_demo(directory: Path | None) -> int:
         deliver(answer(last_to("ali@acme.example"), "Ali Veli <ali@acme.example>", "[priority=hgh]", "x")
                 .replace(b"To: support+", b"To: nobody+"), "a forged command (not the signed address)")
 
+        typer.echo("== a customer uses the complaint form on the web (the page in Turkish, a PDF attached) ==\n")
+        _web_form(engine, config, sink)
+
         with Session(engine) as session:
             tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(col(Ticket.number)))]
         typer.echo("tickets:")
@@ -206,3 +214,43 @@ def run_demo(directory: Path | None) -> int:
         typer.echo(f"\nsent mail is in {sent_dir}; look around with:\n"
                    f"  ticketd --config {work / 'ticketd.toml'} tickets show 1")
     return 0
+
+
+def _web_form(engine: sa.Engine, config: Config, sink: SmtpSink) -> None:
+    """The form served as ``ticketd run`` serves it, posted as a browser posts it; the mail it becomes is
+    processed like any other."""
+    import requests  # here: only the demo's form step needs an HTTP client
+
+    assert config.webform is not None
+    server = WebServer(engine, config, lambda: None).start()
+    try:
+        url = f"http://{config.webform.listen}/"
+        page = requests.get(url, headers={"Accept-Language": "tr-TR,tr;q=0.9"}, timeout=10).text
+        token = page.split('name="token" value="', 1)[1].split('"', 1)[0]
+        title = page.split("<h1>", 1)[1].split("</h1>", 1)[0]
+        typer.echo(f"   GET {url} -> the page \"{title}\" (Accept-Language: tr)")
+        fields = {"token": token, "lang": "tr", "name": "Deniz Arslan", "email": "deniz.arslan@example.com.tr",
+                  "company": "Arslan Gıda", "type": "complaint", "category": "billing/invoice",
+                  "subject": "Fatura iki kez kesildi", "description": "Kasım faturası iki kez tahsil edildi.",
+                  "website": ""}
+        posted = requests.post(f"{url}?lang=tr", data=fields, timeout=30,
+                               files=[("attachments", ("dekont.pdf", b"%PDF-1.4\n% dekont\n%%EOF\n",
+                                                       "application/pdf"))])
+        answer = posted.text.split('id="result">', 1)[1].split("<", 1)[0]
+        typer.echo(f"   POST -> {posted.status_code}: {answer}")
+    finally:
+        server.stop()
+    with Session(engine) as session:
+        row_id = session.exec(select(Inbound.id).where(Inbound.channel == "web")).one()
+    assert row_id is not None
+    outcome = pipeline.process_pending(engine, config, [row_id])[0]
+    mark = len(sink.received)
+    outbox.send_due(engine, config)
+    with Session(engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == outcome.ticket_number)).one()
+        typer.echo(f"<- the form: {outcome.status}, ticket #{ticket.number} (source {ticket.source}, type "
+                   f"{ticket.type}, category {ticket.category})")
+    for mail in sink.received[mark:]:
+        files = f"   [files: {_files(mail)}]" if _files(mail) else ""
+        typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}{files}")
+    typer.echo("")

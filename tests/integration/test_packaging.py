@@ -61,3 +61,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert "(thanks; the ticket stays resolved)" in demo.stdout
     assert "ticket #2 and #3 both named; nothing applied" in demo.stdout
     assert "[ACME #3] Talebiniz alındı: Kablo değişimi talebi" in demo.stdout  # an ISO-8859-9 stranger, in Turkish
+    # the complaint form, from the wheel's own pages and words
+    assert 'the page "Bize ulaşın"' in demo.stdout and "POST -> 200: Talebinizi aldık." in demo.stdout
+    assert "<- the form: done, ticket #4 (source web, type complaint, category billing/invoice)" in demo.stdout
+    assert "-> deniz.arslan@example.com.tr: [ACME #4] Talebiniz alındı: Fatura iki kez kesildi" in demo.stdout
