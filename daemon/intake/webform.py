@@ -91,12 +91,12 @@ def read_submission(fields: Mapping[str, str], files: Sequence[Upload], categori
             sub.errors[name] = ("one_line", {})
     if not sub.email:
         sub.errors["email"] = ("missing", {})
-    elif valid_address(sub.email) is None:
+    elif (address := _mailable(sub.email)) is None:
         sub.errors["email"] = ("bad_email", {})
-    elif is_ours(sub.email):
+    elif is_ours(address):
         sub.errors["email"] = ("our_email", {})
     else:
-        sub.email = str(valid_address(sub.email))
+        sub.email = address
     if sub.type not in TYPES:
         sub.errors["type"] = ("missing", {}) if not sub.type else ("bad_choice", {})
     if sub.category and sub.category not in categories:
@@ -107,6 +107,23 @@ def read_submission(fields: Mapping[str, str], files: Sequence[Upload], categori
         sub.errors["description"] = ("too_long", {"limit": str(MAX_TEXT)})
     _check_files(sub, limits)
     return sub
+
+
+def _mailable(value: str) -> str | None:
+    """One plain address we can write to, lower-cased, its domain in IDNA form (``müşteri.com.tr`` becomes
+    ``xn--mteri-...``, as mail systems carry it). A non-ASCII local part needs SMTPUTF8 end to end, which a
+    helpdesk cannot count on: refused, so the visitor gives one that works."""
+    address = valid_address(value)
+    if address is None:
+        return None
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return None
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    return valid_address(f"{local}@{ascii_domain}")
 
 
 def _check_files(sub: Submission, limits: Limits) -> None:

@@ -38,12 +38,20 @@ def test_a_good_submission_has_no_errors_and_a_lower_cased_address() -> None:
 @pytest.mark.parametrize(("field", "value", "key"), [
     ("name", "", "missing"), ("name", "x" * 201, "too_long"), ("subject", "a\nBcc: x@evil.example", "one_line"),
     ("email", "a@b", "bad_email"), ("email", "a@b.com, c@d.com", "bad_email"), ("email", "<a@b.com>", "bad_email"),
-    ("email", "support@acme.example", "our_email"), ("type", "", "missing"), ("type", "urgent", "bad_choice"),
+    ("email", "support@acme.example", "our_email"), ("email", "ayşe@musteri.com.tr", "bad_email"),
     ("category", "other", "bad_choice"), ("description", "  \n ", "missing"),
     ("description", "x" * (webform.MAX_TEXT + 1), "too_long"),
 ])
 def test_each_bad_field_is_named_with_its_reason(field: str, value: str, key: str) -> None:
     assert read(**{field: value}).errors[field][0] == key
+
+
+def test_an_international_domain_is_kept_in_the_form_mail_systems_carry() -> None:
+    sub = read(email="Deniz@Müşteri.com.tr")
+    assert sub.errors == {} and sub.email == "deniz@xn--mteri-kva70e.com.tr"
+    raw = webform.build_mail(sub, to="support@acme.example", nonce="n1", client="::1", language="tr",
+                             now=datetime(2026, 12, 4, tzinfo=UTC), host="acme.example")
+    assert b"From: =?utf-8?q?Ay=C5=9Fe?= Demir <deniz@xn--mteri-kva70e.com.tr>" in raw
 
 
 def test_file_limits() -> None:
