@@ -187,3 +187,11 @@ def test_every_template_file_is_rendered_by_a_test_in_both_languages() -> None:
     # the scheduled report mail: test_report_mail_parts.py; the web form's confirmation: test_webform_parts.py
     rendered_elsewhere = {"report", "web_confirm"}
     assert names["en"] == set(TEMPLATES) | set(PROCESS_TEMPLATES) | rendered_elsewhere
+
+
+def test_a_turkish_agent_reads_the_type_in_turkish() -> None:
+    context = {k: v for k, v in _full_context().items() if k != "by"}  # a new ticket, not one handed over
+    words = {"request": "Yeni talep:", "complaint": "Yeni şikâyet:", "information": "Yeni bilgi talebi:"}
+    for kind, word in words.items():
+        context["ticket"] = {**context["ticket"], "type": kind}
+        assert render(make_environment(), "agent_new", "tr", context).subject.startswith(word)
