@@ -186,7 +186,7 @@ def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[],
     if use_idle:
         # Mail that arrived since the last SEARCH was announced already (perhaps in the MOVE's untagged
         # responses, which imapclient drops) and IDLE will not announce it again: look before waiting.
-        if client.search("ALL"):
+        if client.search("ALL") or _announced(client):
             return
         client.idle()
     try:
@@ -202,6 +202,18 @@ def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[],
     finally:
         if use_idle:
             client.idle_done()
+
+
+def _announced(client: IMAPClient) -> bool:
+    """New mail the server told of in an earlier answer, which IDLE will not tell again.
+
+    Dovecot runs a SEARCH before it looks at the mailbox again and reports what came in meanwhile after the
+    results: mail appended since the previous command is missing from ``SEARCH ALL`` and announced as
+    ``* n EXISTS`` in the same answer. imapclient leaves that line in imaplib's untagged responses, unread; taken
+    from there, it sends us back to fetch at once instead of after ``poll_seconds``. A count left from an earlier
+    answer costs one more SEARCH, nothing else."""
+    counts = client._imap.untagged_responses.pop("EXISTS", [])
+    return bool(counts) and counts[-1].isdigit() and int(counts[-1]) > 0
 
 
 def _readable(client: IMAPClient) -> bool:

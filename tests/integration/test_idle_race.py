@@ -40,6 +40,53 @@ cli.main()
 """
 
 
+# The real daemon, with a mail arriving just after a poll found the inbox empty, before the look that precedes
+# IDLE: Dovecot answers that SEARCH without it and announces it after the results ("* 1 EXISTS"), and IDLE
+# will not announce it again.
+ARRIVES_BEFORE_THE_LOOK = """
+import sys
+from pathlib import Path
+from imapclient import IMAPClient
+from ticketd.daemon.cli import main as cli
+from ticketd.daemon.intake import imap as poller
+
+host, port, user, password, late = sys.argv[2:7]
+real_poll, sent = poller.poll_once, []
+def poll_once(*args, **kwargs):
+    result = real_poll(*args, **kwargs)
+    if not sent and not result.stored:
+        other = IMAPClient(host, port=int(port), ssl=False)
+        other.login(user, password)
+        other.append("INBOX", Path(late).read_bytes())
+        other.logout()
+        sent.append(1)
+    return result
+poller.poll_once = poll_once
+sys.argv = ["ticketd", "--config", sys.argv[1], "run"]
+cli.main()
+"""
+
+
+def test_mail_arriving_between_the_poll_and_idle_is_seen_at_once(live_site: Site, mailbox: Mailbox,
+                                                                 smtp_sink: SmtpSink) -> None:
+    live_site.sections["imap"].update(idle=True, poll_seconds=300)
+    args = [str(live_site.write()), mailbox.server.host, str(mailbox.server.port), mailbox.user, mailbox.password,
+            str(DATA / "iso-8859-9-body.eml")]
+    daemon = subprocess.Popen([sys.executable, "-c", ARRIVES_BEFORE_THE_LOOK, *args], env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20  # far below poll_seconds: only the announcement can send it back
+        while not smtp_sink.received and time.monotonic() < deadline and daemon.poll() is None:
+            time.sleep(0.1)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=20)
+        assert [m.envelope_to[0] for m in smtp_sink.received] == ["sener@ozturk-insaat.com.tr"], err.decode()[-3000:]
+        assert mailbox.count("INBOX") == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+
+
 def test_mail_arriving_during_the_move_is_not_left_for_the_next_poll(live_site: Site, mailbox: Mailbox,
                                                                        smtp_sink: SmtpSink) -> None:
     live_site.sections["imap"].update(idle=True, poll_seconds=300)
