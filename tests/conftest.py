@@ -8,6 +8,7 @@ for a quick local run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -468,12 +469,10 @@ def start_daemon(site: Site, env: dict[str, str] | None = None, log: Path | None
     """`ticketd run` as a service manager starts it; its JSON log is readable from ``stderr``, or kept in ``log``
     (read while it runs). ``env`` is the daemon's whole environment (a fake clock's), else this process's."""
     site.write()
-    if log is not None:
-        with log.open("ab") as log_file:  # a file, not a pipe nobody reads: that could fill and block it
-            return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"],
-                                    env=env or dict(os.environ), stdout=subprocess.DEVNULL, stderr=log_file)
-    return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"],
-                            env=env or dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with contextlib.ExitStack() as files:  # a log file, not a pipe nobody reads: that could fill and block it
+        stderr = files.enter_context(log.open("ab")) if log is not None else subprocess.PIPE
+        return subprocess.Popen([str(TICKETD), "--config", str(site.config_path), "run"],
+                                env=env or dict(os.environ), stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def log_events(log: Path, event: str) -> list[dict[str, Any]]:

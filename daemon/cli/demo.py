@@ -86,6 +86,14 @@ def _files(mail: ReceivedMail) -> str:
     return ", ".join(found)
 
 
+def _list_sent(mails: list[ReceivedMail]) -> None:
+    """One line per mail that reached the SMTP server: to whom, its subject, its files."""
+    for mail in mails:
+        files = f"   [files: {_files(mail)}]" if _files(mail) else ""
+        typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}{files}")
+    typer.echo("")
+
+
 def _show(mail: ReceivedMail) -> None:
     msg = mail.message
     typer.echo(f"  From:       {msg['From']}")
@@ -153,10 +161,7 @@ def run_demo(directory: Path | None) -> int:
             typer.echo(f"<- {label}: {outcome.status}"
                        + (f", ticket #{outcome.ticket_number}" if outcome.ticket_number else "")
                        + (f" ({outcome.reason})" if outcome.reason else ""))
-            for mail in sink.received[mark:]:
-                files = f"   [files: {_files(mail)}]" if _files(mail) else ""
-                typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}{files}")
-            typer.echo("")
+            _list_sent(sink.received[mark:])
 
         def answer(to: ReceivedMail, sender: str, subject_suffix: str, text: str,
                    attach: tuple[str, bytes] | None = None) -> bytes:
@@ -250,7 +255,4 @@ def _web_form(engine: sa.Engine, config: Config, sink: SmtpSink) -> None:
         ticket = session.exec(select(Ticket).where(Ticket.number == outcome.ticket_number)).one()
         typer.echo(f"<- the form: {outcome.status}, ticket #{ticket.number} (source {ticket.source}, type "
                    f"{ticket.type}, category {ticket.category})")
-    for mail in sink.received[mark:]:
-        files = f"   [files: {_files(mail)}]" if _files(mail) else ""
-        typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}{files}")
-    typer.echo("")
+    _list_sent(sink.received[mark:])

@@ -140,8 +140,7 @@ class _Site:
         labels = {name: t[name] for name in ("name", "email", "company", "type", "category", "subject",
                                              "description", "attachments")}
         return self.page("form.html.j2", lang, status, token=webform.issue_token(self.secret, time.time()),
-                         values=values or dict.fromkeys(("name", "email", "company", "type", "category", "subject",
-                                                         "description"), ""),
+                         values=values or webform.Submission().values(),
                          errors=errors or {}, notice=notice, labels=labels, types=TYPES,
                          categories=self.config.categories.all(), other_lang="tr" if lang == "en" else "en",
                          action=f"?lang={lang}", max_text=webform.MAX_TEXT,

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from conftest import TICKETD, Desk, Site, decode, reply_to, stop_daemon, wait_for
+from conftest import TICKETD, Desk, Site, decode, log_events, reply_to, stop_daemon, wait_for
 from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 from ticketd.storage import db
 from ticketd.storage.inbound import load_raw
@@ -304,8 +304,7 @@ def test_the_daemon_purges_old_raw_mail_on_schedule_and_keeps_working(
             return load_raw(session, row.id)
 
     def purges() -> list[dict[str, Any]]:
-        return [e for e in (json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{"))
-                if e.get("event") == "retention.raw_mail_purged"]
+        return log_events(log_path, "retention.raw_mail_purged")
 
     daemon = run_on_day(0)
     try:
