@@ -174,6 +174,9 @@ def _remember(engine: sa.Engine, folder: str, uidvalidity: int, last_uid: int) -
         session.add(state)
 
 
+IDLE_RENEW_SECONDS = 10
+
+
 def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[], bool],
                   heartbeat: Callable[[], None] | None = None) -> None:
     """Block until new mail may be there, ``poll_seconds`` pass, or we are asked to stop.
@@ -181,8 +184,10 @@ def wait_for_mail(client: IMAPClient, cfg: ImapConfig, should_stop: Callable[[],
     Uses IDLE when enabled and offered (so mail is seen within a second), else sleeps. Either way the wait is
     cut into one-second slices so SIGTERM is honoured promptly.
     """
-    deadline = time.monotonic() + cfg.poll_seconds
     use_idle = cfg.idle and client.has_capability("IDLE")
+    # Mail that lands between the look below and the start of IDLE is not announced by Dovecot until its own
+    # check 30 to 50 s later (measured): IDLE is renewed, with a new look, at least this often.
+    deadline = time.monotonic() + (min(cfg.poll_seconds, IDLE_RENEW_SECONDS) if use_idle else cfg.poll_seconds)
     if use_idle:
         # Mail that arrived since the last SEARCH was announced already (perhaps in the MOVE's untagged
         # responses, which imapclient drops) and IDLE will not announce it again: look before waiting.
