@@ -28,10 +28,9 @@ class TemplateError(Exception):
     pass
 
 
-def make_environment(override_dir: Path | None = None) -> SandboxedEnvironment:
-    loaders: list[Any] = []
-    if override_dir is not None:
-        loaders.append(FileSystemLoader(str(override_dir)))
+def make_environment(*override_dirs: Path | None) -> SandboxedEnvironment:
+    """The operator's folders first, in the order given (a mailbox's, then the helpdesk's), then ours."""
+    loaders: list[Any] = [FileSystemLoader(str(folder)) for folder in override_dirs if folder is not None]
     loaders.append(PackageLoader("ticketd.mailtemplates", "."))
     return SandboxedEnvironment(
         loader=ChoiceLoader(loaders),

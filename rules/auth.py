@@ -28,10 +28,11 @@ AgentAuth = Literal["signed-reply", "authentication-results", "from-header"]
 
 @dataclass(frozen=True)
 class AuthPolicy:
-    """How an agent's mail is proven: reply addresses signed with ``secret`` on the support ``address`` and valid
-    ``signed_address_days``; by ``agent_auth``, also the trusted receiving server's verdict, or the From header."""
+    """How an agent's mail is proven: reply addresses signed with ``secret`` on one of ``addresses`` (the
+    helpdesk's and each mailbox identity's) and valid ``signed_address_days``; by ``agent_auth``, also the
+    trusted receiving server's verdict, or the From header."""
 
-    address: str
+    addresses: tuple[str, ...]
     secret: str = field(repr=False)  # never in a log line
     signed_address_days: int
     agent_auth: AgentAuth = "signed-reply"
@@ -47,10 +48,10 @@ class SignedAddress:
 def _signed(mail: ParsedMail, policy: AuthPolicy, party: str, now: datetime,
             expired: bool) -> SignedAddress | None:
     for address in (a.email for a in (*mail.to, *mail.cc)):
-        verified = verify_reply_address(address, policy.address, party, policy.secret, now,
-                                        policy.signed_address_days)
-        if verified is not None and verified.expired == expired:
-            return SignedAddress(verified.ticket_number, party)
+        for base in policy.addresses:
+            verified = verify_reply_address(address, base, party, policy.secret, now, policy.signed_address_days)
+            if verified is not None and verified.expired == expired:
+                return SignedAddress(verified.ticket_number, party)
     return None
 
 

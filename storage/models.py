@@ -90,6 +90,8 @@ class Ticket(SQLModel, table=True):
     requester_id: int = Field(foreign_key="customer.id", index=True)
     company_id: int | None = Field(default=None, foreign_key="company.id", index=True)
     source: str = Field(default="email", max_length=16)
+    # The [[mailboxes]] identity its mail leaves as (the one it came in through); None: the helpdesk's.
+    mailbox: str | None = Field(default=None, max_length=255)
     type: str = Field(default="request", max_length=16)
     category: str | None = None
     priority: str = Field(default="normal", max_length=16)
@@ -267,6 +269,7 @@ class Outbox(SQLModel, table=True):
     headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     message_id: str = Field(sa_column=Column(sa.String(998), unique=True, nullable=False))
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    mailbox: str | None = Field(default=None, max_length=255)  # the identity it leaves as, and so its transport
     recipient: str = Field(default="", sa_column=Column(sa.String(320), nullable=False, server_default="", index=True))
     automatic: bool = Field(default=True, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.true()))
     # What made ticketd write it: "inbound" (an automatic answer to a mail: the only kind the storm caps hold

@@ -43,6 +43,7 @@ def ticket_dict(session: Session, t: Ticket) -> dict[str, Any]:
         "category": t.category,
         "priority": t.priority,
         "source": t.source,
+        "mailbox": t.mailbox,
         "created_at": iso(t.created_at),
         "updated_at": iso(t.updated_at),
         "within_contract": t.within_contract,

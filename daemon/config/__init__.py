@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -43,7 +43,7 @@ from ticketd.daemon.config.fields import (
     existing_file,
     read_secret,
 )
-from ticketd.daemon.config.mailboxes import Mailbox, MailboxConfig, mailbox_problems
+from ticketd.daemon.config.mailboxes import Identity, Mailbox, MailboxConfig, identity_of, mailbox_problems
 from ticketd.daemon.config.oauth2 import OAuth2Config
 from ticketd.daemon.config.process import (
     CategoriesConfig,
@@ -304,6 +304,8 @@ class Config(Section):
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
     _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)
     _templates: SandboxedEnvironment | None = PrivateAttr(default=None)
+    _identity_templates: dict[tuple[Path, ...], SandboxedEnvironment] = PrivateAttr(default_factory=dict)
+    _mailbox_smtp: dict[str, SmtpConfig] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_process(self) -> Config:
@@ -348,7 +350,7 @@ class Config(Section):
     def auth(self) -> AuthPolicy:
         """What proves an agent's mail (``rules.auth``)."""
         secret = self.security.secret.get_secret_value() if self.security.secret else ""
-        return AuthPolicy(self.helpdesk.address, secret, self.security.signed_address_days,
+        return AuthPolicy(self.reply_bases(), secret, self.security.signed_address_days,
                           self.security.agent_auth, self.security.trusted_authserv_id)
 
     @cached_property
@@ -390,6 +392,60 @@ class Config(Section):
             self._templates = make_environment(self.helpdesk.templates_dir)
         return self._templates
 
+    def templates_for(self, identity: Identity) -> SandboxedEnvironment:
+        """The templates an identity writes with: its own folder first, then the helpdesk's, then ours."""
+        if not identity.templates_dirs or identity.templates_dirs == (self.helpdesk.templates_dir,):
+            return self.templates
+        env = self._identity_templates.get(identity.templates_dirs)
+        if env is None:
+            env = self._identity_templates[identity.templates_dirs] = make_environment(*identity.templates_dirs)
+        return env
+
+    @cached_property
+    def identities(self) -> dict[str | None, Identity]:
+        """The helpdesk's identity (key None) and each ``[[mailboxes]]`` entry's that has an address."""
+        name, address = self.helpdesk.name, self.helpdesk.address
+        found: dict[str | None, Identity] = {
+            None: Identity(None, name, address, address, name,
+                           (self.helpdesk.templates_dir,) if self.helpdesk.templates_dir else ())}
+        for box in self.mailboxes:
+            if box.address is not None:
+                found[box.name] = identity_of(box, name, self.helpdesk.templates_dir)
+        return found
+
+    def identity(self, mailbox: str | None) -> Identity:
+        """The identity of the mailbox named (a ticket's ``mailbox``); the helpdesk's for None or an unknown
+        name (a mailbox removed from the config since: its tickets are answered as the helpdesk)."""
+        return self.identities.get(mailbox) or self.identities[None]
+
+    def answering_mailbox(self, came_in: str | None, addresses: Iterable[str]) -> str | None:
+        """The identity a new ticket answers as: the mailbox it came in through, if that one has an address;
+        else the first mailbox whose address the mail was written to (several addresses delivered to one
+        folder); else the helpdesk (None)."""
+        if came_in is not None and came_in in self.identities:
+            return came_in
+        for address in addresses:
+            for key, identity in self.identities.items():
+                if key is not None and is_one_of(address, {identity.address, identity.reply_base}):
+                    return key
+        return None
+
+    def smtp_for(self, mailbox: str | None) -> SmtpConfig:
+        """The ``[smtp]`` login a mailbox's mail is sent with: its own ``smtp_username`` when it has one."""
+        assert self.smtp is not None
+        box = next((b for b in self.mailboxes if b.name == mailbox and b.smtp_username), None)
+        if box is None:
+            return self.smtp
+        if box.name not in self._mailbox_smtp:
+            smtp = self.smtp.model_copy(update={"username": box.smtp_username, "password": box.smtp_password()})
+            smtp._oauth2 = self.smtp.oauth2
+            self._mailbox_smtp[box.name] = smtp
+        return self._mailbox_smtp[box.name]
+
+    def reply_bases(self) -> tuple[str, ...]:
+        """Every address our signed reply addresses are made of, the helpdesk's first."""
+        return tuple(dict.fromkeys(identity.reply_base for identity in self.identities.values()))
+
     def polled_mailboxes(self) -> list[Mailbox]:
         """What the daemon polls: each ``[[mailboxes]]`` entry on the ``[imap]`` server, or ``[imap]`` alone."""
         if self.imap is None:
@@ -411,7 +467,8 @@ class Config(Section):
 
     def our_addresses(self) -> frozenset[str]:
         """Addresses mail comes in at: never answered (a loop), never a customer."""
-        return frozenset({self.helpdesk.address, *(box.address for box in self.mailboxes if box.address)})
+        return frozenset({self.helpdesk.address, *(box.address for box in self.mailboxes if box.address),
+                          *self.reply_bases()})
 
     def is_our_address(self, address: str) -> bool:
         """The support address, a mailbox's address, or any +tagged form of them (our signed reply addresses,
@@ -458,6 +515,8 @@ _PATH_KEYS = {("imap", "password_file"), ("smtp", "password_file"), ("security",
               ("imap", "cafile"), ("smtp", "cafile"), ("database", "password_file"),
               ("oauth2", "client_secret_file"), ("oauth2", "refresh_token_file"), ("helpdesk", "templates_dir")}
 
+_MAILBOX_PATH_KEYS = ("password_file", "smtp_password_file", "signature_file", "templates_dir")
+
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
@@ -468,9 +527,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(out.get("mailboxes"), list):
         out["mailboxes"] = [dict(box) if isinstance(box, dict) else box for box in out["mailboxes"]]
     for box in out.get("mailboxes") or []:
-        file = box.get("password_file") if isinstance(box, dict) else None
-        if isinstance(file, str) and not Path(file).is_absolute():
-            box["password_file"] = str(base / file)
+        for key in _MAILBOX_PATH_KEYS:
+            file = box.get(key) if isinstance(box, dict) else None
+            if isinstance(file, str) and not Path(file).is_absolute():
+                box[key] = str(base / file)
     db = out.get("database")
     if isinstance(db, dict) and isinstance(db.get("url"), str) and db["url"].startswith("sqlite:///"):
         path = db["url"].removeprefix("sqlite:///")

@@ -3,6 +3,10 @@
 Each has its folders, optionally its own login, and the defaults a new ticket from it gets (type, category,
 priority, group) before the ``[[rules]]`` run, which may still override them. Without ``[[mailboxes]]`` the
 ``[imap]`` section is the one mailbox, named after its folder (as ticketd has always recorded it).
+
+A mailbox with an ``address`` is also an identity: every mail about a ticket that came in through it leaves
+from that address, under its name and signature, with reply addresses on its domain, written from its
+templates. A customer who wrote to complaints@ never hears from support@ (``Identity``).
 """
 
 from __future__ import annotations
@@ -36,16 +40,61 @@ class MailboxConfig(Section):
     username: str | None = None  # another account on the [imap] server; the [imap] login when unset
     password_file: Path | None = None
     defaults: MailboxDefaults = MailboxDefaults()
+    # The identity (all need ``address``): the sender's name, the domain of signed reply addresses (the
+    # address's own when unset), a signature file ending the customers' mails, and templates used first.
+    display_name: str | None = None
+    reply_domain: str | None = None
+    signature_file: Path | None = None
+    templates_dir: Path | None = None
+    # Another login on the [smtp] server to send this mailbox's mail as (the [smtp] login when unset).
+    smtp_username: str | None = None
+    smtp_password_file: Path | None = None
 
-    @field_validator("password_file")
+    @field_validator("password_file", "signature_file", "smtp_password_file")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
         return existing_file(value)
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @field_validator("display_name")
+    @classmethod
+    def _display_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c in value for c in "\r\n")):
+            raise ValueError("must be a name on one line (it goes into the From header)")
+        return value
+
+    @field_validator("reply_domain")
+    @classmethod
+    def _reply_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower().rstrip(".")
+        labels = value.split(".")
+        if len(labels) < 2 or not all(label and label.isascii() and all(c.isalnum() or c == "-" for c in label)
+                                      and not label.startswith("-") for label in labels):
+            raise ValueError("must be a domain like reply.example.com (IDNA form for an international one)")
+        return value
 
     def password(self) -> SecretStr | None:
         if self.password_file is None:
             return None
         return SecretStr(self.password_file.read_text(encoding="utf-8").strip())
+
+    def smtp_password(self) -> SecretStr | None:
+        if self.smtp_password_file is None:
+            return None
+        return SecretStr(self.smtp_password_file.read_text(encoding="utf-8").strip())
+
+    def signature(self) -> str | None:
+        if self.signature_file is None:
+            return None
+        return self.signature_file.read_text(encoding="utf-8").strip("\n")
 
 
 @dataclass(frozen=True)
@@ -56,6 +105,38 @@ class Mailbox:
     imap: ImapConfig
     address: str | None = None
     defaults: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a mail about a ticket comes from: the helpdesk (``mailbox`` None) or one ``[[mailboxes]]`` entry.
+
+    ``reply_base`` is the address signed reply addresses are made of (``local+…@domain``): the mailbox's
+    address, on ``reply_domain`` when one is set. ``signature`` ends the mails customers get."""
+
+    mailbox: str | None
+    name: str
+    address: str
+    reply_base: str
+    signature: str
+    templates_dirs: tuple[Path, ...] = ()
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1]
+
+    def context(self) -> dict[str, str]:
+        """What every template knows as ``helpdesk``."""
+        return {"name": self.name, "address": self.address, "signature": self.signature}
+
+
+def identity_of(box: MailboxConfig, helpdesk_name: str, helpdesk_templates: Path | None) -> Identity:
+    assert box.address is not None
+    local, domain = box.address.rsplit("@", 1)
+    name = box.display_name or helpdesk_name
+    dirs = tuple(d for d in (box.templates_dir, helpdesk_templates) if d is not None)
+    return Identity(box.name, name, box.address, f"{local}@{box.reply_domain or domain}",
+                    box.signature() or name, dirs)
 
 
 def mailbox_problems(mailboxes: list[MailboxConfig], has_imap: bool, categories: CategoriesConfig,
@@ -78,6 +159,12 @@ def mailbox_problems(mailboxes: list[MailboxConfig], has_imap: bool, categories:
         seen.setdefault(key, index)
         if box.username and not box.password_file:
             problems.append(f"mailboxes.{index}.password_file: required with its own username")
+        if box.smtp_username and not box.smtp_password_file:
+            problems.append(f"mailboxes.{index}.smtp_password_file: required with its own smtp_username")
+        if box.address is None:
+            problems += [f"mailboxes.{index}.{key}: needs address (the identity it belongs to)"
+                         for key in ("display_name", "reply_domain", "signature_file", "templates_dir",
+                                     "smtp_username") if getattr(box, key) is not None]
         category = box.defaults.category
         if category is not None and not categories.known(category):
             problems.append(f"mailboxes.{index}.defaults.category: " + _unknown("category", category, categories.all()))

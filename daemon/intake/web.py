@@ -265,13 +265,14 @@ def _queue_confirmation(session: Session, site: _Site, sub: webform.Submission, 
                         lang: str) -> None:
     config, settings = site.config, site.settings
     link = f"{settings.public_url}/confirm/{webform.confirm_token(site.secret, submission_id, nonce)}"
-    context = {"helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
+    identity = config.identity(config.answering_mailbox(settings.mailbox, ()))
+    context = {"helpdesk": identity.context(),
                "customer": {"name": sub.name}, "subject": sub.subject, "link": link, "hours": settings.token_hours}
-    rendered = render(config.templates, "web_confirm", lang, context)
+    rendered = render(config.templates_for(identity), "web_confirm", lang, context)
     # cause "inbound": the storm caps hold, so a stranger's address typed into the form gets a few mails at most
     queue_mail(session, config, OutgoingMail(kind="web_confirm", to=[(sub.name, sub.email)],
                                              subject=rendered.subject, body=rendered.body, cause="inbound",
-                                             language=rendered.language))
+                                             language=rendered.language, mailbox=identity.mailbox))
 
 
 def _held_submission(site: _Site, token: str) -> tuple[WebSubmission | None, bool]:

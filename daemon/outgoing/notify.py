@@ -52,9 +52,11 @@ def _secret(config: Config) -> str:
     return config.security.secret.get_secret_value() if config.security.secret else ""
 
 
-def signed_address(config: Config, ticket_number: int, party: str, now: datetime | None = None) -> str:
-    """Signed on today's date (the wall clock unless given): it stays valid ``signed_address_days`` from now."""
-    return reply_address(config.helpdesk.address, ticket_number, party, _secret(config), now or utcnow())
+def signed_address(config: Config, ticket_number: int, party: str, now: datetime | None = None,
+                   mailbox: str | None = None) -> str:
+    """Signed on today's date (the wall clock unless given): it stays valid ``signed_address_days`` from now.
+    On the domain of the ticket's ``mailbox`` identity: the answer comes back to the address it was sent from."""
+    return reply_address(config.identity(mailbox).reply_base, ticket_number, party, _secret(config), now or utcnow())
 
 
 def ticket_context(session: Session, config: Config, ticket: Ticket,
@@ -108,8 +110,9 @@ def compose(session: Session, config: Config, *, kind: str, template: str, langu
     and the number the reply address is signed for. ``files`` ride along within the budget.
     """
     conversation = conversation or ticket
+    identity = config.identity(conversation.mailbox if conversation else None)
     packed = pack(files, config.limits.forward_attachments_bytes)
-    ctx = {"helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
+    ctx = {"helpdesk": identity.context(),
            "attached": list(packed.attached), "left_out": list(packed.left_out),
            "files_budget": size_text(config.limits.forward_attachments_bytes), **context}
     if ticket is not None and conversation is not None:
@@ -117,7 +120,7 @@ def compose(session: Session, config: Config, *, kind: str, template: str, langu
         ctx.setdefault("tag", ticket_tag(config.helpdesk.tag, conversation.number))
         ctx.setdefault("merged_into", ticket_tag(config.helpdesk.tag, ticket.number)
                        if conversation.id != ticket.id else "")
-    rendered = render(config.templates, template, language, ctx)
+    rendered = render(config.templates_for(identity), template, language, ctx)
     subject = rendered.subject
     references: tuple[str, ...]
     in_reply_to, references = (None, ())
@@ -127,11 +130,11 @@ def compose(session: Session, config: Config, *, kind: str, template: str, langu
     return OutgoingMail(
         kind=kind, to=to, cc=list(cc), subject=subject, body=rendered.body,
         ticket_id=conversation.id if conversation else None, in_reply_to=in_reply_to, references=references,
-        reply_to=signed_address(config, conversation.number if conversation else 0, reply_party)
-        if reply_party else None,
+        reply_to=signed_address(config, conversation.number if conversation else 0, reply_party,
+                                mailbox=identity.mailbox) if reply_party else None,
         from_name=from_name, automatic=automatic, cause=cause, language=rendered.language,
         attachments=packed.parts, html=html_twin(rendered.body, packed.parts) if packed.has_inline else None,
-        announces=announces, not_before=not_before,
+        announces=announces, not_before=not_before, mailbox=identity.mailbox,
     )
 
 
@@ -178,7 +181,8 @@ def to_requester(session: Session, config: Config, ticket: Ticket, kind: str,
 
 def relay_agent_reply(session: Session, config: Config, ticket: Ticket, agent: Agent, text: str, *,
                       conversation: Ticket | None = None, files: Sequence[File] = ()) -> Outbox:
-    """The agent's words to the customer, from the support address, CC to the conversation's participants."""
+    """The agent's words to the customer, from the address the customer wrote to (the conversation's mailbox
+    identity), CC to the conversation's participants."""
     conversation = conversation or ticket
     customer = requester_of(session, conversation)
     cc = [(p.name or "", p.email) for p in participants(session, conversation)]
@@ -186,7 +190,7 @@ def relay_agent_reply(session: Session, config: Config, ticket: Ticket, agent: A
                  ticket=conversation, to=[(customer.name or "", customer.email)], cc=cc,
                  context={"text": text, "agent": {"name": agent.name}, "customer": {"name": customer.name or ""}},
                  reply_party=customer.email, automatic=False, cause="agent", files=files,
-                 from_name=f"{agent.name} via {config.helpdesk.name}")
+                 from_name=f"{agent.name} via {config.identity(conversation.mailbox).name}")
 
 
 def to_agents(session: Session, config: Config, ticket: Ticket, agents: Iterable[Agent], kind: str,

@@ -102,6 +102,7 @@ class OutgoingMail:
     language: str | None = None  # the language it is written in (Content-Language)
     announces: str | None = None  # an "assigned" mail: the agent it names, so a later change can supersede it
     not_before: datetime | None = None  # sent no earlier (an "assigned" mail waits out a flurry of changes)
+    mailbox: str | None = None  # the [[mailboxes]] identity it leaves as (From, Message-ID, transport); None: ours
 
 
 def queue_mail(session: Session, config: Config, mail: OutgoingMail) -> Outbox:
@@ -124,9 +125,10 @@ def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[
     refs = wire.thread_ids([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])])
     if refs:
         headers["References"] = " ".join(refs)
+    identity = config.identity(mail.mailbox)
     if mail.reply_to:
-        headers["Reply-To"] = format_address(config.helpdesk.name, mail.reply_to)
-    headers["From"] = format_address(mail.from_name or config.helpdesk.name, config.helpdesk.address)
+        headers["Reply-To"] = format_address(identity.name, mail.reply_to)
+    headers["From"] = format_address(mail.from_name or identity.name, identity.address)
     if mail.automatic:  # RFC 3834: an answer to a mail is auto-replied; what a timer or an action wrote, generated
         headers["Auto-Submitted"] = "auto-replied" if mail.cause == "inbound" else "auto-generated"
         headers["X-Auto-Response-Suppress"] = "All"
@@ -144,7 +146,7 @@ def outbox_values(session: Session, config: Config, mail: OutgoingMail) -> dict[
         "to_addrs": ", ".join(format_address(n, a) for n, a in mail.to),
         "cc_addrs": ", ".join(format_address(n, a) for n, a in mail.cc),
         "subject": clean_header(mail.subject), "body": mail.body, "html": mail.html, "headers": headers,
-        "message_id": new_message_id(config.helpdesk.address), "ticket_id": mail.ticket_id,
+        "message_id": new_message_id(identity.address), "ticket_id": mail.ticket_id, "mailbox": identity.mailbox,
         "next_attempt_at": max(now, mail.not_before) if mail.not_before else now, "attempts": 0, "created_at": now,
     }
 
@@ -174,9 +176,9 @@ def alert_admin(session: Session, config: Config, topic: str, detail: str) -> li
         people = [("", config.helpdesk.admin)]
     else:
         people = [(a.name, a.email) for a in identify.agents(session) if a.active and a.role == "manager"]
-    context = {"helpdesk": {"name": config.helpdesk.name, "address": config.helpdesk.address},
-               "attached": [], "left_out": [], "files_budget": size_text(config.limits.forward_attachments_bytes),
-               "topic": topic, "detail": detail}  # what ``notify.compose`` gives every template
+    context = {"helpdesk": config.identity(None).context(), "attached": [], "left_out": [],
+               "files_budget": size_text(config.limits.forward_attachments_bytes),  # what ``notify.compose`` gives
+               "topic": topic, "detail": detail}
     rendered = render(config.templates, "admin_alert", config.helpdesk.language, context)
     return [queue_mail(session, config, OutgoingMail(kind=ALERT_KIND, to=[person], subject=rendered.subject,
                                                      body=rendered.body, cause="system", language=rendered.language))
@@ -412,6 +414,15 @@ def _observe_acknowledgments(engine: sa.Engine, recorded: Sequence[Outbox], metr
         metrics.acknowledged.labels(channel).observe(max(0.0, (sent_at - arrived).total_seconds()))
 
 
+def _by_sender(config: Config, rows: list[Outbox]) -> dict[SmtpConfig, list[Outbox]]:
+    """Rows by the login they are sent with: a mailbox with its own ``smtp_username`` sends its mail as itself,
+    every other through ``[smtp]``. Order within a login is kept (a ticket's mail never overtakes)."""
+    groups: dict[SmtpConfig, list[Outbox]] = {}
+    for row in rows:
+        groups.setdefault(config.smtp_for(row.mailbox), []).append(row)
+    return groups
+
+
 def send_due(engine: sa.Engine, config: Config, limit: int = 100,
              unreachable: Callable[[], None] = lambda: None, metrics: Metrics | None = None,
              connections: Connections | None = None) -> int:
@@ -433,14 +444,16 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
             session.expunge_all()  # outcomes are written by plain UPDATEs, one commit per mail
         if not rows:
             return sent
-        with contextlib.ExitStack() as stack:
-            if shared(engine):  # each lane holds its claim on a connection of its own
-                ledgers = [Ledger(stack.enter_context(engine.connect())) for _ in range(SMTP_LANES)]
-            else:
-                conn = stack.enter_context(engine.connect())
-                ledgers = [Ledger(conn) for _ in range(SMTP_LANES)]
-            asyncio.run(_send_rows(config.smtp, rows, ledgers, unreachable, parts, connections))
-        recorded = [row for ledger in ledgers for row in ledger.recorded]
+        recorded: list[Outbox] = []
+        for smtp, group in _by_sender(config, rows).items():  # one mailbox's login after another
+            with contextlib.ExitStack() as stack:
+                if shared(engine):  # each lane holds its claim on a connection of its own
+                    ledgers = [Ledger(stack.enter_context(engine.connect())) for _ in range(SMTP_LANES)]
+                else:
+                    conn = stack.enter_context(engine.connect())
+                    ledgers = [Ledger(conn) for _ in range(SMTP_LANES)]
+                asyncio.run(_send_rows(smtp, group, ledgers, unreachable, parts, connections))
+            recorded += [row for ledger in ledgers for row in ledger.recorded]
         sent += sum(1 for r in recorded if r.status == "sent")
         for row in recorded:
             metrics.outgoing.labels(row.status).inc()

@@ -108,7 +108,9 @@ def send_help(inc: Incoming, agent: Agent, cause: str) -> None:
                     | {g.name for g in inc.config.groups})
     notify.to_agent(inc.session, inc.config, agent, "help", {
         "commands": commands, "helpdesk_tag": inc.config.helpdesk.tag,
-        "new_ticket_address": notify.signed_address(inc.config, 0, agent.email),
+        # on the domain of the mailbox asked through: the tickets opened there answer as that mailbox
+        "new_ticket_address": notify.signed_address(inc.config, 0, agent.email,
+                                                    mailbox=inc.config.answering_mailbox(inc.inbound.mailbox, ())),
         "categories": inc.config.categories.all(), "groups": groups, "agents": agents,
         "replies": canned_replies(inc.config.helpdesk.templates_dir),
     }, cause=cause)
@@ -128,7 +130,8 @@ def refuse_unauthenticated(inc: Incoming, agent: Agent, parsed: ParsedCommands, 
     notify.to_agent(inc.session, inc.config, agent, "security_alert", {
         "claimed_from": inc.sender.address.email, "reason": reason, "subject": inc.mail.subject,
         "message_id": inc.mail.message_id or "(none)", "expired": expired,
-        "fresh_address": notify.signed_address(inc.config, ticket.number if ticket else 0, agent.email, inc.now),
+        "fresh_address": notify.signed_address(inc.config, ticket.number if ticket else 0, agent.email, inc.now,
+                                               ticket.mailbox if ticket else None),
         "last_before_cap": last_alert_before_cap(inc.session, inc.config, agent.email),
     }, ticket=ticket, cause="inbound")
     return Outcome("dropped", ticket.number if ticket else None,
@@ -305,12 +308,13 @@ def render_canned(inc: Incoming, ticket: Ticket, thread: Ticket, agent: Agent,
         return texts, errors
     customer = notify.requester_of(inc.session, thread)
     language = notify.customer_language(inc.config, customer)
-    env = inc.config.templates
+    identity = inc.config.identity(thread.mailbox)  # the mailbox's own replies folder first
+    env = inc.config.templates_for(identity)
     context = {"ticket": notify.ticket_context(inc.session, inc.config, ticket),
                "tag": ticket_tag(inc.config.helpdesk.tag, thread.number),
                "customer": {"name": customer.name or "", "email": customer.email},
                "agent": {"name": agent.name, "email": agent.email},
-               "helpdesk": {"name": inc.config.helpdesk.name, "address": inc.config.helpdesk.address}}
+               "helpdesk": identity.context()}
     for name in effects.canned:
         try:
             template = env.select_template([f"replies/{language}/{name}.txt.j2", f"replies/{name}.txt.j2"])
@@ -343,7 +347,8 @@ def open_for_customer(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> tu
     told = replace(inc.mail, sender=Address(customer.email, customer.name or ""), subject=title, text=parsed.text,
                    to=(Address(inc.config.helpdesk.address),), cc=(), headers={})
     setup = new_ticket.prepare(inc.session, inc.config, customer, inc.now, mail=told, source="phone",
-                               opened_by=agent)
+                               opened_by=agent, mailbox=inc.inbound.mailbox,
+                               written_to=[a.email for a in (*inc.mail.to, *inc.mail.cc)])
     ticket = open_ticket(inc.session, title, customer, setup, inc.now)
     _, files = record_message(inc, ticket, "customer", parsed.text)
     event(inc, ticket, "created", new="new")

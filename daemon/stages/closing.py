@@ -27,7 +27,7 @@ from ticketd.storage.models import SYSTEM_ACTOR, Agent, Customer, Outbox, Ticket
 
 def satisfaction_links(config: Config, ticket: Ticket, customer: Customer) -> tuple[str, str]:
     """One-click mailto links to the customer's signed address; the subject carries the answer as a command."""
-    address = notify.signed_address(config, ticket.number, customer.email)
+    address = notify.signed_address(config, ticket.number, customer.email, mailbox=ticket.mailbox)
     tag = ticket_tag(config.helpdesk.tag, ticket.number)
 
     def link(answer: str) -> str:

@@ -71,8 +71,9 @@ def new_ticket(inc: Incoming, linked: Ticket | None) -> Outcome:
     customer = inc.sender.customer
     assert customer is not None
     learned = learn_language(inc, customer)
+    written_to = [*(inc.inbound.recipients or "").split(), *(a.email for a in (*inc.mail.to, *inc.mail.cc))]
     setup = new_ticket_setup.prepare(inc.session, inc.config, customer, inc.now, mail=inc.mail, source=inc.source,
-                                     mailbox=inc.inbound.mailbox, form=inc.form)
+                                     mailbox=inc.inbound.mailbox, form=inc.form, written_to=written_to)
     ticket = open_ticket(inc.session, inc.subject.title, customer, setup, inc.now, linked_to=linked)
     message, files = record_message(inc, ticket, "customer", inc.mail.text)
     thread = (message.message_id, (message.message_id,))  # the ticket's conversation so far: this one mail

@@ -76,7 +76,7 @@ def _lines(session: Session, config: Config, rows: list[Row], agent: Agent, now:
         out.append({"tag": ticket_tag(config.helpdesk.tag, t.number), "subject": t.subject, "state": t.state,
                     "priority": t.priority, "overdue": row.overdue, "due": notify.local_time(config, row.due),
                     "requester": (requester.name or requester.email) if requester else "", "group": t.group or "",
-                    "reply": notify.signed_address(config, t.number, agent.email, now)})
+                    "reply": notify.signed_address(config, t.number, agent.email, now, t.mailbox)})
     return out
 
 

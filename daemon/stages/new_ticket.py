@@ -8,6 +8,7 @@ account of a call) builds it from the same decision: its ``fields`` go into the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,14 +35,18 @@ class Setup:
 
 def prepare(session: Session, config: Config, customer: Customer, now: datetime, *, mail: ParsedMail | None,
             source: str = "email", mailbox: str | None = None, opened_by: Agent | None = None,
-            form: FormChoices | None = None) -> Setup:
+            form: FormChoices | None = None, written_to: Sequence[str] = ()) -> Setup:
     """``mail`` is what the rules match on: the customer's own mail, or for a ticket an agent opens on a
     customer's behalf (phone, letter) the agent's account of it, read as if the customer had sent it. The
     mailbox it came in at gives the defaults (complaints@ files complaints); rules may override them. An agent
-    who opens a ticket keeps it unless a rule or the group's policy gives it to someone else."""
+    who opens a ticket keeps it unless a rule or the group's policy gives it to someone else.
+
+    The ticket answers as the mailbox it came in through, or the one whose address it was ``written_to`` (an
+    agent chooses by writing to that mailbox's signed address); else as the helpdesk."""
     company = batch.held(session, Company, customer.company_id) if customer.company_id else None
     fields: dict[str, Any] = {"source": source, "type": "request", "priority": "normal", "category": None,
-                              "group": None, "state": "new"}
+                              "group": None, "state": "new",
+                              "mailbox": config.answering_mailbox(mailbox, written_to)}
     events: list[tuple[str, str | None, str | None]] = []
     defaults = config.mailbox_defaults(mailbox) if mailbox else {}
     if defaults:

@@ -104,6 +104,7 @@ def test_documented_mailboxes_block_loads_and_names_every_key(monkeypatch: pytes
     config = parse_config(data)
     assert [box.name for box in config.polled_mailboxes()] == ["support", "complaints"]
     assert config.mailbox_defaults("complaints") == {"type": "complaint", "priority": "high"}
+    assert config.identity("complaints").name == "Acme Complaints"
 
 
 def test_without_imap_lmtp_knows_the_mailboxes_by_their_addresses(tmp_path: Path) -> None:
