@@ -116,3 +116,59 @@ def test_without_imap_lmtp_knows_the_mailboxes_by_their_addresses(tmp_path: Path
     assert config.our_addresses() == {"support@acme.example", "complaints@acme.example"}
     del data["mailboxes"][0]["address"]
     assert "mailboxes.0.address: required without [imap]: LMTP knows a mailbox by its address" in problems(data)
+
+
+def test_a_mailbox_with_an_address_is_an_identity(tmp_path: Path) -> None:
+    data = two_mailboxes(tmp_path)
+    (tmp_path / "sig.txt").write_text("Acme Şikayet Birimi\n0850 000 00 00\n", encoding="utf-8")
+    (tmp_path / "complaints-templates").mkdir()
+    (tmp_path / "smtp-pw").write_text("s3cret\n")
+    data["mailboxes"][1].update({"address": "sikayet@acme-sikayet.example", "display_name": "Acme Şikayet",
+                                 "reply_domain": "Reply.Acme-Sikayet.example.", "signature_file": "sig.txt",
+                                 "templates_dir": "complaints-templates", "smtp_username": "sikayet",
+                                 "smtp_password_file": "smtp-pw"})
+    data["smtp"] = {"host": "127.0.0.1", "port": 2525, "tls": "none", "username": "support"}
+    config = parse_config(_resolved(data, tmp_path))
+    complaints = config.identity("complaints")
+    assert (complaints.name, complaints.address) == ("Acme Şikayet", "sikayet@acme-sikayet.example")
+    assert complaints.reply_base == "sikayet@reply.acme-sikayet.example"
+    assert complaints.signature == "Acme Şikayet Birimi\n0850 000 00 00"
+    assert complaints.templates_dirs == (tmp_path / "complaints-templates",)
+    assert config.identity("support").name == config.helpdesk.name  # no display_name: the helpdesk's
+    assert config.identity(None).address == config.helpdesk.address
+    assert config.identity("gone-since").address == config.helpdesk.address  # removed from the config
+    assert config.reply_bases() == (config.helpdesk.address, "sikayet@reply.acme-sikayet.example")
+    assert config.is_our_address("sikayet+12.3.abc@reply.acme-sikayet.example")
+    smtp = config.smtp_for("complaints")
+    assert smtp.username == "sikayet" and smtp.password is not None and smtp.password.get_secret_value() == "s3cret"
+    assert config.smtp_for("support") is config.smtp and config.smtp_for(None) is config.smtp
+    assert config.answering_mailbox("INBOX", ["x@y.example", "SIKAYET@acme-sikayet.example"]) == "complaints"
+    assert config.answering_mailbox("complaints", []) == "complaints"
+    assert config.answering_mailbox("INBOX", ["x@y.example"]) is None
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("display_name", "Acme\nBcc: x@evil.example", "must be a name on one line"),
+    ("reply_domain", "not a domain", "must be a domain"),
+    ("reply_domain", "müşteri.example", "must be a domain"),
+    ("signature_file", "missing.txt", "does not exist"),
+])
+def test_identity_keys_are_checked(tmp_path: Path, key: str, value: str, message: str) -> None:
+    data = two_mailboxes(tmp_path)
+    data["mailboxes"][1][key] = value
+    found = problems(_resolved(data, tmp_path))
+    assert any(p.startswith(f"mailboxes.1.{key}:") and message in p for p in found), found
+
+
+def test_identity_keys_need_an_address(tmp_path: Path) -> None:
+    data = two_mailboxes(tmp_path)
+    del data["mailboxes"][1]["address"]
+    data["mailboxes"][1]["display_name"] = "Acme Şikayet"
+    assert "mailboxes.1.display_name: needs address (the identity it belongs to)" in problems(data)
+
+
+def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Relative file names as a config file in ``folder`` has them resolved."""
+    from ticketd.daemon.config import _resolve_paths
+
+    return _resolve_paths(data, folder)
