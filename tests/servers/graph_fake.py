@@ -119,6 +119,7 @@ class _Fault:
     message: str
     retry_after: int | None
     left: int
+    on: str  # only requests whose path contains this
 
 
 class GraphFake:
@@ -140,7 +141,7 @@ class GraphFake:
         self.discoveries = 0
         self._tokens: dict[str, float] = {}  # access token -> expiry (monotonic)
         self._faults: list[_Fault] = []
-        self._drop: tuple[str, int] | None = None  # (path fragment, bytes sent before the cut)
+        self._drop: tuple[str, int, int] | None = None  # (path fragment, bytes sent before the cut, to skip first)
         self._rounds: dict[str, tuple[str, str, list[dict[str, Any]], int]] = {}  # skiptoken -> round's rest
         self._deltas: dict[str, tuple[str, str, int]] = {}  # deltatoken -> (mailbox, folder id, sequence)
         self._sequence = itertools.count(1)
@@ -206,29 +207,32 @@ class GraphFake:
             target = box.folder(folder) or next((f for f in box.folders.values() if f.display_name == folder), None)
             return [] if target is None else [m.raw for m in box.in_folder(target.id)]
 
-    def throttle(self, count: int, retry_after: int = 1, status: int = 429) -> None:
+    def throttle(self, count: int, retry_after: int | None = 1, status: int = 429, on: str = "") -> None:
         code = {429: "ApplicationThrottled", 503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(status, "Throttled")
-        self.fail_next(status, count, code, "Application is over its MailboxConcurrency limit.", retry_after)
+        self.fail_next(status, count, code, "Application is over its MailboxConcurrency limit.", retry_after, on)
 
     def fail_next(self, status: int, count: int = 1, code: str = "", message: str = "",
-                  retry_after: int | None = None) -> None:
-        """The next ``count`` Graph requests (not the token endpoint's) answer ``status`` with this error."""
+                  retry_after: int | None = None, on: str = "") -> None:
+        """The next ``count`` Graph requests (not the token endpoint's) whose path contains ``on`` answer
+        ``status`` with this error."""
         defaults = {500: ("InternalServerError", "An internal server error occurred."),
                     503: ("ServiceUnavailable", "Service is temporarily unavailable."),
                     403: ("ErrorAccessDenied", "Access is denied. Check credentials and try again."),
                     400: ("ErrorInvalidRecipients", "At least one recipient is not valid.")}
         default_code, default_message = defaults.get(status, (f"HTTP{status}", "failed"))
         with self._lock:
-            self._faults.append(_Fault(status, code or default_code, message or default_message, retry_after, count))
+            self._faults.append(_Fault(status, code or default_code, message or default_message, retry_after, count,
+                                       on))
 
     def expire_tokens(self) -> None:
         with self._lock:
             self._tokens = dict.fromkeys(self._tokens, 0.0)
 
-    def drop_next(self, path_fragment: str, after_bytes: int = 20) -> None:
-        """The next response to a path containing ``path_fragment`` is cut off after ``after_bytes``."""
+    def drop_next(self, path_fragment: str, after_bytes: int = 20, skip: int = 0) -> None:
+        """The response to a path containing ``path_fragment``, after ``skip`` such responses, is cut off after
+        ``after_bytes``: the connection closes mid-body."""
         with self._lock:
-            self._drop = (path_fragment, after_bytes)
+            self._drop = (path_fragment, after_bytes, skip)
 
     def graph_requests(self, fragment: str = "") -> list[Logged]:
         with self._lock:
@@ -310,7 +314,7 @@ class GraphFake:
             header = jwt.get_unverified_header(assertion)
             der = cert.public_bytes(Encoding.DER)
             sha1 = base64.urlsafe_b64encode(hashlib.sha1(der, usedforsecurity=False).digest()).decode().rstrip("=")
-            if header.get("x5t") != sha1:
+            if str(header.get("x5t", "")).rstrip("=") != sha1:  # msal pads it, other signers do not
                 return "The key identifier does not match a registered certificate."
             # Entra accepts the token endpoint under the tenant's name or its id as the audience.
             claims = jwt.decode(assertion, cert.public_key(), algorithms=["RS256", "PS256"],  # type: ignore[arg-type]
@@ -335,14 +339,14 @@ class GraphFake:
             return _graph_error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
         return None
 
-    def _fault(self) -> Response | None:
+    def _fault(self, request: Request) -> Response | None:
         with self._lock:
-            if not self._faults:
+            fault = next((f for f in self._faults if f.on in request.url.path), None)
+            if fault is None:
                 return None
-            fault = self._faults[0]
             fault.left -= 1
             if fault.left <= 0:
-                self._faults.pop(0)
+                self._faults.remove(fault)
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
         return _graph_error(fault.status, fault.code, fault.message, headers)
 
@@ -362,7 +366,7 @@ class GraphFake:
     def _app(self) -> Starlette:
         def graph(role: str, handler: Any) -> Any:
             async def endpoint(request: Request) -> Response:
-                refused = self._authorize(request) or self._fault() or self._needs(role)
+                refused = self._authorize(request) or self._fault(request) or self._needs(role)
                 if refused is None:
                     box = self._mailbox(request)
                     refused = box if isinstance(box, Response) else None
@@ -403,6 +407,9 @@ class GraphFake:
         with self._lock:
             drop = self._drop
             if drop is None or drop[0] not in request.url.path:
+                return response
+            if drop[2] > 0:
+                self._drop = (drop[0], drop[1], drop[2] - 1)
                 return response
             self._drop = None
         body = bytes(response.body)  # every response here is whole; $value's too
