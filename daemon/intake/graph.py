@@ -4,8 +4,8 @@ As with IMAP, the folder is the work queue and nothing is lost: a message is mov
 committed, so a failure in between leaves it in the folder *and* stored, and the next poll recognises it and only
 moves it. New mail is found by the folder's delta query; a round's ``@odata.deltaLink`` is kept (``DeltaCursor``)
 only once every message the round listed is stored and moved, so a round cut short (an error, a crash, ``limit``)
-is listed again from the previous link, and a restart (no link) lists the whole folder, which holds only what
-is still to be done. Graph has no IDLE: the thread polls every ``poll_seconds``. (Change notifications would
+is listed again from the previous link, and a restart (no link) or a poll stopped at its ``limit`` lists the whole
+folder next, which holds only what is still to be done. Graph has no IDLE: the thread polls every ``poll_seconds``. (Change notifications would
 need a public HTTPS endpoint for Microsoft to call, which a helpdesk daemon behind a firewall does not have.)
 
 The key that makes storing idempotent is the Graph message id, kept in the IMAP columns without a schema change:
@@ -92,8 +92,10 @@ def poll_graph_once(client: GraphClient, engine: sa.Engine, cfg: GraphConfig, ma
             link = client.delta_start(client.folder_id(cfg.folder))
             continue
         processed = _handle(client, engine, mailbox_name, page.ids, processed, cfg, max_bytes, result)
-        if limit is not None and result.stored + result.moved >= limit and page.next_link:
-            result.remaining = True  # the round is left unfinished: the next poll lists it again from the cursor
+        if limit is not None and result.moved >= limit and page.next_link:
+            # The round is left unfinished. The next poll lists the folder afresh: it holds only what is left,
+            # where the old delta link would page through every message moved out since.
+            result.remaining, cursor.link = True, None
             break
         if page.next_link:
             link = page.next_link

@@ -175,6 +175,19 @@ def test_a_failure_in_the_middle_of_a_page_loses_and_duplicates_nothing(
     assert len(fake.contents(SUPPORT, "Processed")) == 8
 
 
+def test_a_poll_stops_at_its_limit_and_the_next_takes_the_rest(fake: GraphFake, client: GraphClient,
+                                                                cfg: GraphConfig, engine: sa.Engine) -> None:
+    for n in range(7):
+        fake.deliver(SUPPORT, customer_mail(n))
+    cursor = DeltaCursor()
+    first = poll_graph_once(client, engine, cfg, MAX_BYTES, "support", cursor, limit=2)
+    assert (first.moved, first.remaining) == (3, True)  # a whole page: the limit is checked between pages
+    assert len(fake.contents(SUPPORT, "inbox")) == 4 and cursor.link is None
+    rest = poll_graph_once(client, engine, cfg, MAX_BYTES, "support", cursor)
+    assert (rest.stored, rest.remaining) == (4, False)
+    assert len(stored(engine)) == 7 and fake.contents(SUPPORT, "inbox") == []
+
+
 def test_an_oversized_message_is_stored_cut_and_moved_whole(fake: GraphFake, client: GraphClient, cfg: GraphConfig,
                                                             engine: sa.Engine) -> None:
     big = customer_mail(7, text="x" * 76 + "\r\n") + b"y" * 600_000 + b"\r\n"
