@@ -3,10 +3,11 @@
 As with IMAP, the folder is the work queue and nothing is lost: a message is moved only after its row is
 committed, so a failure in between leaves it in the folder *and* stored, and the next poll recognises it and only
 moves it. New mail is found by the folder's delta query; a round's ``@odata.deltaLink`` is kept (``DeltaCursor``)
-only once every message the round listed is stored and moved, so a round cut short (an error, a crash, ``limit``)
-is listed again from the previous link, and a restart (no link) or a poll stopped at its ``limit`` lists the whole
-folder next, which holds only what is still to be done. Graph has no IDLE: the thread polls every ``poll_seconds``. (Change notifications would
-need a public HTTPS endpoint for Microsoft to call, which a helpdesk daemon behind a firewall does not have.)
+only once every message the round listed is stored and moved, so a round cut short (an error, a crash) is listed
+again from the previous link, and a restart (no link) or a poll stopped at its ``limit`` lists the whole folder
+next, which holds only what is still to be done. Graph has no IDLE: the thread polls every ``poll_seconds``.
+(Change notifications would need a public HTTPS endpoint for Microsoft to call, which a helpdesk daemon behind a
+firewall does not have.)
 
 The key that makes storing idempotent is the Graph message id, kept in the IMAP columns without a schema change:
 ``uidvalidity`` 0, which no IMAP server gives (RFC 3501 makes UIDVALIDITY a non-zero number), and ``uid`` the

@@ -73,7 +73,8 @@ def test_exactly_one_credential(tmp_path: Path) -> None:
     assert "not both" in refusal(keys(tmp_path, certificate_file=str(certificate)))
     assert "one is required" in refusal(keys(tmp_path, client_secret_file=None))
     assert "not accepted in the config file" in refusal(keys(tmp_path, client_secret="inline"))
-    assert "client_secret_file: Value error, file" in refusal(keys(tmp_path, client_secret_file=str(tmp_path / "missing")))
+    missing = str(tmp_path / "missing")
+    assert "client_secret_file: Value error, file" in refusal(keys(tmp_path, client_secret_file=missing))
     (tmp_path / "empty").write_text("\n")
     assert "is empty" in refusal(keys(tmp_path, client_secret_file=str(tmp_path / "empty")))
 
