@@ -17,9 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("parsers", "storage", "rules", "daemon")
-# Declared for what they bring rather than for an import: psycopg is loaded by SQLAlchemy from the URL, and
-# requests is the HTTP client authlib's OAuth2 session needs (authlib does not depend on it).
-NOT_IMPORTED = {"psycopg", "requests", "python-multipart"}  # the last: what Starlette reads form posts with
+# Declared for what they bring rather than for an import: psycopg is loaded by SQLAlchemy from the URL.
+NOT_IMPORTED = {"psycopg", "python-multipart"}  # the last: what Starlette reads form posts with
 
 
 def canonical(name: str) -> str:
