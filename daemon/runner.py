@@ -21,12 +21,14 @@ from ticketd.daemon import pipeline
 from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.intake import threads as intake
+from ticketd.daemon.intake.graph import GraphIntake, poll_graph_once
 from ticketd.daemon.intake.lmtp import LmtpServer
 from ticketd.daemon.intake.web import WebServer
 from ticketd.daemon.outgoing import outbox
 from ticketd.daemon.service import systemd
 from ticketd.daemon.service.connections import Connections
 from ticketd.daemon.service.coordination import Coordinator
+from ticketd.daemon.service.graph import GraphError
 from ticketd.daemon.service.metrics import Metrics
 from ticketd.daemon.stages import sweep
 from ticketd.storage import db
@@ -112,6 +114,19 @@ def run_once(engine: sa.Engine, config: Config, coordinator: Coordinator | None 
                                                mailbox=box.name).stored
         finally:
             poller.close(client)
+            lease.release()
+    for name, graph in config.graph_mailboxes().items():
+        lease = coordinator.try_mailbox(name)
+        if lease is None:
+            log.info("mailbox.busy", mailbox=name, detail="another instance is polling it")
+            continue
+        try:
+            summary.stored += poll_graph_once(connections.graph.client(graph), engine, graph,
+                                              config.limits.max_message_bytes, name).stored
+        except GraphError as exc:
+            summary.errors.append(f"graph: {exc}")
+            log.error("graph.error", mailbox=name, code=exc.code, error=exc.message)
+        finally:
             lease.release()
     process_and_send(engine, config, summary, connections=connections)
     if sweep.sweep(engine, config).total:  # due timers, after the mail that may have answered them
@@ -205,7 +220,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     coordinator = coordinator or Coordinator(engine).start()
     metrics, connections = metrics or Metrics(), connections or Connections()
     log.info("daemon.started", imap=bool(config.imap), smtp=bool(config.smtp), instance=coordinator.id,
-             mailboxes=[box.name for box in config.polled_mailboxes()])
+             mailboxes=[box.name for box in config.polled_mailboxes()] + list(config.graph_mailboxes()))
     stop_serving: Callable[[], None] | None = None
     if config.metrics.listen:
         stop_serving = metrics.serve(config.metrics.listen, engine)
@@ -214,20 +229,41 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
     timers = sweep.Timers(engine, config, stop.wake).start()
     intakes = intake.start_all(engine, config.polled_mailboxes(), config.limits.max_message_bytes, coordinator,
                                stop.wake, metrics, connections)
+    graph_intakes = start_graph(engine, config, coordinator, stop.wake, metrics, connections)
     listener = start_listeners(engine, config, stop.wake)
     try:
-        _loop(engine, config, stop, reload_config, timers, intakes, listener, coordinator, metrics, connections)
+        _loop(engine, config, stop, reload_config, timers, intakes, listener, coordinator, metrics, connections,
+              graph_intakes)
     finally:
         systemd.notify("STOPPING=1", "STATUS=stopping")
         for server in listener:  # first: the MTA is told to come back later rather than left hanging, the form
             # closed
             server.stop()
         intake.stop_all(intakes)
+        stop_graph(graph_intakes)
+        connections.graph.close()
         timers.stop()
         coordinator.stop()
         if stop_serving is not None:
             stop_serving()
     log.info("daemon.stopped")
+
+
+def start_graph(engine: sa.Engine, config: Config, coordinator: Coordinator, wake: Callable[[], None],
+                metrics: Metrics, connections: Connections) -> list[GraphIntake]:
+    """A thread per Graph mailbox (Graph has no IDLE: each polls every ``poll_seconds``), its client shared
+    with the sending of its mail. The coordinator shares out the IMAP and Graph mailboxes together."""
+    boxes = config.graph_mailboxes()
+    coordinator.mailbox_count = max(1, len(config.polled_mailboxes()) + len(boxes))
+    return [GraphIntake(engine, name, graph, connections.graph.client(graph), config.limits.max_message_bytes,
+                        coordinator, wake, metrics).start() for name, graph in boxes.items()]
+
+
+def stop_graph(intakes: list[GraphIntake]) -> None:
+    for running in intakes:
+        running._stop.set()
+    for running in intakes:
+        running.stop()
 
 
 def start_listeners(engine: sa.Engine, config: Config, wake: Callable[[], None]) -> list[LmtpServer | WebServer]:
@@ -242,7 +278,8 @@ def start_listeners(engine: sa.Engine, config: Config, wake: Callable[[], None])
 
 def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Callable[[], Config] | None,
           timers: sweep.Timers, intakes: list[intake.MailboxIntake], listener: list[LmtpServer | WebServer],
-          coordinator: Coordinator, metrics: Metrics, connections: Connections) -> None:
+          coordinator: Coordinator, metrics: Metrics, connections: Connections,
+          graph_intakes: list[GraphIntake] | None = None) -> None:
     """Process what is stored (by this instance's intake or another's), send, and wait to be woken.
 
     ``intakes`` is replaced in place when a reload changes the mailboxes, ``listener`` (the LMTP server and the
@@ -266,6 +303,13 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
                     metrics.mailbox_gone(dropped)
                 intakes[:] = intake.start_all(engine, new.polled_mailboxes(), new.limits.max_message_bytes,
                                               coordinator, stop.wake, metrics, connections)
+            if graph_intakes is not None and (new.graph_mailboxes() != config.graph_mailboxes()
+                                              or new.limits != config.limits):
+                stop_graph(graph_intakes)
+                for dropped in set(config.graph_mailboxes()) - set(new.graph_mailboxes()):
+                    metrics.mailbox_gone(dropped)
+                connections.graph.keep_only(list(new.graph_mailboxes().values()))
+                graph_intakes[:] = start_graph(engine, new, coordinator, stop.wake, metrics, connections)
             if new.lmtp != config.lmtp or new.webform != config.webform or new.limits != config.limits:
                 for server in listener:
                     server.stop()
@@ -290,7 +334,7 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
             stop.sleep(delay)
             continue
         outage.over()
-        status = f"{status_line(config, intakes)}{status_note}"
+        status = f"{status_line(config, intakes, graph_intakes or [])}{status_note}"
         if not ready or status != shown:  # told once, not at every turn
             systemd.notify(*(["READY=1"] if not ready else []), f"STATUS={status}")
             ready, shown = True, status
@@ -327,12 +371,14 @@ class Outage:
         self.since, self.delay, self.error = None, DATABASE_RETRY_MIN, ""
 
 
-def status_line(config: Config, intakes: list[intake.MailboxIntake]) -> str:
+def status_line(config: Config, intakes: list[intake.MailboxIntake],
+                graph_intakes: list[GraphIntake] | None = None) -> str:
     """What `systemctl status` shows: the mailboxes polled here, or why one is not."""
-    problems = [f"{i.mailbox.name}: {i.state.error}" for i in intakes if i.state.error]
+    states = [(i.mailbox.name, i.state) for i in intakes] + [(g.name, g.state) for g in graph_intakes or []]
+    problems = [f"{name}: {state.error}" for name, state in states if state.error]
     if problems:
         return "; ".join(problems)
-    held = [i.mailbox.name for i in intakes if i.state.held]
-    polled = f" (polling {', '.join(held)})" if held and len(intakes) > 1 else ""
-    waiting = "" if held or not intakes else " (another instance polls the mailboxes)"
+    held = [name for name, state in states if state.held]
+    polled = f" (polling {', '.join(held)})" if held and len(states) > 1 else ""
+    waiting = "" if held or not states else " (another instance polls the mailboxes)"
     return f"processing mail for {config.helpdesk.address}{polled}{waiting}"

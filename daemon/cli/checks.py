@@ -17,6 +17,7 @@ from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.outgoing.outbox import smtp_client
 from ticketd.daemon.service import oauth2
 from ticketd.daemon.service.connections import Connections
+from ticketd.daemon.service.graph import GraphError
 from ticketd.storage import db
 
 CheckResult = tuple[str, bool, str]
@@ -69,6 +70,11 @@ def check_imap(config: Config, connections: Connections) -> CheckResult:
 def check_smtp(config: Config, connections: Connections) -> CheckResult:
     cfg = config.smtp
     if cfg is None:
+        if None in config.graph_senders():
+            return "smtp", True, "not configured: every mail leaves through Graph"
+        if config.graph_mailboxes():
+            return "smtp", False, ("not configured: the Graph mailboxes' mail leaves through Graph, the rest (the "
+                                   "helpdesk's own, alerts) stays queued in the outbox")
         return "smtp", False, "not configured: acknowledgments stay queued in the outbox"
     where = f"{cfg.host}:{cfg.port} ({cfg.tls})"
 
@@ -181,6 +187,19 @@ def check_webform(config: Config) -> CheckResult | None:
     return "webform", True, f"{listen}: ticketd serves the complaint form{public}"
 
 
+def check_graph(config: Config, connections: Connections) -> list[CheckResult]:
+    """Each Graph mailbox: a token from Entra ID, its folder, what waits in it. A refusal names Graph's code
+    (a missing Mail.ReadWrite shows as ErrorAccessDenied)."""
+    results: list[CheckResult] = []
+    for name, graph in config.graph_mailboxes().items():
+        try:
+            results.append((f"graph {name}", True, connections.graph.client(graph).check()))
+        except GraphError as exc:
+            results.append((f"graph {name}", False, f"{graph.mailbox}: {exc}"))
+    connections.graph.close()
+    return results
+
+
 def run_checks(config: Config) -> list[CheckResult]:
     results: list[CheckResult] = [("config", True, f"{config.source} is valid"), check_database(config)]
     authentication = check_authentication(config)
@@ -189,7 +208,7 @@ def run_checks(config: Config) -> list[CheckResult]:
     token = check_oauth2(config, connections)
     listeners = [result for result in (check_lmtp(config), check_webform(config)) if result]
     return [*results, *([token] if token else []), check_imap(config, connections), *listeners,
-            check_smtp(config, connections)]
+            *check_graph(config, connections), check_smtp(config, connections)]
 
 
 def loose_permissions(config: Config) -> list[str]:

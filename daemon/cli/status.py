@@ -108,7 +108,8 @@ def _ago(value: str | None) -> str:
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Instances, the mailbox each one polls, backlog sizes, last poll and outbox depth."""
     config = get_config(ctx)
-    report = collect_status(get_engine(config), [box.name for box in config.polled_mailboxes()])
+    report = collect_status(get_engine(config), [box.name for box in config.polled_mailboxes()]
+                            + list(config.graph_mailboxes()))
     if as_json:
         print_json(report)
         return

@@ -43,6 +43,7 @@ from ticketd.daemon.config.fields import (
     existing_file,
     read_secret,
 )
+from ticketd.daemon.config.graph import GraphConfig
 from ticketd.daemon.config.mailboxes import Identity, Mailbox, MailboxConfig, identity_of, mailbox_problems
 from ticketd.daemon.config.oauth2 import OAuth2Config
 from ticketd.daemon.config.process import (
@@ -430,6 +431,25 @@ class Config(Section):
                     return key
         return None
 
+    def transport_for(self, mailbox: str | None) -> SmtpConfig | GraphConfig | None:
+        """How mail of a mailbox identity leaves: a Graph mailbox's through Graph; the helpdesk's own through the
+        Graph mailbox that has its address, if one does; the rest through ``[smtp]`` (None without it)."""
+        graph = self.graph_mailboxes()
+        if mailbox in graph:
+            return graph[mailbox]
+        if mailbox is None or mailbox not in self.identities:
+            same = next((g for g in graph.values() if g.mailbox == self.helpdesk.address), None)
+            if same is not None:
+                return same
+        return self.smtp_for(mailbox) if self.smtp is not None else None
+
+    def graph_senders(self) -> list[str | None]:
+        """The identities whose mail leaves through Graph (None: the helpdesk's own)."""
+        names: list[str | None] = list(self.graph_mailboxes())
+        if any(g.mailbox == self.helpdesk.address for g in self.graph_mailboxes().values()):
+            names.append(None)
+        return names
+
     def smtp_for(self, mailbox: str | None) -> SmtpConfig:
         """The ``[smtp]`` login a mailbox's mail is sent with: its own ``smtp_username`` when it has one."""
         assert self.smtp is not None
@@ -446,14 +466,21 @@ class Config(Section):
         """Every address our signed reply addresses are made of, the helpdesk's first."""
         return tuple(dict.fromkeys(identity.reply_base for identity in self.identities.values()))
 
+    def graph_mailboxes(self) -> dict[str, GraphConfig]:
+        """The ``kind = "graph"`` mailboxes by name: read and sent through Microsoft Graph."""
+        return {box.name: box.graph for box in self.mailboxes if box.graph is not None}
+
     def polled_mailboxes(self) -> list[Mailbox]:
-        """What the daemon polls: each ``[[mailboxes]]`` entry on the ``[imap]`` server, or ``[imap]`` alone."""
+        """What the daemon polls over IMAP: each ``[[mailboxes]]`` entry on the ``[imap]`` server, or ``[imap]``
+        alone (a Graph mailbox is read by its own intake)."""
         if self.imap is None:
             return []
         if not self.mailboxes:
             return [Mailbox(self.imap.folder, self.imap, None, {})]
         boxes = []
         for box in self.mailboxes:
+            if box.kind != "imap":
+                continue
             login = {"username": box.username, "password": box.password()} if box.username else {}
             imap = self.imap.model_copy(update={"folder": box.folder, "processed_folder": box.processed_folder,
                                                 **login})

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from ticketd.daemon.config.fields import Email, Section, existing_file
+from ticketd.daemon.config.graph import GraphConfig
 from ticketd.daemon.config.process import CategoriesConfig, CategoryPath, Label, _duplicates, _unknown
 from ticketd.daemon.config.servers import ImapConfig
 
@@ -34,6 +35,10 @@ class MailboxDefaults(Section):
 
 class MailboxConfig(Section):
     name: Label
+    # imap: a folder on the [imap] server (or delivered by LMTP to its address); graph: a Microsoft 365 mailbox
+    # read and sent through Microsoft Graph, its ``graph`` table saying where (daemon/config/graph.py).
+    kind: Literal["imap", "graph"] = "imap"
+    graph: GraphConfig | None = None
     address: Email | None = None  # what customers write to; ticketd never answers itself at it
     folder: str = "INBOX"
     processed_folder: str = "Processed"
@@ -80,6 +85,23 @@ class MailboxConfig(Section):
                                       and not label.startswith("-") for label in labels):
             raise ValueError("must be a domain like reply.example.com (IDNA form for an international one)")
         return value
+
+    @model_validator(mode="after")
+    def _graph(self) -> MailboxConfig:
+        if self.kind == "graph":
+            if self.graph is None:
+                raise ValueError('graph: required with kind = "graph" (tenant, client_id, a credential, mailbox)')
+            for key in ("username", "password_file", "smtp_username", "smtp_password_file"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f'{key}: not used with kind = "graph" (Graph signs in as the app)')
+            if self.address is None:  # the Graph mailbox is the address it answers as
+                object.__setattr__(self, "address", self.graph.mailbox)
+            elif self.address != self.graph.mailbox:
+                raise ValueError(f"address: must be graph.mailbox ({self.graph.mailbox}): Graph sends from the "
+                                 "mailbox itself")
+        elif self.graph is not None:
+            raise ValueError('graph: only with kind = "graph"')
+        return self
 
     def password(self) -> SecretStr | None:
         if self.password_file is None:
@@ -142,9 +164,9 @@ def identity_of(box: MailboxConfig, helpdesk_name: str, helpdesk_templates: Path
 def mailbox_problems(mailboxes: list[MailboxConfig], has_imap: bool, categories: CategoriesConfig,
                      known_groups: set[str], has_lmtp: bool = False) -> list[str]:
     """With ``[lmtp]`` and no ``[imap]``, a mailbox is an address the mail system delivers to (its defaults
-    apply to mail sent to it), so it must have one."""
+    apply to mail sent to it), so it must have one. A Graph mailbox needs neither."""
     problems = _duplicates("mailboxes", (m.name for m in mailboxes), "mailbox name")
-    if mailboxes and not has_imap and not has_lmtp:
+    if any(m.kind == "imap" for m in mailboxes) and not has_imap and not has_lmtp:
         problems.append("mailboxes: needs an [imap] section (the server and login the mailboxes share), or [lmtp] "
                         "(the mail system delivers to each mailbox's address)")
     if not has_imap and has_lmtp:
@@ -153,10 +175,11 @@ def mailbox_problems(mailboxes: list[MailboxConfig], has_imap: bool, categories:
     seen: dict[tuple[str | None, str], int] = {}
     for index, box in enumerate(mailboxes):
         key = (box.username, box.folder)
-        if key in seen and has_imap:  # without [imap] the folders are not read
+        if box.kind == "imap" and key in seen and has_imap:  # without [imap] the folders are not read
             problems.append(f"mailboxes.{index}.folder: {box.folder!r} of the same login is mailbox "
                             f"{mailboxes[seen[key]].name!r} already")
-        seen.setdefault(key, index)
+        if box.kind == "imap":
+            seen.setdefault(key, index)
         if box.username and not box.password_file:
             problems.append(f"mailboxes.{index}.password_file: required with its own username")
         if box.smtp_username and not box.smtp_password_file:

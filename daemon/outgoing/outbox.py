@@ -28,7 +28,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from ticketd.daemon.config import Config, SmtpConfig
-from ticketd.daemon.outgoing import wire
+from ticketd.daemon.config.graph import GraphConfig
+from ticketd.daemon.outgoing import graph_send, wire
 from ticketd.daemon.outgoing.files import size_text
 from ticketd.daemon.outgoing.outbox_parts import load_attachments, store_attachments
 from ticketd.daemon.outgoing.storm import (
@@ -43,6 +44,7 @@ from ticketd.daemon.outgoing.wire import MailAttachment
 from ticketd.daemon.outgoing.wire import clean as clean_header
 from ticketd.daemon.service import oauth2
 from ticketd.daemon.service.connections import Connections
+from ticketd.daemon.service.graph import GraphClient, GraphPermanent, GraphTransient
 from ticketd.daemon.service.metrics import Metrics
 from ticketd.mailtemplates.render import render
 from ticketd.parsers.message import parse_addresses
@@ -238,7 +240,8 @@ def smtp_client(cfg: SmtpConfig, connections: Connections | None = None) -> aios
 PENDING = ("queued", "failed")
 
 
-def due_rows(session: Session, now: datetime, limit: int = 100) -> list[Outbox]:
+def due_rows(session: Session, now: datetime, limit: int = 100,
+             only: list[str | None] | None = None) -> list[Outbox]:
     """Mail whose time has come, oldest first. A ticket's mail to one recipient never overtakes earlier mail to
     them still waiting for a retry: the customer must not read the answer before "we received your request".
     Other recipients (the agents) are not held up by it, and nor is anyone by a mail scheduled for later on
@@ -253,6 +256,10 @@ def due_rows(session: Session, now: datetime, limit: int = 100) -> list[Outbox]:
         .order_by(col(Outbox.id))
         .limit(limit)
     )
+    if only is not None:  # only these mailboxes' mail can leave (None: the helpdesk's own)
+        names = [name for name in only if name is not None]
+        stmt = stmt.where(sa.or_(col(Outbox.mailbox).in_(names),
+                                 *([col(Outbox.mailbox).is_(None)] if None in only else [])))
     return list(session.exec(stmt))
 
 
@@ -414,13 +421,51 @@ def _observe_acknowledgments(engine: sa.Engine, recorded: Sequence[Outbox], metr
         metrics.acknowledged.labels(channel).observe(max(0.0, (sent_at - arrived).total_seconds()))
 
 
-def _by_sender(config: Config, rows: list[Outbox]) -> dict[SmtpConfig, list[Outbox]]:
-    """Rows by the login they are sent with: a mailbox with its own ``smtp_username`` sends its mail as itself,
-    every other through ``[smtp]``. Order within a login is kept (a ticket's mail never overtakes)."""
-    groups: dict[SmtpConfig, list[Outbox]] = {}
+def _by_sender(config: Config, rows: list[Outbox]) -> dict[SmtpConfig | GraphConfig, list[Outbox]]:
+    """Rows by the way they leave: a Graph mailbox's through Graph, a mailbox with its own ``smtp_username`` as
+    that login, every other through ``[smtp]``. Order within each is kept (a ticket's mail never overtakes).
+    A row with no way out (no ``[smtp]``) stays queued."""
+    groups: dict[SmtpConfig | GraphConfig, list[Outbox]] = {}
     for row in rows:
-        groups.setdefault(config.smtp_for(row.mailbox), []).append(row)
+        transport = config.transport_for(row.mailbox)
+        if transport is not None:
+            groups.setdefault(transport, []).append(row)
     return groups
+
+
+def wire_form(row: Outbox, attachments: Sequence[MailAttachment] = ()) -> bytes:
+    """The row's bytes as they leave, by the fast composer where it can write them."""
+    return wire.compose(row_headers(row), row.body, lambda: build_message(row, attachments).as_bytes(),
+                        bool(attachments) or row.html is not None)
+
+
+async def _send_graph_rows(client: GraphClient, address: str, rows: list[Outbox], ledger: Ledger,
+                           parts: Mapping[int, Sequence[MailAttachment]]) -> None:
+    """One after another on the mailbox's client (Graph throttles per mailbox; its client retries 429s). The
+    MIME is the row's, exactly as SMTP would carry it: the Message-ID and threading headers are ours."""
+    held_up: set[tuple[int, str]] = set()
+    for row in rows:
+        if (row.ticket_id, row.recipient) in held_up or not ledger.claim(row):
+            continue
+        try:
+            raw = wire_form(row, parts.get(row.id or 0, ()))
+        except Exception as exc:  # a row we cannot even compose will never go out
+            _record_failure(row, f"cannot compose the mail: {type(exc).__name__}: {exc}", permanent=True)
+        else:
+            try:
+                await graph_send.send_mime(client, address, raw)
+            except GraphPermanent as exc:
+                _record_failure(row, f"Graph refused it: {exc}", permanent=True)
+            except GraphTransient as exc:
+                _record_failure(row, f"Graph unavailable: {exc}", permanent=False)
+            else:
+                row.status, row.sent_at, row.last_error = "sent", utcnow(), None
+                row.attempts += 1
+                log.info("outbox.sent", outbox_id=row.id, to=row.to_addrs, kind=row.kind, via="graph",
+                         message_id=row.message_id, ticket_id=row.ticket_id)
+        ledger.record(row)
+        if row.status == "failed" and row.ticket_id is not None:
+            held_up.add((row.ticket_id, row.recipient))
 
 
 def send_due(engine: sa.Engine, config: Config, limit: int = 100,
@@ -433,26 +478,32 @@ def send_due(engine: sa.Engine, config: Config, limit: int = 100,
     passes its ``metrics`` and ``connections`` (its cached token, its EHLO name); a one-shot caller leaves them
     out and gets fresh ones.
     """
-    if config.smtp is None:
+    only = None if config.smtp is not None else config.graph_senders()  # without [smtp]: Graph's rows only
+    if only == []:
         return 0
     metrics, connections = metrics or Metrics(), connections or Connections()
     sent = 0
     while True:
         with Session(engine, expire_on_commit=False) as session:
-            rows = due_rows(session, utcnow(), limit)
+            rows = due_rows(session, utcnow(), limit, only)
             parts = load_attachments(session, [r.id for r in rows if r.id is not None])
             session.expunge_all()  # outcomes are written by plain UPDATEs, one commit per mail
         if not rows:
             return sent
         recorded: list[Outbox] = []
-        for smtp, group in _by_sender(config, rows).items():  # one mailbox's login after another
+        for transport, group in _by_sender(config, rows).items():  # one mailbox's way out after another
             with contextlib.ExitStack() as stack:
-                if shared(engine):  # each lane holds its claim on a connection of its own
-                    ledgers = [Ledger(stack.enter_context(engine.connect())) for _ in range(SMTP_LANES)]
+                if isinstance(transport, GraphConfig):
+                    ledgers = [Ledger(stack.enter_context(engine.connect()))]
+                    asyncio.run(_send_graph_rows(connections.graph.client(transport), transport.mailbox, group,
+                                                 ledgers[0], parts))
                 else:
-                    conn = stack.enter_context(engine.connect())
-                    ledgers = [Ledger(conn) for _ in range(SMTP_LANES)]
-                asyncio.run(_send_rows(smtp, group, ledgers, unreachable, parts, connections))
+                    if shared(engine):  # each lane holds its claim on a connection of its own
+                        ledgers = [Ledger(stack.enter_context(engine.connect())) for _ in range(SMTP_LANES)]
+                    else:
+                        conn = stack.enter_context(engine.connect())
+                        ledgers = [Ledger(conn) for _ in range(SMTP_LANES)]
+                    asyncio.run(_send_rows(transport, group, ledgers, unreachable, parts, connections))
             recorded += [row for ledger in ledgers for row in ledger.recorded]
         sent += sum(1 for r in recorded if r.status == "sent")
         for row in recorded:

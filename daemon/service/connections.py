@@ -12,12 +12,14 @@ import socket
 import threading
 from collections.abc import Callable
 
+from ticketd.daemon.service.graph import GraphClients
 from ticketd.daemon.service.oauth2 import TokenSources
 
 
 class Connections:
     def __init__(self, lookup_hostname: Callable[[], str] = socket.getfqdn) -> None:
         self.tokens = TokenSources()
+        self.graph = GraphClients()  # one client (and token) per Graph mailbox, shared by its intake and sending
         self._lookup_hostname = lookup_hostname
         self._hostname: str | None = None
         self._lock = threading.Lock()
