@@ -72,11 +72,12 @@ def test_run_refuses_an_old_schema(site: Site) -> None:
 
 def test_init_writes_a_working_site(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TICKETD_CONFIG"}
-    proc = subprocess.run([str(TICKETD), "init", str(tmp_path / "site"), "--address", "help@firma.example",
-                           "--tag", "FIRMA"], capture_output=True, env=env, check=False)
+    proc = subprocess.run([str(TICKETD), "init", str(tmp_path / "site"), "--layout", "local", "--address",
+                           "help@firma.example", "--tag", "FIRMA"], capture_output=True, env=env, check=False)
     assert proc.returncode == 0, decode(proc)
     config = tmp_path / "site" / "ticketd.toml"
-    assert (tmp_path / "site" / "secret").stat().st_mode & 0o077 == 0  # private
+    assert (tmp_path / "site" / "credentials" / "secret").stat().st_mode & 0o077 == 0  # private
+    assert 'address = "help@firma.example"' in config.read_text() and 'tag = "FIRMA"' in config.read_text()
     proc = subprocess.run([str(TICKETD), "--config", str(config), "tickets", "list", "--json"],
                           capture_output=True, env=env, check=False)
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
