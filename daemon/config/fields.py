@@ -78,7 +78,13 @@ def credential_file(name: str, config_dir: Path) -> Path:
 
 
 def existing_file(value: Path | None) -> Path | None:
-    if value is not None and not value.is_file():
+    if value is None:
+        return None
+    try:
+        found = value.is_file()
+    except OSError as exc:  # a folder the user may not enter (root's credentials/, run as the service's user)
+        raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+    if not found:
         raise ValueError(f"file {value} does not exist")
     return value
 

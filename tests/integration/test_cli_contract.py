@@ -49,6 +49,21 @@ def test_check_reports_a_wrong_imap_password(site: Site, mailbox: Mailbox, smtp_
     assert "wrong-password" not in out + err  # secrets never printed
 
 
+def test_check_names_an_empty_password_file_and_makes_no_database(site: Site, mailbox: Mailbox) -> None:
+    """As `ticketd init` leaves it: the password file is there, empty. And before the service's first start there
+    is no database: `check` says so rather than making one (as root, it would be root's)."""
+    (site.dir / "imap-password").write_text("")
+    site.sections["imap"] = {k: v for k, v in mailbox.imap_section(password_file="imap-password").items()
+                             if k != "password"}
+    site.sections["database"] = {"url": "sqlite:///state/ticketd.db"}
+    out, _ = decode(site.cli("check"))
+    assert (f"FAIL imap: {mailbox.user}@127.0.0.1:{mailbox.server.port} (none): login refused, check imap.username "
+            f"and the password ({site.dir / 'imap-password'} is empty)") in out, out
+    assert f"FAIL database: {site.dir / 'state' / 'ticketd.db'} does not exist yet: `ticketd db upgrade` makes it" \
+        in out, out
+    assert not (site.dir / "state").exists()
+
+
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
 def test_check_passes_over_tls(site: Site, mailbox: Mailbox, smtp_sink: SmtpSink, tls: str) -> None:
     port = mailbox.server.port if tls == "starttls" else mailbox.server.tls_port
