@@ -8,10 +8,13 @@
 # private cluster of their own on a free loopback port; the system-wide cluster the package creates is never
 # started. Postfix: the tests start a private instance (its own config directory and queue, on loopback) that
 # delivers to ticketd over LMTP. Chromium and its driver: the web form is tested in a real headless browser.
+# Debian's python3 with venv and ensurepip (python3-venv): tests/integration/test_install.py installs the wheel
+# into a fresh venv as the README's walkthrough does, and runs the daemon from it as an unprivileged user.
 set -euo pipefail
 have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
 if [ -x /usr/sbin/dovecot ] && [ -x /usr/bin/faketime ] && [ -x /usr/bin/systemd-analyze ] && [ -x /usr/bin/soffice ] \
-    && have_postgres && [ -x /usr/sbin/postfix ] && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    && have_postgres && [ -x /usr/sbin/postfix ] && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+    && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
     exit 0
 fi
 had_postgres=0
@@ -22,7 +25,7 @@ elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO="sudo -n"
 else
     echo "Dovecot, faketime, systemd-analyze, LibreOffice, PostgreSQL, Postfix and Chromium are needed by the integration tests and are not all installed." >&2
-    echo "Install them as root: apt-get install dovecot-imapd faketime systemd libreoffice-calc-nogui postgresql postfix chromium chromium-driver   (then run make test again)" >&2
+    echo "Install them as root: apt-get install dovecot-imapd faketime systemd libreoffice-calc-nogui postgresql postfix chromium chromium-driver python3-venv   (then run make test again)" >&2
     exit 1
 fi
 echo "installing Dovecot, faketime, systemd, LibreOffice Calc, PostgreSQL, Postfix and Chromium from Debian's packages (no service is started)..."
@@ -39,7 +42,7 @@ trap '[ "$created_policy" = 1 ] && $SUDO rm -f "$policy"' EXIT
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-core openssl faketime systemd \
-    libreoffice-calc-nogui postgresql postfix chromium chromium-driver >/dev/null
+    libreoffice-calc-nogui postgresql postfix chromium chromium-driver python3-venv >/dev/null
 if [ "$had_postgres" = 0 ] && command -v pg_lsclusters >/dev/null 2>&1; then
     # Should a cluster this install created be running anyway (an init that ignores policy-rc.d), stop it.
     pg_lsclusters --no-header | while read -r version cluster _port status _rest; do

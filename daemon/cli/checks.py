@@ -29,6 +29,11 @@ NOT_A_DATABASE = "not a database ticketd can open"
 
 def check_database(config: Config) -> CheckResult:
     where = database_name(config)
+    url = config.database.url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not Path(where).exists():
+        # Opening it would make it, owned by whoever runs `check` (root, on a server): the service could not write it.
+        return "database", False, (f"{where} does not exist yet: `ticketd db upgrade` makes it (the unit runs that "
+                                   "before each start, as the service's user)")
     try:
         current = db.schema_is_current(db.make_engine(config.database.connect_url))
     except sa.exc.OperationalError as exc:
@@ -132,6 +137,8 @@ def check_authentication(config: Config) -> CheckResult | None:
 def _credential(cfg: ServerConfig) -> str:
     if cfg.auth == "xoauth2":
         return "the OAuth2 token's account and scopes ([oauth2])"
+    if cfg.password_file is not None and (cfg.password is None or not cfg.password.get_secret_value()):
+        return f"the password ({cfg.password_file} is empty)"  # as `ticketd init` leaves it
     return "the password"
 
 

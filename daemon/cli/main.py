@@ -6,15 +6,15 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (the message names 
 from __future__ import annotations
 
 import os
-import secrets
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import sqlalchemy as sa
 import typer
 
-from ticketd.daemon.cli import admin, attachments, lookup, privacy, report, status  # noqa: F401  (their commands join the app)
+from ticketd.daemon.cli import admin, attachments, layout, lookup, privacy, report, status  # noqa: F401  (their commands join the app)
 from ticketd.daemon.cli.common import (
     EXIT_CONFIG,
     EXIT_RUNTIME,
@@ -40,68 +40,54 @@ admin.register(app)
 
 # --- set-up -------------------------------------------------------------------------------------------------
 
-EXAMPLE_CONFIG = """\
-# ticketd configuration. Every key is documented in deploy/ticketd.toml.example.
-[helpdesk]
-name = "{name}"
-address = "{address}"
-tag = "{tag}"
-language = "en"
-timezone = "UTC"
-
-[database]
-url = "sqlite:///ticketd.db"          # relative to this file
-
-[security]
-agent_auth = "signed-reply"
-secret_file = "secret"                # made by `ticketd init`; keep it private
-
-# [imap]
-# host = "imap.example.com"
-# port = 993
-# tls = "implicit"                    # implicit | starttls | none
-# username = "support@example.com"
-# password_file = "imap-password"     # or TICKETD_IMAP_PASSWORD in the environment
-# folder = "INBOX"
-# processed_folder = "Processed"
-# idle = true
-# poll_seconds = 60
-
-# [smtp]
-# host = "smtp.example.com"
-# port = 587
-# tls = "starttls"
-# username = "support@example.com"
-# password_file = "smtp-password"     # or TICKETD_SMTP_PASSWORD
-
-# [lmtp]                              # or let the mail system deliver here (Postfix: README, "Delivery by the
-# listen = "127.0.0.1:8024"           # mail system"); with or without [imap]
-
-# [webform]                           # the complaint form, behind the site's reverse proxy (README: "The
-# listen = "127.0.0.1:8025"           # complaint form on the web")
-"""
+class SiteLayout(StrEnum):
+    system = "system"
+    local = "local"
 
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder for ticketd.toml, secret and the database.")] = Path("."),
+    directory: Annotated[Path, typer.Argument(help="Folder for ticketd.toml and credentials/.")] = Path("/etc/ticketd"),
     address: Annotated[str, typer.Option(help="The support address customers write to.")] = "support@example.com",
     name: Annotated[str, typer.Option(help="The helpdesk's name in mails.")] = "Support",
     tag: Annotated[str, typer.Option(help="Ticket tag in subjects: [TAG #123].")] = "TICKET",
+    site_layout: Annotated[SiteLayout, typer.Option(
+        "--layout", help="system: as deploy/ticketd.service runs it (the database in /var/lib/ticketd, made by the "
+        "service at its first start); local: everything in DIR, private, the database made now.")] = SiteLayout.system,
+    state_dir: Annotated[Path | None, typer.Option(
+        help="Folder of the SQLite database (default: /var/lib/ticketd, or DIR with --layout local).")] = None,
 ) -> None:
-    """Write an example config and a secret, and create the database."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the config (the documented example with these values) and the credentials; say what to check."""
+    problems = layout.helpdesk_problems(name=name, address=address, tag=tag)
+    if problems:
+        fail("; ".join(problems), EXIT_CONFIG)
+    system = site_layout is SiteLayout.system
+    directory = directory.absolute()
+    state = (state_dir or (layout.SYSTEM_STATE_DIR if system else directory)).absolute()
     config_path = directory / "ticketd.toml"
     if config_path.exists():
         fail(f"{config_path} exists already; not overwriting it", EXIT_CONFIG)
-    secret_path = directory / "secret"
-    if not secret_path.exists():
-        secret_path.touch(mode=0o600)
-        secret_path.write_text(secrets.token_urlsafe(32) + "\n")
-    config_path.write_text(EXAMPLE_CONFIG.format(name=name, address=address, tag=tag))
-    config = read_config(config_path)
-    db.upgrade(get_engine(config, require_schema=False))
-    typer.echo(f"wrote {config_path} and {secret_path}; database {config.database.url} is ready")
+    text = layout.render(name, address, tag, state / "ticketd.db")
+    existed = directory.exists()
+    layout.make_dirs(directory, 0o755 if system else 0o700)
+    written = layout.Written()
+    layout.write_config(config_path, text, system)
+    written.files.append((config_path, "the config: the documented example with the values above"))
+    layout.write_credentials(directory / "credentials", written)
+    config = read_config(config_path)  # the whole file, validated as every command will
+    database = state / "ticketd.db"
+    if system:
+        written.notes.append(f"{database} is not made now: the service makes it at its first start "
+                             "(ExecStartPre: ticketd db upgrade), as the service's own user")
+        if existed and layout.unreadable_by_others(directory):
+            written.notes.append(f"{directory} is mode {directory.stat().st_mode & 0o777:o}: the service's user "
+                                 f"cannot read the config in it: chmod 755 {directory}")
+    else:
+        layout.make_dirs(state, 0o700)
+        db.upgrade(get_engine(config, require_schema=False))
+        written.files.append((database, "the database, its schema current"))
+    for line in layout.report(written, config_path, text, system):
+        typer.echo(line)
 
 
 @db_app.command("upgrade")

@@ -36,10 +36,12 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 
 from ticketd.daemon.config.fields import (
+    CREDENTIAL,
     ConfigError,
     Email,
     PositiveInt,
     Section,
+    credential_file,
     existing_file,
     read_secret,
 )
@@ -538,31 +540,53 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError([_describe(e) for e in exc.errors()]) from None
 
 
-_PATH_KEYS = {("imap", "password_file"), ("smtp", "password_file"), ("security", "secret_file"),
-              ("imap", "cafile"), ("smtp", "cafile"), ("database", "password_file"),
-              ("oauth2", "client_secret_file"), ("oauth2", "refresh_token_file"), ("helpdesk", "templates_dir")}
+# Keys naming a secret's file: relative to the config's folder, or ``credential:NAME`` (``fields.credential_file``).
+_SECRET_KEYS = {("imap", "password_file"), ("smtp", "password_file"), ("security", "secret_file"),
+                ("database", "password_file"), ("oauth2", "client_secret_file"), ("oauth2", "refresh_token_file")}
+_PATH_KEYS = _SECRET_KEYS | {("imap", "cafile"), ("smtp", "cafile"), ("helpdesk", "templates_dir")}
 
-_MAILBOX_PATH_KEYS = ("password_file", "smtp_password_file", "signature_file", "templates_dir")
+_MAILBOX_PATH_KEYS = {"password_file": True, "smtp_password_file": True, "signature_file": False,
+                      "templates_dir": False}  # key: is a secret's file
+_GRAPH_PATH_KEYS = {"client_secret_file": True, "certificate_file": True, "cafile": False}
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    problems: list[str] = []
+
+    def resolve(key: str, value: str, secret: bool) -> str:
+        if secret and value.startswith(CREDENTIAL):
+            try:
+                return str(credential_file(value.removeprefix(CREDENTIAL), base))
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}")
+                return value
+        return value if Path(value).is_absolute() else str(base / value)
+
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for section, key in _PATH_KEYS:
         value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
-        if isinstance(value, str) and not Path(value).is_absolute():
-            out[section][key] = str(base / value)
+        if isinstance(value, str):
+            out[section][key] = resolve(f"{section}.{key}", value, (section, key) in _SECRET_KEYS)
     if isinstance(out.get("mailboxes"), list):
         out["mailboxes"] = [dict(box) if isinstance(box, dict) else box for box in out["mailboxes"]]
-    for box in out.get("mailboxes") or []:
-        for key in _MAILBOX_PATH_KEYS:
-            file = box.get(key) if isinstance(box, dict) else None
-            if isinstance(file, str) and not Path(file).is_absolute():
-                box[key] = str(base / file)
+    for index, box in enumerate(out.get("mailboxes") or []):
+        if not isinstance(box, dict):
+            continue
+        for key, secret in _MAILBOX_PATH_KEYS.items():
+            if isinstance(box.get(key), str):
+                box[key] = resolve(f"mailboxes.{index}.{key}", box[key], secret)
+        if isinstance(box.get("graph"), dict):
+            graph = box["graph"] = dict(box["graph"])
+            for key, secret in _GRAPH_PATH_KEYS.items():
+                if isinstance(graph.get(key), str):
+                    graph[key] = resolve(f"mailboxes.{index}.graph.{key}", graph[key], secret)
     db = out.get("database")
     if isinstance(db, dict) and isinstance(db.get("url"), str) and db["url"].startswith("sqlite:///"):
         path = db["url"].removeprefix("sqlite:///")
         if path and not path.startswith("/") and path != ":memory:":
             out["database"]["url"] = f"sqlite:///{base / path}"
+    if problems:
+        raise ConfigError(problems)
     return out
 
 

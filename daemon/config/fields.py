@@ -60,8 +60,31 @@ def read_secret(section: str, inline: SecretStr | None, file: Path | None, env: 
     return inline
 
 
+CREDENTIAL = "credential:"
+
+
+def credential_file(name: str, config_dir: Path) -> Path:
+    """Where a secret written ``credential:NAME`` is read: systemd's copy while the service runs, else the file
+    systemd copies it from, so one config line serves the daemon and an administrator's ``ticketd check``.
+
+    The unit's ``LoadCredential=NAME:/etc/ticketd/credentials/NAME`` hands the service a private copy in
+    ``$CREDENTIALS_DIRECTORY`` (its user cannot read /etc/ticketd/credentials, nor should it); a command run from
+    a shell has no such variable and reads ``credentials/NAME`` beside the config file, which root can read.
+    """
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"{CREDENTIAL}{name}: must name a file, like {CREDENTIAL}imap-password")
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    return Path(folder) / name if folder else config_dir / "credentials" / name
+
+
 def existing_file(value: Path | None) -> Path | None:
-    if value is not None and not value.is_file():
+    if value is None:
+        return None
+    try:
+        found = value.is_file()
+    except OSError as exc:  # a folder the user may not enter (root's credentials/, run as the service's user)
+        raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+    if not found:
         raise ValueError(f"file {value} does not exist")
     return value
 

@@ -49,6 +49,21 @@ def test_check_reports_a_wrong_imap_password(site: Site, mailbox: Mailbox, smtp_
     assert "wrong-password" not in out + err  # secrets never printed
 
 
+def test_check_names_an_empty_password_file_and_makes_no_database(site: Site, mailbox: Mailbox) -> None:
+    """As `ticketd init` leaves it: the password file is there, empty. And before the service's first start there
+    is no database: `check` says so rather than making one (as root, it would be root's)."""
+    (site.dir / "imap-password").write_text("")
+    site.sections["imap"] = {k: v for k, v in mailbox.imap_section(password_file="imap-password").items()
+                             if k != "password"}
+    site.sections["database"] = {"url": "sqlite:///state/ticketd.db"}
+    out, _ = decode(site.cli("check"))
+    assert (f"FAIL imap: {mailbox.user}@127.0.0.1:{mailbox.server.port} (none): login refused, check imap.username "
+            f"and the password ({site.dir / 'imap-password'} is empty)") in out, out
+    assert f"FAIL database: {site.dir / 'state' / 'ticketd.db'} does not exist yet: `ticketd db upgrade` makes it" \
+        in out, out
+    assert not (site.dir / "state").exists()
+
+
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
 def test_check_passes_over_tls(site: Site, mailbox: Mailbox, smtp_sink: SmtpSink, tls: str) -> None:
     port = mailbox.server.port if tls == "starttls" else mailbox.server.tls_port
@@ -72,11 +87,12 @@ def test_run_refuses_an_old_schema(site: Site) -> None:
 
 def test_init_writes_a_working_site(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TICKETD_CONFIG"}
-    proc = subprocess.run([str(TICKETD), "init", str(tmp_path / "site"), "--address", "help@firma.example",
-                           "--tag", "FIRMA"], capture_output=True, env=env, check=False)
+    proc = subprocess.run([str(TICKETD), "init", str(tmp_path / "site"), "--layout", "local", "--address",
+                           "help@firma.example", "--tag", "FIRMA"], capture_output=True, env=env, check=False)
     assert proc.returncode == 0, decode(proc)
     config = tmp_path / "site" / "ticketd.toml"
-    assert (tmp_path / "site" / "secret").stat().st_mode & 0o077 == 0  # private
+    assert (tmp_path / "site" / "credentials" / "secret").stat().st_mode & 0o077 == 0  # private
+    assert 'address = "help@firma.example"' in config.read_text() and 'tag = "FIRMA"' in config.read_text()
     proc = subprocess.run([str(TICKETD), "--config", str(config), "tickets", "list", "--json"],
                           capture_output=True, env=env, check=False)
     assert proc.returncode == 0 and json.loads(proc.stdout) == []

@@ -120,6 +120,44 @@ def test_sqlite_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
     assert config.database.url == f"sqlite:///{tmp_path}/data/t.db"
 
 
+def test_credential_names_are_read_from_systemd_else_beside_the_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``credential:NAME``: $CREDENTIALS_DIRECTORY/NAME while systemd runs the service (LoadCredential=), else
+    credentials/NAME beside the config, which the unit copies from: one line for the daemon and for `check`."""
+    site, run = tmp_path / "etc", tmp_path / "run"
+    for folder, value in ((site / "credentials", "from-etc"), (run, "from-systemd")):
+        folder.mkdir(parents=True)
+        (folder / "secret").write_text(f"{value}:" + "s" * 32)
+        (folder / "imap-password").write_text(value)
+        (folder / "box-password").write_text(f"{value}-box")
+    (site / "ticketd.toml").write_text(
+        '[helpdesk]\naddress = "support@acme.example"\n[security]\nsecret_file = "credential:secret"\n'
+        '[imap]\nhost = "localhost"\nusername = "u"\npassword_file = "credential:imap-password"\n'
+        '[[mailboxes]]\nname = "b"\nfolder = "B"\nusername = "b"\npassword_file = "credential:box-password"\n')
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("TICKETD_IMAP_PASSWORD", raising=False)
+    monkeypatch.delenv("TICKETD_SECRET", raising=False)
+
+    def secrets() -> tuple[str, str, str, str]:
+        config = load_config(site / "ticketd.toml")
+        assert config.imap is not None and config.imap.password is not None and config.security.secret is not None
+        box = config.polled_mailboxes()[0].imap.password
+        assert box is not None
+        return (config.security.secret.get_secret_value().split(":")[0], config.imap.password.get_secret_value(),
+                box.get_secret_value(), str(config.imap.password_file))
+
+    assert secrets() == ("from-etc", "from-etc", "from-etc-box", str(site / "credentials" / "imap-password"))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(run))
+    assert secrets() == ("from-systemd", "from-systemd", "from-systemd-box", str(run / "imap-password"))
+
+    (site / "ticketd.toml").write_text(
+        '[helpdesk]\naddress = "support@acme.example"\n[security]\nsecret_file = "credential:../secret"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(site / "ticketd.toml")
+    assert info.value.problems == [
+        "security.secret_file: credential:../secret: must name a file, like credential:imap-password"]
+
+
 def test_documented_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     """deploy/ticketd.toml.example documents every key; it must stay loadable (secret files aside)."""
     import tomllib
