@@ -51,6 +51,14 @@ secret_file = "secret"
 
 [webform]
 listen = "127.0.0.1:{web_port}"
+mailbox = "complaints"
+
+# Another address, another identity: its tickets' mail comes from it, with its name and reply addresses.
+[[mailboxes]]
+name = "complaints"
+address = "sikayet@acme-sikayet.example"
+display_name = "Acme Şikayet"
+defaults = {{ type = "complaint" }}
 
 [logging]
 level = "warning"
@@ -90,7 +98,9 @@ def _list_sent(mails: list[ReceivedMail]) -> None:
     """One line per mail that reached the SMTP server: to whom, its subject, its files."""
     for mail in mails:
         files = f"   [files: {_files(mail)}]" if _files(mail) else ""
-        typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}{files}")
+        sender = parseaddr(str(mail.message["From"]))[1]
+        other = f"   (from {mail.message['From']})" if sender != "support@acme.example" else ""
+        typer.echo(f"   -> {mail.envelope_to[0]}: {mail.message['Subject']}{files}{other}")
     typer.echo("")
 
 
@@ -207,7 +217,8 @@ def run_demo(directory: Path | None) -> int:
         deliver(answer(last_to("ali@acme.example"), "Ali Veli <ali@acme.example>", "[priority=hgh]", "x")
                 .replace(b"To: support+", b"To: nobody+"), "a forged command (not the signed address)")
 
-        typer.echo("== a customer uses the complaint form on the web (the page in Turkish, a PDF attached) ==\n")
+        typer.echo("== a customer uses the complaint form on the web (the page in Turkish, a PDF attached; "
+                   "answered as the complaints mailbox) ==\n")
         _web_form(engine, config, sink)
 
         with Session(engine) as session:

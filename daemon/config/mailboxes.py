@@ -163,14 +163,12 @@ def identity_of(box: MailboxConfig, helpdesk_name: str, helpdesk_templates: Path
 
 def mailbox_problems(mailboxes: list[MailboxConfig], has_imap: bool, categories: CategoriesConfig,
                      known_groups: set[str], has_lmtp: bool = False) -> list[str]:
-    """With ``[lmtp]`` and no ``[imap]``, a mailbox is an address the mail system delivers to (its defaults
-    apply to mail sent to it), so it must have one. A Graph mailbox needs neither."""
+    """Without ``[imap]``, a mailbox is an address mail is delivered to (by LMTP, ``ticketd deliver`` or the
+    form; its defaults apply to mail sent to it), so it must have one. A Graph mailbox has its own."""
     problems = _duplicates("mailboxes", (m.name for m in mailboxes), "mailbox name")
-    if any(m.kind == "imap" for m in mailboxes) and not has_imap and not has_lmtp:
-        problems.append("mailboxes: needs an [imap] section (the server and login the mailboxes share), or [lmtp] "
-                        "(the mail system delivers to each mailbox's address)")
-    if not has_imap and has_lmtp:
-        problems += [f"mailboxes.{index}.address: required without [imap]: LMTP knows a mailbox by its address"
+    if not has_imap:  # mail comes by LMTP, the form or `ticketd deliver`, each to an address
+        way_in = "LMTP knows" if has_lmtp else "mail delivered by `ticketd deliver` or the form knows"
+        problems += [f"mailboxes.{index}.address: required without [imap]: {way_in} a mailbox by its address"
                      for index, box in enumerate(mailboxes) if box.address is None]
     seen: dict[tuple[str | None, str], int] = {}
     for index, box in enumerate(mailboxes):

@@ -80,4 +80,5 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     # the complaint form, from the wheel's own pages and words
     assert 'the page "Bize ulaşın"' in demo.stdout and "POST -> 200: Talebinizi aldık." in demo.stdout
     assert "<- the form: done, ticket #4 (source web, type complaint, category billing/invoice)" in demo.stdout
-    assert "-> deniz.arslan@example.com.tr: [ACME #4] Talebiniz alındı: Fatura iki kez kesildi" in demo.stdout
+    assert ("-> deniz.arslan@example.com.tr: [ACME #4] Talebiniz alındı: Fatura iki kez kesildi   "
+            "(from Acme Şikayet <sikayet@acme-sikayet.example>)") in demo.stdout  # the complaints mailbox's identity

@@ -59,7 +59,8 @@ def test_a_mailbox_may_log_in_as_another_account(tmp_path: Path) -> None:
      "mailboxes.1.defaults.type: must be 'request', 'complaint' or 'information'"),
     (lambda d: d["mailboxes"][1].update(username="complaints"),
      "mailboxes.1.password_file: required with its own username"),
-    (lambda d: d.pop("imap"), "mailboxes: needs an [imap] section"),
+    (lambda d: (d.pop("imap"), d["mailboxes"][0].pop("address")),
+     "mailboxes.0.address: required without [imap]: mail delivered by `ticketd deliver`"),
 ])
 def test_bad_mailboxes_are_refused_by_key(tmp_path: Path, change: Any, expected: str) -> None:
     data = two_mailboxes(tmp_path)
