@@ -115,6 +115,7 @@ class Scheduler:
         self._ready: list[tuple[int, int, int, MailboxIntake]] = []  # (priority, seq, turn, box)
         self._seq = itertools.count()
         self._running = 0
+        self._taking = False  # one lease asked for at a time: on PostgreSQL a full pool makes the asking wait
         self._connections: Counter[Login] = Counter()  # open, or being opened, per login
         self._next_plan = 0.0
         self._next_chores = 0.0
@@ -219,6 +220,9 @@ class Scheduler:
             box = entry[3]
             if entry[2] != box.turn or box.busy:
                 continue
+            if box.lease is None and self._taking:
+                held_back.append(entry)
+                break  # what is left is no more urgent: leases to take, or to give up
             job = self._job_for(box, now)
             if job is None:
                 held_back.append(entry)
@@ -232,6 +236,7 @@ class Scheduler:
     def _job_for(self, box: MailboxIntake, now: float) -> Job | None:
         """The step the mailbox's state calls for, or None while its login has no connection to spare."""
         if box.lease is None:
+            self._taking = True
             return Job("take", [box], functools.partial(self.steps.take, box))
         if box.give_up:
             return Job("release", [box], functools.partial(self.steps.release, box, True))
@@ -273,6 +278,8 @@ class Scheduler:
         now = time.monotonic()
         if job.slot is not None:
             self._connections[job.slot] -= 1
+        if job.kind == "take":
+            self._taking = False
         if job.error is not None:
             log.error("intake.step_failed", step=job.kind, mailboxes=[box.name for box in job.boxes],
                       error=repr(job.error), exc_info=job.error)
