@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 import structlog
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+from imapclient.imap_utf7 import decode as decode_folder
+from imapclient.response_parser import parse_response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -190,6 +193,48 @@ def news(client: IMAPClient) -> bool:
 
 def offers_idle(client: IMAPClient, cfg: ImapConfig) -> bool:
     return cfg.idle and client.has_capability("IDLE")
+
+
+def notify(client: IMAPClient, folders: Sequence[str]) -> bool:
+    """RFC 5465 NOTIFY on this connection: besides its selected folder, tell of new mail in ``folders`` (other
+    folders of the login, polled) as ``* STATUS`` lines, in IDLE or with any command's answer; none turns it off.
+
+    imapclient has no NOTIFY, so the command goes out raw. False when the server refuses it (a folder it does not
+    know, say): those folders are then only polled. A broken connection raises as any command does."""
+    if folders:
+        quoted = (client._normalise_folder(folder) for folder in folders)  # str when folder_encode is off
+        names = b" ".join(name if isinstance(name, bytes) else name.encode() for name in quoted)
+        events = b"(MessageNew MessageExpunge)"
+        args = [b"SET", b"(selected " + events + b") (mailboxes (" + names + b") " + events + b")"]
+    else:
+        args = [b"NONE"]
+    try:
+        client._raw_command_untagged(b"NOTIFY", args, uid=False)
+    except IMAPClientAbortError:
+        raise
+    except IMAPClientError as exc:
+        log.warning("imap.notify_refused", folders=list(folders), error=str(exc))
+        return False
+    return True
+
+
+def folders_with_news(responses: Iterable[tuple[object, ...]]) -> set[str]:
+    """The folders a NOTIFY ``* STATUS`` line says hold mail (ours are emptied after each poll)."""
+    found = set()
+    for response in responses:
+        if len(response) == 3 and response[0] == b"STATUS" and isinstance(response[2], tuple):
+            counts = dict(zip(response[2][::2], response[2][1::2], strict=False))
+            messages = counts.get(b"MESSAGES")
+            if isinstance(messages, int) and messages > 0 and isinstance(response[1], bytes | str):
+                found.add(decode_folder(response[1]))
+    return found
+
+
+def news_left(client: IMAPClient) -> set[str]:
+    """NOTIFY's ``* STATUS`` lines that came with the answers of other commands (a NOOP, a FETCH), which imapclient
+    leaves in imaplib's untagged responses."""
+    lines = client._imap.untagged_responses.pop("STATUS", [])
+    return folders_with_news((b"STATUS", *parse_response([line])) for line in lines)
 
 
 def _announced(client: IMAPClient) -> bool:

@@ -69,6 +69,12 @@ class MailboxIntake:
         self.pushed = False  # the server announced new mail on this connection by itself
         self.silent = False  # the server left mail on this connection unannounced (logged once per connection)
         self.reached = False  # the last attempt to log in worked (the next success after a failure is logged)
+        # NOTIFY (RFC 5465): the login's polled folders this connection tells of besides its own (the scheduler's
+        # choice), what is set on the connection now, whether the server takes it, and the folders it told of.
+        self.notify: tuple[str, ...] = ()
+        self.notified: tuple[str, ...] = ()
+        self.can_notify = True
+        self.news: set[str] = set()
         self.give_up = False  # another instance should have it: release the lease at its next turn
         self.busy = False
         self.counted = False  # its connection counts towards its login's cap
@@ -79,10 +85,11 @@ class MailboxIntake:
         self.activity = 0.0
         self._activity_at = time.monotonic()
         # The scheduler's own: its timers' generation (older ones are void), the socket it watches while the
-        # mailbox idles, and whether the server announced mail there.
+        # mailbox idles, whether the server announced mail there, and whether news of it came during a step.
         self.turn = 0
         self.socket: socket.socket | None = None
         self.announced = False
+        self.again = False
 
     @property
     def name(self) -> str:
@@ -155,16 +162,21 @@ class Steps:
             client = box.client = self._connect(box)
             box.pushed = box.silent = False
             box.can_idle = poller.offers_idle(client, cfg)
+            box.can_notify, box.notified = client.has_capability("NOTIFY"), ()
         box.looked_at = time.monotonic()
         while must_poll:
             if not self._poll(box, client):
                 return
             must_poll = poller.mail_waiting(client)
         box.state.error, box.delay = None, RECONNECT_MIN
+        box.news |= poller.news_left(client)
         if not (box.watched and box.can_idle):
             self._close(box)
             box.due = time.monotonic() + cfg.poll_seconds
             return
+        if box.can_notify and box.notify != box.notified:
+            box.can_notify = poller.notify(client, box.notify)
+            box.notified = box.notify
         client.idle()
         box.idling, box.idle_since = True, time.monotonic()
 

@@ -200,11 +200,23 @@ class Scheduler:
         responses: list[tuple[object, ...]] = []
         with contextlib.suppress(IMAPClientError, OSError):  # the step finds out what is wrong, and reconnects
             responses = box.client.idle_check(timeout=0) if box.client is not None else []
+        if folders := poller.folders_with_news(responses):
+            self._news(box.login, folders)
         if responses and not poller.announces_new_mail(responses):
-            return  # "* OK Still here", flags, expunges
+            return  # NOTIFY's news of other folders, "* OK Still here", flags, expunges
         self._unregister(box)
         box.announced = bool(responses)
         self._at(box, time.monotonic(), FETCH)
+
+    def _news(self, login: Login, folders: set[str]) -> None:
+        """NOTIFY told of mail in polled folders of a login: their turn is now (or right after the current one)."""
+        for box in self._by_login[login]:
+            if box.mailbox.imap.folder not in folders or (box.watched and box.can_idle) or box.lease is None:
+                continue
+            if box.busy:
+                box.again = True
+            else:
+                self._at(box, time.monotonic(), FETCH)
 
     def _at(self, box: MailboxIntake, when: float, priority: int) -> None:
         """The mailbox's next step at ``when``; any earlier timer of it is void."""
@@ -290,6 +302,13 @@ class Scheduler:
             return
         for box in job.boxes:
             box.busy = False
+            if box.again:
+                box.again, box.due = False, now
+            if box.news:
+                self._news(box.login, box.news)
+                box.news = set()
+            if box.notify and not box.can_notify:
+                self._next_plan = now  # the server has no NOTIFY for it: another connection of the login may
             if box.counted and box.client is None:
                 box.counted = False
                 self._connections[box.login] -= 1
@@ -340,9 +359,25 @@ class Scheduler:
                 self._at(box, now, CHORE)
             elif box.watched and box.client is None:
                 self._at(box, now, FETCH)
+        for boxes in self._by_login.values():
+            self._choose_notifier(boxes, now)
         if changed:
             log.info("intake.replanned", watched=len(chosen), polled=len(self.boxes) - len(chosen), changed=changed)
         self._next_plan = now + PLAN_EVERY_SECONDS
+
+    def _choose_notifier(self, boxes: list[MailboxIntake], now: float) -> None:
+        """One watched connection of a login that has polled folders tells of their mail too, by NOTIFY where the
+        server has it: they are then fetched within a second, and polled every ``poll_seconds`` only in case."""
+        polled = tuple(box.mailbox.imap.folder for box in boxes if not (box.watched and box.can_idle))
+        notifier = next((box for box in boxes if box.watched and box.can_idle and box.can_notify), None)
+        for box in boxes:
+            wanted = polled if box is notifier else ()
+            if box.notify == wanted:
+                continue
+            box.notify = wanted
+            if box.idling and not box.busy:  # set it now rather than at the next renewal
+                self._unregister(box)
+                self._at(box, now, RENEW)
 
     def _chores(self, now: float) -> Job:
         self._chores_running = True
