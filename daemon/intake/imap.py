@@ -70,9 +70,19 @@ def close(client: IMAPClient) -> None:
 
 
 def ensure_folder(client: IMAPClient, folder: str) -> None:
-    if not client.folder_exists(folder):
+    """Create ``folder`` if missing. Another connection of the same login (another folder's, sharing the processed
+    folder) may create it between our look and our CREATE: its refusal then is no error."""
+    if client.folder_exists(folder):
+        return
+    try:
         client.create_folder(folder)
-        log.info("imap.folder_created", folder=folder)
+    except IMAPClientAbortError:
+        raise
+    except IMAPClientError:
+        if not client.folder_exists(folder):
+            raise
+        return
+    log.info("imap.folder_created", folder=folder)
 
 
 def move_out(client: IMAPClient, uids: list[int], target: str) -> None:
@@ -195,21 +205,23 @@ def offers_idle(client: IMAPClient, cfg: ImapConfig) -> bool:
     return cfg.idle and client.has_capability("IDLE")
 
 
-def notify(client: IMAPClient, folders: Sequence[str]) -> bool:
+def notify(client: IMAPClient, folders: Sequence[str], replacing: bool = False) -> bool:
     """RFC 5465 NOTIFY on this connection: besides its selected folder, tell of new mail in ``folders`` (other
     folders of the login, polled) as ``* STATUS`` lines, in IDLE or with any command's answer; none turns it off.
 
-    imapclient has no NOTIFY, so the command goes out raw. False when the server refuses it (a folder it does not
-    know, say): those folders are then only polled. A broken connection raises as any command does."""
+    ``replacing`` a list set before on the connection sends NOTIFY NONE first: Dovecot 2.3 otherwise keeps telling
+    only of the first list's folders under IDLE (measured; the others only at the next command). imapclient has no
+    NOTIFY, so the command goes out raw. False when the server refuses it (a folder it does not know, say): those
+    folders are then only polled. A broken connection raises as any command does."""
+    commands = [[b"NONE"]] if replacing or not folders else []
     if folders:
         quoted = (client._normalise_folder(folder) for folder in folders)  # str when folder_encode is off
         names = b" ".join(name if isinstance(name, bytes) else name.encode() for name in quoted)
         events = b"(MessageNew MessageExpunge)"
-        args = [b"SET", b"(selected " + events + b") (mailboxes (" + names + b") " + events + b")"]
-    else:
-        args = [b"NONE"]
+        commands.append([b"SET", b"(selected " + events + b") (mailboxes (" + names + b") " + events + b")"])
     try:
-        client._raw_command_untagged(b"NOTIFY", args, uid=False)
+        for args in commands:
+            client._raw_command_untagged(b"NOTIFY", args, uid=False)
     except IMAPClientAbortError:
         raise
     except IMAPClientError as exc:

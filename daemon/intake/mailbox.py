@@ -175,7 +175,7 @@ class Steps:
             box.due = time.monotonic() + cfg.poll_seconds
             return
         if box.can_notify and box.notify != box.notified:
-            box.can_notify = poller.notify(client, box.notify)
+            box.can_notify = poller.notify(client, box.notify, replacing=bool(box.notified))
             box.notified = box.notify
         client.idle()
         box.idling, box.idle_since = True, time.monotonic()

@@ -388,7 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         print("log warnings/errors  " + (", ".join(f"{k} ×{v}" for k, v in sorted(noisy.items())) or "none"))
         print(f"load average         {os.getloadavg()[0]:.2f} at the end")
         if args.keep:
-            print(f"daemon log: {log}")
+            table = work / "mails.csv"
+            with table.open("w", encoding="utf-8") as f:
+                f.write("message_id,mailbox,login,folder,appended,stored,acknowledged\n")
+                for box, m, _ in mails:
+                    f.write(f"{m},{box.name},{box.login},{box.folder},{appended.get(m, '')},{stored.get(m, '')},"
+                            f"{acks.get(m, '')}\n")
+            print(f"daemon log: {log}; each mail's times: {table}")
         return 0
 
     return guarded(body, "the daemon and Dovecot")

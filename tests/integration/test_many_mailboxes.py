@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
-from conftest import Site, decode, log_events, start_daemon, stop_daemon, wait_for
+from conftest import Mailbox, Site, decode, log_events, start_daemon, stop_daemon, wait_for
+from ticketd.daemon.intake import imap as poller
 from ticketd.daemon.outgoing.smtp_sink import SmtpSink
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
@@ -172,3 +173,24 @@ def test_folders_of_one_login_stay_within_its_connection_cap_and_are_told_of_by_
     assert not log_events(log, "imap.error") and not log_events(log, "imap.notify_refused")
     started = log_events(log, "intake.started")
     assert [(e["watched"], e["polled"]) for e in started] == [(2, 6), (2, 7)]  # the rest in turn on the third
+
+
+def test_notify_tells_of_the_folders_of_a_replaced_list_under_idle(mailbox: Mailbox) -> None:
+    """A login's polled folders change when the watched ones do: the new list must be told of under IDLE too."""
+    watcher, writer = mailbox.client(), mailbox.client()
+    try:
+        for folder in ("Desk1", "Desk2", "Desk3"):
+            watcher.create_folder(folder)
+        watcher.select_folder("INBOX")
+        heard = {}
+        for folders, folder in ((["Desk1", "Desk2"], "Desk1"), (["Desk2", "Desk3"], "Desk3")):
+            assert poller.notify(watcher, folders, replacing=folder == "Desk3")
+            watcher.idle()
+            writer.append(folder, request("support@acme.example", 1))
+            responses = watcher.idle_check(timeout=5)  # Dovecot tells within about half a second
+            watcher.idle_done()
+            heard[folder] = poller.folders_with_news(responses)
+        assert heard == {"Desk1": {"Desk1"}, "Desk3": {"Desk3"}}
+    finally:
+        watcher.logout()
+        writer.logout()
