@@ -1,5 +1,5 @@
 """``[intake]`` and the plan of which mailboxes are watched with IDLE: the per-login and total caps, the busiest
-first, and what start-up refuses, by key."""
+first, what start-up refuses, by key, and what systemd's status says about many mailboxes."""
 
 from __future__ import annotations
 
@@ -90,3 +90,21 @@ def test_logins_are_told_apart_by_server_and_account(tmp_path: Path) -> None:
     one, two = mailboxes(tmp_path, {"a": 1, "b": 1})
     assert login_of(one) != login_of(two)
     assert login_of(one) == login_of(Mailbox("other", one.imap.model_copy(update={"folder": "X"})))
+
+
+def test_systemds_status_line_counts_mailboxes_when_there_are_many(tmp_path: Path) -> None:
+    from ticketd.daemon.intake.mailbox import MailboxIntake
+    from ticketd.daemon.runner import status_line
+
+    config = parse_config(base(tmp_path))
+    few = [MailboxIntake(box) for box in mailboxes(tmp_path, {"a": 2})]
+    many = [MailboxIntake(box) for box in mailboxes(tmp_path, {f"u{n}": 1 for n in range(300)})]
+    for box in few + many:
+        box.state.held = True
+    assert status_line(config, few) == "processing mail for support@acme.example (polling a-0, a-1)"
+    assert status_line(config, many) == "processing mail for support@acme.example (polling 300 of 300 mailboxes)"
+    for box in many[:7]:
+        box.state.error = "IMAP unreachable (refused); retrying in 4 s"
+    shown = status_line(config, many)
+    assert shown.startswith("u0-0: IMAP unreachable (refused); retrying in 4 s; u1-0: ")
+    assert shown.endswith("; 2 more mailboxes with errors") and shown.count("IMAP unreachable") == 5
