@@ -339,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         peak_threads, peak_connections = sampler.peak()
         phase_threads, phase_connections = sampler.peak(phase_start)
         memory = proc_memory(daemon.pid)
+        stopping = time.monotonic()
         code = stop_daemon(daemon)
+        stopped = time.monotonic() - stopping
         sampler.stop()
 
         events = log_events(log)
@@ -379,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"threads              peak {peak_threads} (while mail arrived: {phase_threads})")
         print(f"IMAP connections     peak {peak_connections} (while mail arrived: {phase_connections}) for "
               f"{args.mailboxes} mailboxes on {len(logins)} logins")
+        print(f"stop                 {stopped:.1f} s from SIGTERM to exit (every connection logged out)")
         print(f"peak RSS             {mib(hwm)} (VmHWM before SIGTERM; exit code {code})   "
               f"[goal < {GOAL_RSS_MB:g} MB: {'met' if hwm * 1024 < GOAL_RSS_MB * 1e6 else 'NOT MET'}]")
         noisy: dict[str, int] = {}
@@ -394,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
                 for box, m, _ in mails:
                     f.write(f"{m},{box.name},{box.login},{box.folder},{appended.get(m, '')},{stored.get(m, '')},"
                             f"{acks.get(m, '')}\n")
-            print(f"daemon log: {log}; each mail's times: {table}")
+            with (work / "samples.csv").open("w", encoding="utf-8") as f:
+                f.write("time,threads,imap_connections\n")
+                f.writelines(f"{at},{count},{connections}\n" for at, count, connections in sampler.samples)
+            print(f"daemon log: {log}; each mail's times: {table}; the samples: {work / 'samples.csv'}")
         return 0
 
     return guarded(body, "the daemon and Dovecot")
