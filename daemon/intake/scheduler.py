@@ -226,6 +226,8 @@ class Scheduler:
     # --- handing out steps -------------------------------------------------------------------------------------
 
     def _dispatch(self, now: float) -> None:
+        if self._running < self.settings.workers and now >= self._next_chores and not self._chores_running:
+            self._start(self._chores(now))  # first: under load the hand-over would wait for a quiet moment
         held_back = []
         while self._running < self.settings.workers and self._ready:
             entry = heapq.heappop(self._ready)
@@ -242,8 +244,6 @@ class Scheduler:
             self._start(job)
         for entry in held_back:
             heapq.heappush(self._ready, entry)
-        if self._running < self.settings.workers and now >= self._next_chores and not self._chores_running:
-            self._start(self._chores(now))
 
     def _job_for(self, box: MailboxIntake, now: float) -> Job | None:
         """The step the mailbox's state calls for, or None while its login has no connection to spare."""
@@ -314,6 +314,8 @@ class Scheduler:
                 self._connections[box.login] -= 1
             if box.watched and not box.can_idle:
                 self._next_plan = now  # the server has no IDLE: poll it, and let another be watched
+            elif job.kind == "poll" and box.watched and box.state.error is None:
+                box.due = now  # chosen to be watched while it was being polled: connect now, not at its next poll
             if self.stopping.is_set():
                 continue
             if box.idling:
