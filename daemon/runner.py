@@ -1,8 +1,8 @@
 """The daemon's main loop: process what is stored, send, wait — until asked to stop.
 
-Intake runs beside it, one thread per mailbox (``daemon/intake/threads.py``), and wakes it when mail is stored. Each
-part is independent: an IMAP outage does not stop the outbox, an SMTP outage does not stop intake, and
-nothing dies of a server's error.
+Intake runs beside it (``daemon/intake/scheduler.py``: one thread watching every IDLE connection and a few workers),
+and wakes it when mail is stored. Each part is independent: an IMAP outage does not stop the outbox, an SMTP outage
+does not stop intake, and nothing dies of a server's error.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -20,9 +20,10 @@ from imapclient.exceptions import IMAPClientError
 from ticketd.daemon import pipeline
 from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.intake import imap as poller
-from ticketd.daemon.intake import threads as intake
 from ticketd.daemon.intake.graph import GraphIntake, poll_graph_once
 from ticketd.daemon.intake.lmtp import LmtpServer
+from ticketd.daemon.intake.mailbox import MailboxIntake
+from ticketd.daemon.intake.scheduler import Intake
 from ticketd.daemon.intake.web import WebServer
 from ticketd.daemon.outgoing import outbox
 from ticketd.daemon.service import systemd
@@ -40,6 +41,7 @@ IDLE_TURN_SECONDS = 5.0  # with nothing to do, a look for due retries this often
 SHARED_TURN_SECONDS = 1.0  # on PostgreSQL other instances store mail too, and do not wake this one
 DATABASE_RETRY_MIN, DATABASE_RETRY_MAX = 1.0, 30.0  # the database away: the loop's waits between tries
 SMTP_PAUSE_SECONDS = 30.0  # after the SMTP server could not be reached (the outbox's first retry is as late)
+STATUS_NAMES = 5  # mailboxes named in systemd's STATUS line; past that, counted
 
 
 @dataclass
@@ -227,8 +229,8 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
         log.info("metrics.listening", listen=config.metrics.listen)
     stop.heartbeat = Watchdog().ping
     timers = sweep.Timers(engine, config, stop.wake).start()
-    intakes = intake.start_all(engine, config.polled_mailboxes(), config.limits.max_message_bytes, coordinator,
-                               stop.wake, metrics, connections)
+    intakes = Intake(engine, coordinator, stop.wake, metrics, connections).start(
+        config.polled_mailboxes(), config.limits.max_message_bytes, config.intake)
     graph_intakes = start_graph(engine, config, coordinator, stop.wake, metrics, connections)
     listener = start_listeners(engine, config, stop.wake)
     try:
@@ -239,7 +241,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
         for server in listener:  # first: the MTA is told to come back later rather than left hanging, the form
             # closed
             server.stop()
-        intake.stop_all(intakes)
+        intakes.stop()
         stop_graph(graph_intakes)
         connections.graph.close()
         timers.stop()
@@ -277,14 +279,15 @@ def start_listeners(engine: sa.Engine, config: Config, wake: Callable[[], None])
 
 
 def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Callable[[], Config] | None,
-          timers: sweep.Timers, intakes: list[intake.MailboxIntake], listener: list[LmtpServer | WebServer],
+          timers: sweep.Timers, intakes: Intake, listener: list[LmtpServer | WebServer],
           coordinator: Coordinator, metrics: Metrics, connections: Connections,
           graph_intakes: list[GraphIntake] | None = None) -> None:
     """Process what is stored (by this instance's intake or another's), send, and wait to be woken.
 
-    ``intakes`` is replaced in place when a reload changes the mailboxes, ``listener`` (the LMTP server and the
-    web form, when configured) when it changes their sections or the size limit. Other instances' intake does
-    not wake this one; on PostgreSQL the loop therefore looks for work every ``SHARED_TURN_SECONDS``.
+    ``intakes`` is started again when a reload changes the mailboxes or ``[intake]``; ``listener`` (the LMTP server
+    and the web form, when configured) is replaced in place when it changes their sections or the size limit. Other
+    instances' intake does not wake this one; on PostgreSQL the loop therefore looks for work every
+    ``SHARED_TURN_SECONDS``.
     """
     smtp_gate = SmtpGate()
     outage = Outage()
@@ -297,12 +300,12 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
         if stop.reload_requested:
             stop.reload_requested = False
             new, status_note = _reload(config, reload_config)
-            if new.polled_mailboxes() != config.polled_mailboxes() or new.limits != config.limits:
-                intake.stop_all(intakes)
+            if (new.polled_mailboxes() != config.polled_mailboxes() or new.limits != config.limits
+                    or new.intake != config.intake):
+                intakes.stop()
                 for dropped in {b.name for b in config.polled_mailboxes()} - {b.name for b in new.polled_mailboxes()}:
                     metrics.mailbox_gone(dropped)
-                intakes[:] = intake.start_all(engine, new.polled_mailboxes(), new.limits.max_message_bytes,
-                                              coordinator, stop.wake, metrics, connections)
+                intakes.start(new.polled_mailboxes(), new.limits.max_message_bytes, new.intake)
             if graph_intakes is not None and (new.graph_mailboxes() != config.graph_mailboxes()
                                               or new.limits != config.limits):
                 stop_graph(graph_intakes)
@@ -310,6 +313,7 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
                     metrics.mailbox_gone(dropped)
                 connections.graph.keep_only(list(new.graph_mailboxes().values()))
                 graph_intakes[:] = start_graph(engine, new, coordinator, stop.wake, metrics, connections)
+            coordinator.mailbox_count = max(1, len(new.polled_mailboxes()) + len(new.graph_mailboxes()))
             if new.lmtp != config.lmtp or new.webform != config.webform or new.limits != config.limits:
                 for server in listener:
                     server.stop()
@@ -334,7 +338,7 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
             stop.sleep(delay)
             continue
         outage.over()
-        status = f"{status_line(config, intakes, graph_intakes or [])}{status_note}"
+        status = f"{status_line(config, intakes.boxes, graph_intakes or [])}{status_note}"
         if not ready or status != shown:  # told once, not at every turn
             systemd.notify(*(["READY=1"] if not ready else []), f"STATUS={status}")
             ready, shown = True, status
@@ -371,14 +375,19 @@ class Outage:
         self.since, self.delay, self.error = None, DATABASE_RETRY_MIN, ""
 
 
-def status_line(config: Config, intakes: list[intake.MailboxIntake],
-                graph_intakes: list[GraphIntake] | None = None) -> str:
-    """What `systemctl status` shows: the mailboxes polled here, or why one is not."""
-    states = [(i.mailbox.name, i.state) for i in intakes] + [(g.name, g.state) for g in graph_intakes or []]
+def status_line(config: Config, intakes: Sequence[MailboxIntake],
+                graph_intakes: Sequence[GraphIntake] = ()) -> str:
+    """What `systemctl status` shows: the mailboxes polled here, or why one is not. With many mailboxes, how many
+    and the first few problems: systemd shows one line."""
+    states = [(i.mailbox.name, i.state) for i in intakes] + [(g.name, g.state) for g in graph_intakes]
     problems = [f"{name}: {state.error}" for name, state in states if state.error]
     if problems:
-        return "; ".join(problems)
+        more = len(problems) - STATUS_NAMES
+        return "; ".join(problems[:STATUS_NAMES]) + (f"; {more} more mailboxes with errors" if more > 0 else "")
     held = [name for name, state in states if state.held]
-    polled = f" (polling {', '.join(held)})" if held and len(states) > 1 else ""
+    if len(held) > STATUS_NAMES:
+        polled = f" (polling {len(held)} of {len(states)} mailboxes)"
+    else:
+        polled = f" (polling {', '.join(held)})" if held and len(states) > 1 else ""
     waiting = "" if held or not states else " (another instance polls the mailboxes)"
     return f"processing mail for {config.helpdesk.address}{polled}{waiting}"

@@ -4,8 +4,8 @@ Every section is a pydantic model with ``extra="forbid"`` so a typo is an error,
 Errors are turned into one line per problem, ``section.key: reason``, because an operator reading a failed
 ``systemctl start`` needs the key, not a traceback.
 
-The sections live in this package's modules (``sla``, ``process``, ``mailboxes``, ``oauth2``, ``reports``,
-``servers``, ``fields``), which never import this package back: it imports them. May import only the lower
+The sections live in this package's modules (``sla``, ``process``, ``mailboxes``, ``intake``, ``oauth2``,
+``reports``, ``servers``, ``fields``), which never import this package back: it imports them. May import only the lower
 packages (parsers, storage, rules, mailtemplates); every room imports it.
 
 The rules never see a ``Config``: they take the few values they need as small frozen values of their own
@@ -46,6 +46,7 @@ from ticketd.daemon.config.fields import (
     read_secret,
 )
 from ticketd.daemon.config.graph import GraphConfig
+from ticketd.daemon.config.intake import IntakeConfig
 from ticketd.daemon.config.mailboxes import Identity, Mailbox, MailboxConfig, identity_of, mailbox_problems
 from ticketd.daemon.config.oauth2 import OAuth2Config
 from ticketd.daemon.config.process import (
@@ -70,7 +71,8 @@ from ticketd.rules.sla import BusinessCalendar
 from ticketd.rules.sla_clock import SlaClock
 from ticketd.rules.triage import CompiledRule, compile_rules
 
-__all__ = ["Config", "ConfigError", "ImapConfig", "OAuth2Config", "ServerConfig", "SmtpConfig", "load_config"]
+__all__ = ["Config", "ConfigError", "ImapConfig", "IntakeConfig", "OAuth2Config", "ServerConfig", "SmtpConfig",
+           "load_config"]
 
 DEFAULT_PATHS = (Path("ticketd.toml"), Path("/etc/ticketd/ticketd.toml"))
 LANGUAGES = ("en", "tr")
@@ -285,6 +287,7 @@ class Config(Section):
     database: DatabaseConfig = DatabaseConfig()
     imap: ImapConfig | None = None
     mailboxes: list[MailboxConfig] = Field(default_factory=list)
+    intake: IntakeConfig = IntakeConfig()
     smtp: SmtpConfig | None = None
     security: SecurityConfig
     limits: LimitsConfig = LimitsConfig()

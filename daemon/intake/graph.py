@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from ticketd.daemon.config.graph import GraphConfig
-from ticketd.daemon.intake.threads import INTAKE_CHUNK, RECONNECT_MAX, RECONNECT_MIN, STORED_AHEAD, IntakeState
+from ticketd.daemon.intake.mailbox import INTAKE_CHUNK, RECONNECT_MAX, RECONNECT_MIN, STORED_AHEAD, IntakeState
 from ticketd.daemon.service.coordination import LOCK_RETRY_SECONDS, Coordinator, LeaseLost, MailboxLease
 from ticketd.daemon.service.graph import GraphClient, GraphError, GraphPermanent, MimeDownload
 from ticketd.daemon.service.metrics import Metrics
