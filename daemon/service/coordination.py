@@ -3,11 +3,11 @@
 - Each instance holds a lock for its life: on PostgreSQL a session advisory lock on a connection of its own,
   on SQLite an exclusive ``flock`` on ``<database>.lock``. Dying (even by SIGKILL) releases it: the kernel
   closes the socket or the file. SQLite has one writer and no row locks, so a second instance is refused.
-- Each mailbox is polled by one instance at a time: the holder of its advisory lock, again on a connection
-  of its own, so a holder that dies hands the mailbox to whichever instance asks next (within
-  ``LOCK_RETRY_SECONDS``). Instances share the mailboxes out: none takes more than its share (the mailboxes
-  divided by the instances alive, rounded up), and one holding more than that, because others started after
-  it, gives the extra ones up. On SQLite the one instance holds every mailbox.
+- Each mailbox is polled by one instance at a time: the holder of its advisory lock, held on one connection
+  for all the instance's mailbox locks (``MailboxLocks``), so a holder that dies hands the mailbox to
+  whichever instance asks next (within ``LOCK_RETRY_SECONDS``). Instances share the mailboxes out: none
+  takes more than its share (the mailboxes divided by the instances alive, rounded up), and one holding more
+  than that, because others started after it, gives the extra ones up. On SQLite the one instance holds every mailbox.
 - Stored mail, outgoing mail and due timers are claimed row by row with ``FOR UPDATE SKIP LOCKED`` where the
   work is done (``pipeline``, ``outbox``, ``sweep``); nothing here keeps a list of who has what.
 """
@@ -59,33 +59,97 @@ def sqlite_lock_path(engine: sa.Engine) -> Path | None:
     return Path(f"{database}.lock") if database and database != ":memory:" else None
 
 
+class MailboxLocks:
+    """Every mailbox lock of one instance, on one connection of its own (PostgreSQL).
+
+    A connection per held mailbox took one from the pool each: with a few dozen mailboxes the pool was spent on
+    locks and the work waited for connections (30 mailboxes stalled the daemon, measured). Session advisory
+    locks on one connection behave the same: the instance dying closes it and frees every mailbox at once. A
+    connection lost meanwhile loses all its locks; ``generation`` tells a lease taken on an earlier connection
+    that it is gone."""
+
+    def __init__(self, connect: Callable[[], sa.Connection]) -> None:
+        self._connect = connect
+        self._conn: sa.Connection | None = None
+        self._lock = threading.Lock()  # a connection is used by one thread at a time
+        self.generation = 0
+
+    def try_lock(self, key: int) -> int | None:
+        """The generation the lock was taken in, or None when another instance holds it."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+                self.generation += 1
+            try:
+                got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:c, :k)"),
+                                         {"c": MAILBOX_LOCK, "k": key}).scalar_one()
+            except sa.exc.SQLAlchemyError:
+                self._drop()
+                raise
+            return self.generation if got else None
+
+    def check(self, name: str, generation: int) -> None:
+        with self._lock:
+            if self._conn is None or generation != self.generation:
+                raise LeaseLost(f"lock connection for mailbox {name!r} lost: replaced since")
+            try:
+                self._conn.execute(sa.text("SELECT 1"))
+            except sa.exc.SQLAlchemyError as exc:
+                self._drop()
+                raise LeaseLost(f"lock connection for mailbox {name!r} lost: {exc}") from exc
+
+    def unlock(self, key: int, generation: int) -> None:
+        with self._lock:
+            if self._conn is None or generation != self.generation:
+                return  # its connection is gone, and the lock with it
+            try:
+                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), {"c": MAILBOX_LOCK, "k": key})
+            except sa.exc.SQLAlchemyError:
+                self._drop()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sa.exc.SQLAlchemyError):  # closing only returns it to the pool, locks and all
+                    self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+                with contextlib.suppress(sa.exc.SQLAlchemyError):
+                    self._conn.close()
+                self._conn = None
+
+    def invalidate(self) -> None:
+        """The connection dropped, as when the database restarts under us (and in tests)."""
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._conn.invalidate()
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._conn.close()
+            self._conn = None
+
+
 @dataclass
 class MailboxLease:
-    """The right to poll one mailbox, for as long as ``conn`` (PostgreSQL) stays open."""
+    """The right to poll one mailbox, for as long as the lock connection it was taken on (PostgreSQL) stays."""
 
     name: str
-    conn: sa.Connection | None = None
+    locks: MailboxLocks | None = None
+    generation: int = 0
     on_release: Callable[[str], None] | None = None
 
     def check(self) -> None:
-        if self.conn is None:
-            return
-        try:
-            self.conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError as exc:
-            raise LeaseLost(f"lock connection for mailbox {self.name!r} lost: {exc}") from exc
+        if self.locks is not None:
+            self.locks.check(self.name, self.generation)
 
     def release(self) -> None:
         if self.on_release is not None:
             self.on_release(self.name)
             self.on_release = None
-        if self.conn is not None:
-            with contextlib.suppress(sa.exc.SQLAlchemyError):
-                self.conn.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"),
-                                  {"c": MAILBOX_LOCK, "k": lock_key(self.name)})
-            with contextlib.suppress(sa.exc.SQLAlchemyError):
-                self.conn.close()
-            self.conn = None
+        if self.locks is not None:
+            self.locks.unlock(lock_key(self.name), self.generation)
+            self.locks = None
 
 
 class Coordinator:
@@ -102,6 +166,7 @@ class Coordinator:
         self._held: set[str] = set()
         self._lock = threading.Lock()
         self._alive: tuple[float, int] = (0.0, 1)  # (when counted, instances alive)
+        self.locks = MailboxLocks(self._lock_connection)
 
     def start(self) -> Coordinator:
         """Take the instance lock and register; raises AlreadyRunning (SQLite) with the reason."""
@@ -172,13 +237,13 @@ class Coordinator:
         """The mailbox's lease if nobody else holds it; recorded for ``ticketd status``."""
         lease = MailboxLease(name, on_release=self.released)
         if shared(self.engine):
-            conn = self._lock_connection()
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:c, :k)"),
-                               {"c": MAILBOX_LOCK, "k": lock_key(name)}).scalar_one()
-            if not got:
-                conn.close()
+            with self._lock:
+                if name in self._held:  # ours already (a session lock is re-entrant: it would count twice)
+                    return None
+            generation = self.locks.try_lock(lock_key(name))
+            if generation is None:
                 return None
-            lease.conn = conn
+            lease.locks, lease.generation = self.locks, generation
         with session_scope(self.engine) as session:
             state = session.get(MailboxState, name) or MailboxState(mailbox=name)
             state.holder, state.held_since = self.id, utcnow()
@@ -202,6 +267,7 @@ class Coordinator:
         self._stopped = True
         with contextlib.suppress(sa.exc.SQLAlchemyError), session_scope(self.engine) as session:
             session.execute(sa.update(Instance).where(col(Instance.id) == self.id).values(stopped_at=utcnow()))
+        self.locks.close()
         if self._conn is not None:
             with contextlib.suppress(sa.exc.SQLAlchemyError):  # closing only returns it to the pool, lock and all
                 self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))

@@ -192,8 +192,8 @@ def test_a_mailbox_lock_passes_on_when_its_holder_goes(desk: Desk, backend: str)
         lease = first.try_mailbox("support")
         assert lease is not None and second.try_mailbox("support") is None
         assert second.try_mailbox("complaints") is not None  # another mailbox is free
-        assert lease.conn is not None
-        lease.conn.invalidate()  # the holder's connection is gone, as when its process is killed
+        assert lease.locks is not None
+        lease.locks.invalidate()  # the holder's connection is gone, as when its process is killed
         # The server ends the holder's session, and frees its locks, only once it sees the socket closed; that is
         # asynchronous, so the second instance tries again the way its loop would, until a deadline.
         deadline = time.monotonic() + 10
