@@ -42,6 +42,7 @@ from ticketd.daemon.config.fields import (
     PositiveInt,
     Section,
     credential_file,
+    existing_dir,
     existing_file,
     read_secret,
 )
@@ -90,9 +91,7 @@ class HelpdeskConfig(Section):
     @field_validator("templates_dir")
     @classmethod
     def _templates_dir(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_dir():
-            raise ValueError(f"{value} is not a directory")
-        return value
+        return existing_dir(value)
 
     @field_validator("tag")
     @classmethod

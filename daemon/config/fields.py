@@ -89,6 +89,12 @@ def existing_file(value: Path | None) -> Path | None:
     return value
 
 
+def existing_dir(value: Path | None) -> Path | None:
+    if value is not None and not value.is_dir():
+        raise ValueError(f"{value} is not a directory")
+    return value
+
+
 def secure_url(url: str) -> bool:
     """https anywhere; plain http only where nothing leaves the machine (a local proxy, the tests)."""
     parts = urlsplit(url)

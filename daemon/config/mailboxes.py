@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from ticketd.daemon.config.fields import Email, Section, existing_file
+from ticketd.daemon.config.fields import Email, Section, existing_dir, existing_file
 from ticketd.daemon.config.graph import GraphConfig
 from ticketd.daemon.config.process import CategoriesConfig, CategoryPath, Label, _duplicates, _unknown
 from ticketd.daemon.config.servers import ImapConfig
@@ -63,9 +63,7 @@ class MailboxConfig(Section):
     @field_validator("templates_dir")
     @classmethod
     def _templates_dir(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_dir():
-            raise ValueError(f"{value} is not a directory")
-        return value
+        return existing_dir(value)
 
     @field_validator("display_name")
     @classmethod
