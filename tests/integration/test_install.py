@@ -70,6 +70,20 @@ def test_the_readme_walks_through_these_commands() -> None:
     assert not missing, missing
 
 
+def test_the_lines_the_readme_quotes_from_init_are_what_init_prints(tmp_path: Path) -> None:
+    """The README shows the lines ``init`` asks to check, with their numbers in the example config."""
+    readme = (REPO / "README.md").read_text()
+    quoted = re.findall(r"^ +/etc/ticketd/ticketd\.toml:\d+: .+$", readme, re.MULTILINE)
+    assert len(quoted) >= 5, quoted
+    proc = subprocess.run([str(Path(sys.executable).with_name("ticketd")), "init", str(tmp_path / "etc" / "ticketd"),
+                           "--address", "support@acme.example", "--name", "Acme Support", "--tag", "ACME",
+                           "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    printed = proc.stdout.replace(str(tmp_path / "etc" / "ticketd"), "/etc/ticketd")
+    missing = [line.strip() for line in quoted if line.strip() not in printed]
+    assert not missing, (missing, printed)
+
+
 # --- the machine, under a temporary root ---------------------------------------------------------------------
 
 def free_dynamic_uid() -> int:
