@@ -199,8 +199,10 @@ def test_repeated_sigkill_loses_and_duplicates_nothing(live_site: Site, mailbox:
         time.sleep(0.2)  # the SMTP server finishes whatever the dead client had completed
         after = State(engine)
         last_event = next((n for n in reversed(log.events()) if n in WORK_EVENTS), None)
-        begun = log.first_seen.get("imap.polled", log.first_seen.get("imap.connected"))
-        if begun is not None and "inbound.processed" in log.first_seen:
+        # From the first mail stored (processing cannot start before it; the intake may log its poll after the
+        # main loop has begun on what it stored) to the first processed.
+        begun = log.first_seen.get("inbound.stored", log.first_seen.get("imap.connected"))
+        if begun is not None and log.first_seen.get("inbound.processed", begun) > begun:
             batch_seconds.append(log.first_seen["inbound.processed"] - begun)
         got = {m.message["Message-ID"] for m in smtp_sink.received[sink_before:]}
         # Taken by the server, not recorded as sent: the kill cut these SMTP transactions; they go out again.
