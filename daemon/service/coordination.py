@@ -59,6 +59,14 @@ def sqlite_lock_path(engine: sa.Engine) -> Path | None:
     return Path(f"{database}.lock") if database and database != ":memory:" else None
 
 
+def _unlock_all_and_close(conn: sa.Connection) -> None:
+    """Closing only returns a connection to the pool, its session's advisory locks and all: unlock first."""
+    with contextlib.suppress(sa.exc.SQLAlchemyError):
+        conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+    with contextlib.suppress(sa.exc.SQLAlchemyError):
+        conn.close()
+
+
 class MailboxLocks:
     """Every mailbox lock of one instance, on one connection of its own (PostgreSQL).
 
@@ -110,10 +118,7 @@ class MailboxLocks:
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
-                with contextlib.suppress(sa.exc.SQLAlchemyError):  # closing only returns it to the pool, locks and all
-                    self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
-                with contextlib.suppress(sa.exc.SQLAlchemyError):
-                    self._conn.close()
+                _unlock_all_and_close(self._conn)
                 self._conn = None
 
     def invalidate(self) -> None:
@@ -269,10 +274,7 @@ class Coordinator:
             session.execute(sa.update(Instance).where(col(Instance.id) == self.id).values(stopped_at=utcnow()))
         self.locks.close()
         if self._conn is not None:
-            with contextlib.suppress(sa.exc.SQLAlchemyError):  # closing only returns it to the pool, lock and all
-                self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
-            with contextlib.suppress(sa.exc.SQLAlchemyError):
-                self._conn.close()
+            _unlock_all_and_close(self._conn)
             self._conn = None
         if self._file is not None:
             self._file.close()  # closing the file drops the flock

@@ -624,6 +624,35 @@ def latency_phase(run: Run, log: Path, password: str) -> dict[str, Any]:
 
 
 
+def servers_missing(backend: str) -> str | None:
+    """Why the benchmark cannot run here (a server not installed), or None; puts tests/ on the path for the
+    fixtures' server modules."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    from servers.dovecot import dovecot_available
+    from servers.postgres import postgres_available
+
+    if not dovecot_available():
+        return "Dovecot is not installed (`make test` installs it: apt-get install dovecot-imapd)"
+    if backend == "postgresql" and not postgres_available():
+        return "PostgreSQL is not installed (`make test` installs it: apt-get install postgresql)"
+    return None
+
+
+def database_url(stack: contextlib.ExitStack, backend: str) -> str:
+    """The site's database: a SQLite file beside its config, or a new database on a private PostgreSQL cluster
+    stopped with ``stack``."""
+    if backend != "postgresql":
+        return "sqlite:///ticketd.db"
+    from servers.postgres import start_postgres
+
+    cluster = start_postgres()
+    stack.callback(cluster.stop)
+    url = str(cluster.new_database())
+    stack.callback(cluster.drop_database, url)
+    return url
+
+
 def guarded(run: Callable[[contextlib.ExitStack], int], servers: str) -> int:
     """Run a benchmark's body: whatever it starts (registered on the stack) is stopped on success, on errors,
     on Ctrl-C and on SIGTERM. Exit status: the body's, 1 when a step failed (its message says which), 130."""
@@ -673,17 +702,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.backlog_only:
         args.latency_n = 0
 
-    sys.path.insert(0, str(TESTS))
-    from servers.dovecot import dovecot_available, start_dovecot
-
-    if not dovecot_available():
-        print("Dovecot is not installed (`make test` installs it: apt-get install dovecot-imapd)", file=sys.stderr)
+    missing = servers_missing(args.backend)
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
-    from servers.postgres import postgres_available, start_postgres
-
-    if args.backend == "postgresql" and not postgres_available():
-        print("PostgreSQL is not installed (`make test` installs it: apt-get install postgresql)", file=sys.stderr)
-        return 2
+    from servers.dovecot import start_dovecot
 
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="ticketd-ingest-"))
@@ -711,12 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "site").mkdir()
         (work / "site" / "imap-password").write_text(password)
         agents = AGENT_POOL[:args.agents]
-        url = "sqlite:///ticketd.db"
-        if args.backend == "postgresql":
-            cluster = start_postgres()
-            stack.callback(cluster.stop)
-            url = cluster.new_database()
-            stack.callback(cluster.drop_database, url)
+        url = database_url(stack, args.backend)
         config = write_config(work / "site", run.server.port, run.sink.port, agents, url)
         run.say(f"directory            {load_directory(config, world)}; {len(agents)} agent(s) in the config, "
                 "each new ticket notifies all of them")

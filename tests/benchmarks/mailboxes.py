@@ -51,6 +51,7 @@ from ingest import (
     TICKETD,
     TimedSink,
     cli,
+    database_url,
     first_by_message,
     guarded,
     log_events,
@@ -59,6 +60,7 @@ from ingest import (
     pct,
     proc_cpu,
     proc_memory,
+    servers_missing,
     start_daemon,
     stop_daemon,
     write_config,
@@ -216,16 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         TICKETD[:] = shlex.split(args.ticketd)
     if args.mailboxes < 1 or args.rate <= 0 or args.seconds <= 0 or args.folders_per_login < 1:
         parser.error("--mailboxes, --rate, --seconds and --folders-per-login must be positive")
-    sys.path.insert(0, str(TESTS))
-    from servers.dovecot import dovecot_available, start_dovecot
-    from servers.postgres import postgres_available, start_postgres
-
-    if not dovecot_available():
-        print("Dovecot is not installed (`make test` installs it: apt-get install dovecot-imapd)", file=sys.stderr)
+    missing = servers_missing(args.backend)
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
-    if args.backend == "postgresql" and not postgres_available():
-        print("PostgreSQL is not installed (`make test` installs it: apt-get install postgresql)", file=sys.stderr)
-        return 2
+    from servers.dovecot import start_dovecot
     work = Path(tempfile.mkdtemp(prefix="ticketd-mailboxes-"))
     count = round(args.rate * args.seconds)
     rng = random.Random(args.seed)
@@ -258,11 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         (site / "imap-password").write_text(support)
         for login, password in passwords.items():
             (site / "passwords" / login).write_text(password)
-        url = "sqlite:///ticketd.db"
-        if args.backend == "postgresql":
-            cluster = start_postgres()
-            stack.callback(cluster.stop)
-            url = cluster.new_database()
+        url = database_url(stack, args.backend)
         config = write_config(site, server.port, sink.port, [], url)
         with config.open("a", encoding="utf-8") as f:
             for box in mailboxes:
