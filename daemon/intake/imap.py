@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 import structlog
@@ -38,6 +38,7 @@ class PollResult:
     moved: int = 0
     already_stored: int = 0
     remaining: int = 0  # left in the inbox because of ``limit``
+    news: set[str] = field(default_factory=set)  # NOTIFY's news of other folders, read before SELECT dropped it
 
 
 def connect(cfg: ImapConfig, connections: Connections | None = None) -> IMAPClient:
@@ -113,6 +114,7 @@ def poll_once(client: IMAPClient, engine: sa.Engine, cfg: ImapConfig,
     name = mailbox or cfg.folder
     result = PollResult()
     ensure_folder(client, cfg.processed_folder)
+    result.news = news_left(client)  # imaplib forgets every untagged line it kept at a SELECT
     info = client.select_folder(cfg.folder)
     uidvalidity = int(info[b"UIDVALIDITY"])
     everything = sorted(client.search("ALL"))
@@ -194,11 +196,12 @@ def mail_waiting(client: IMAPClient) -> bool:
     return bool(client.search("ALL")) or _announced(client)
 
 
-def news(client: IMAPClient) -> bool:
+def news(client: IMAPClient) -> tuple[bool, set[str]]:
     """The look under a renewed IDLE: NOOP makes the server look at the folder and report what came meanwhile,
-    which costs a third of a SEARCH's time (measured on Dovecot) and is done every few seconds per connection."""
+    which costs a third of a SEARCH's time (measured on Dovecot) and is done every few seconds per connection.
+    Whether mail waits in the folder, and the other folders NOTIFY told of in the answer."""
     _, responses = client.noop()
-    return announces_new_mail(responses) or _announced(client)
+    return announces_new_mail(responses) or _announced(client), folders_with_news(responses) | news_left(client)
 
 
 def offers_idle(client: IMAPClient, cfg: ImapConfig) -> bool:
@@ -211,14 +214,16 @@ def notify(client: IMAPClient, folders: Sequence[str], replacing: bool = False) 
 
     ``replacing`` a list set before on the connection sends NOTIFY NONE first: Dovecot 2.3 otherwise keeps telling
     only of the first list's folders under IDLE (measured; the others only at the next command). imapclient has no
-    NOTIFY, so the command goes out raw. False when the server refuses it (a folder it does not know, say): those
+    NOTIFY, so the command goes out raw. ``STATUS`` makes the server tell at once what each folder holds now: mail
+    that came while no connection listened (at start, after a reconnect) is fetched now, not at ``poll_seconds``
+    (``news_left`` reads it). False when the server refuses it (a folder it does not know, say): those
     folders are then only polled. A broken connection raises as any command does."""
-    commands = [[b"NONE"]] if replacing or not folders else []
+    commands: list[list[bytes]] = [[b"NONE"]] if replacing or not folders else []
     if folders:
         quoted = (client._normalise_folder(folder) for folder in folders)  # str when folder_encode is off
         names = b" ".join(name if isinstance(name, bytes) else name.encode() for name in quoted)
         events = b"(MessageNew MessageExpunge)"
-        commands.append([b"SET", b"(selected " + events + b") (mailboxes (" + names + b") " + events + b")"])
+        commands.append([b"SET", b"STATUS", b"(selected " + events + b") (mailboxes (" + names + b") " + events + b")"])
     try:
         for args in commands:
             client._raw_command_untagged(b"NOTIFY", args, uid=False)
@@ -228,6 +233,21 @@ def notify(client: IMAPClient, folders: Sequence[str], replacing: bool = False) 
         log.warning("imap.notify_refused", folders=list(folders), error=str(exc))
         return False
     return True
+
+
+def start_idle(client: IMAPClient) -> bool:
+    """IDLE; True when mail in the folder was announced before the server's go-ahead, which IDLE will not tell again.
+
+    imapclient's ``idle()`` takes any line before the ``+`` for an error; with NOTIFY a ``* STATUS`` of another
+    folder comes there whenever mail lands at that moment (seen under load: the connection was dropped, and the
+    folders' mail waited for their next poll). Such lines are kept for ``news_left`` and ``_announced``."""
+    imap = client._imap
+    tag = imap._command("IDLE")
+    client._idle_tag = tag
+    while imap._get_response() is not None:  # None is the continuation
+        if imap.tagged_commands.get(tag) is not None:
+            raise IMAPClientError(f"IDLE refused: {imap.tagged_commands[tag]!r}")
+    return _announced(client)
 
 
 def folders_with_news(responses: Iterable[tuple[object, ...]]) -> set[str]:
@@ -243,8 +263,10 @@ def folders_with_news(responses: Iterable[tuple[object, ...]]) -> set[str]:
 
 
 def news_left(client: IMAPClient) -> set[str]:
-    """NOTIFY's ``* STATUS`` lines that came with the answers of other commands (a NOOP, a FETCH), which imapclient
-    leaves in imaplib's untagged responses."""
+    """NOTIFY's ``* STATUS`` lines that came with the answers of other commands (a SEARCH, a FETCH), which imapclient
+    leaves in imaplib's untagged responses, until the next SELECT throws them away: read before each SELECT, after
+    IDLE and before the next one, so no news is lost (it was, under load: mail in polled folders then waited for
+    ``poll_seconds``)."""
     lines = client._imap.untagged_responses.pop("STATUS", [])
     return folders_with_news((b"STATUS", *parse_response([line])) for line in lines)
 

@@ -150,8 +150,12 @@ class Steps:
         if client is not None and box.idling:
             box.idling = False
             _, responses = client.idle_done()
+            box.news |= poller.folders_with_news(responses) | poller.news_left(client)  # NOTIFY's, as IDLE ended
             pushed = pushed or poller.announces_new_mail(responses)
-            must_poll = pushed or poller.news(client)
+            must_poll = pushed
+            if not pushed:
+                must_poll, told = poller.news(client)
+                box.news |= told
             if pushed:
                 box.pushed = True
             elif must_poll and not box.silent:
@@ -164,20 +168,26 @@ class Steps:
             box.can_idle = poller.offers_idle(client, cfg)
             box.can_notify, box.notified = client.has_capability("NOTIFY"), ()
         box.looked_at = time.monotonic()
-        while must_poll:
-            if not self._poll(box, client):
+        while True:
+            while must_poll:
+                if not self._poll(box, client):
+                    return
+                must_poll = poller.mail_waiting(client)
+            box.state.error, box.delay = None, RECONNECT_MIN
+            if not (box.watched and box.can_idle):
+                box.news |= poller.news_left(client)
+                self._close(box)
+                box.due = time.monotonic() + cfg.poll_seconds
                 return
-            must_poll = poller.mail_waiting(client)
-        box.state.error, box.delay = None, RECONNECT_MIN
-        box.news |= poller.news_left(client)
-        if not (box.watched and box.can_idle):
-            self._close(box)
-            box.due = time.monotonic() + cfg.poll_seconds
-            return
-        if box.can_notify and box.notify != box.notified:
-            box.can_notify = poller.notify(client, box.notify, replacing=bool(box.notified))
-            box.notified = box.notify
-        client.idle()
+            if box.can_notify and box.notify != box.notified:
+                box.can_notify = poller.notify(client, box.notify, replacing=bool(box.notified))
+                box.notified = box.notify
+            if not poller.start_idle(client):
+                break
+            _, responses = client.idle_done()  # mail came as IDLE began: fetched now, not at the renewal
+            box.news |= poller.folders_with_news(responses)
+            must_poll = True
+        box.news |= poller.news_left(client)  # NOTIFY's, from the poll's answers and before IDLE's go-ahead
         box.idling, box.idle_since = True, time.monotonic()
 
     def renew_after(self, box: MailboxIntake) -> float:
@@ -224,6 +234,7 @@ class Steps:
             return False
         result = poller.poll_once(client, self.engine, box.mailbox.imap, self.max_bytes, limit=INTAKE_CHUNK,
                                   mailbox=box.name)
+        box.news |= result.news
         box.state.error, box.delay = None, RECONNECT_MIN
         if result.stored:
             box.stored(result.stored, time.monotonic())

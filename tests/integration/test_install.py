@@ -20,6 +20,7 @@ ROOT/etc/ticketd, and so on). What differs, and why:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -207,9 +208,17 @@ class Service:
         if field not in self.fields:
             pytest.fail(f"no {field} from the daemon; got {self.fields}:\n{self.log.read_text()}")
 
-    def status(self) -> str:
-        """The line `systemctl status` shows as "Status:": the last STATUS= the service sent."""
-        return next(f.removeprefix("STATUS=") for f in reversed(self.fields) if f.startswith("STATUS="))
+    def status(self, expected: str, timeout: float = 30) -> str:
+        """The line `systemctl status` shows as "Status:": the last STATUS= the service sent, read until it is
+        ``expected`` or ``timeout`` passes. The daemon tells its status after a turn's work, a moment after the
+        mail that work sent: what was read by then may be the status from before the mailbox was taken."""
+        deadline = time.monotonic() + timeout
+        while True:
+            last = next((f.removeprefix("STATUS=") for f in reversed(self.fields) if f.startswith("STATUS=")), "")
+            if last == expected or time.monotonic() >= deadline:
+                return last
+            with contextlib.suppress(TimeoutError):
+                self.fields.extend(self.notify.recv(4096).decode().split("\n"))
 
 
 # --- the walkthrough ------------------------------------------------------------------------------------------
@@ -352,7 +361,7 @@ def test_install_as_the_readme_says_and_answer_a_mail(root: Path, mailbox: Mailb
 
         # systemctl status ticketd
         next(commands)
-        status = service.status()
+        status = service.status("processing mail for support@acme.example")
         print(f"$ systemctl status ticketd\n   Status: \"{status}\"")
         assert status == "processing mail for support@acme.example"
     finally:

@@ -11,6 +11,7 @@ import json
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,65 @@ def test_notify_tells_of_the_folders_of_a_replaced_list_under_idle(mailbox: Mail
             watcher.idle_done()
             heard[folder] = poller.folders_with_news(responses)
         assert heard == {"Desk1": {"Desk1"}, "Desk3": {"Desk3"}}
+    finally:
+        watcher.logout()
+        writer.logout()
+
+
+def test_notify_news_told_outside_idle_survives_the_next_select(mailbox: Mailbox, engine: Any) -> None:
+    """Out of IDLE, NOTIFY's lines come with the answers of other commands, and imaplib forgets them at the next
+    SELECT: the watched connection's own poll must read them first, and the renewal's NOOP must not drop them.
+    Losing them left mail in the polled folders for ``poll_seconds`` (seen only with the machine busy)."""
+    from ticketd.daemon.config.servers import ImapConfig
+
+    watcher, writer = mailbox.client(), mailbox.client()
+    cfg = ImapConfig.model_validate(mailbox.imap_section())
+    try:
+        for folder in ("Desk1", "Desk2"):
+            watcher.create_folder(folder)
+        watcher.select_folder("INBOX")
+        assert poller.notify(watcher, ["Desk1", "Desk2"])
+        assert poller.news_left(watcher) == set()  # both empty now
+        writer.append("Desk1", request("support@acme.example", 1))
+        for _ in range(20):  # Dovecot tells within about half a second, with the answer of a command
+            watcher.search("ALL")
+            if "STATUS" in watcher._imap.untagged_responses:  # told, and kept unread
+                break
+            time.sleep(0.1)
+        assert "STATUS" in watcher._imap.untagged_responses
+        result = poller.poll_once(watcher, engine, cfg)  # its SELECT would throw it away
+        assert result.news == {"Desk1"}
+        writer.append("Desk2", request("support@acme.example", 2))
+        waiting, told = set(), set()
+        for _ in range(20):  # Dovecot tells within about half a second, with the answer of the next command
+            mail, news = poller.news(watcher)
+            waiting.add(mail)
+            told |= news
+            if told:
+                break
+            time.sleep(0.1)
+        assert told == {"Desk2"} and waiting == {False}
+    finally:
+        watcher.logout()
+        writer.logout()
+
+
+def test_notify_tells_what_waits_already_and_news_just_before_idle_is_kept(mailbox: Mailbox) -> None:
+    """Mail that came while nobody listened is told of when NOTIFY is set (its STATUS indicator), and a NOTIFY line
+    the server sends between our IDLE and its go-ahead is news, not an error that drops the connection."""
+    watcher, writer = mailbox.client(), mailbox.client()
+    try:
+        for folder in ("Desk1", "Desk2"):
+            watcher.create_folder(folder)
+        writer.append("Desk2", request("support@acme.example", 1))  # before anyone listens
+        watcher.select_folder("INBOX")
+        assert poller.notify(watcher, ["Desk1", "Desk2"])
+        assert poller.news_left(watcher) == {"Desk2"}
+        writer.append("Desk1", request("support@acme.example", 2))
+        time.sleep(1)  # Dovecot has the line ready; out of IDLE it goes out with the next command's answer
+        assert poller.start_idle(watcher) is False  # nothing new in INBOX itself
+        _, responses = watcher.idle_done()
+        assert poller.folders_with_news(responses) | poller.news_left(watcher) == {"Desk1"}
     finally:
         watcher.logout()
         writer.logout()
