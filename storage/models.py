@@ -196,6 +196,13 @@ class Event(SQLModel, table=True):
     new: str | None = None
     via_message_id: str | None = None
     at: datetime = created()
+    # issue 18, webhooks: the event is its own entry in the webhook outbox, written by the same INSERT in the same
+    # transaction; the sender turns it into one ``webhook_delivery`` per subscription and clears the mark.
+    webhook_pending: bool = Field(default=True, sa_column=Column(sa.Boolean, nullable=False,
+                                                                 server_default=sa.true()))
+
+    __table_args__ = (sa.Index("ix_event_webhook_pending", "id", sqlite_where=sa.text("webhook_pending"),
+                               postgresql_where=sa.text("webhook_pending")),)
 
 
 DONE_ONCE_WHERE = sa.text("status = 'done'")
@@ -335,3 +342,27 @@ class OutboxAttachment(SQLModel, table=True):
     sha256: str = Field(foreign_key="blob.sha256", max_length=64)
     content_id: str | None = None
     inline: bool = False
+
+
+# --- issue 18: webhooks ---
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one ``[[webhooks]]`` subscription: its body fixed when made (a retry sends the same bytes
+    under the same delivery id, so the receiver can drop a repeat), its attempts, its outcome."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (sa.Index("ix_webhook_delivery_chain", "webhook", "ticket_id", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(sa_column=Column(sa.String(64), unique=True, nullable=False))  # X-Ticketd-Delivery
+    webhook: str = Field(max_length=200)  # the subscription's name
+    event_id: int = Field(foreign_key="event.id", index=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    event: str = Field(max_length=200)  # ticket.created, ticket.state, ticket.<what>
+    body: str  # the JSON exactly as signed and sent
+    status: str = Field(default="queued", max_length=10, index=True)  # queued | failed | sent | dead
+    attempts: int = 0
+    next_attempt_at: datetime = created()
+    last_error: str | None = None
+    created_at: datetime = created()
+    sent_at: datetime | None = ts()
