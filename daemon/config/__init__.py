@@ -61,6 +61,7 @@ from ticketd.daemon.config.process import (
 from ticketd.daemon.config.reports import ReportList, cron_schedule
 from ticketd.daemon.config.servers import ImapConfig, ServerConfig, SmtpConfig
 from ticketd.daemon.config.sla import SlaConfig
+from ticketd.daemon.config.webhooks import WebhookConfig, webhook_problems
 from ticketd.mailtemplates.render import LANGUAGES as TEMPLATE_LANGUAGES
 from ticketd.mailtemplates.render import make_environment
 from ticketd.parsers.language import LanguageGuesser
@@ -305,6 +306,7 @@ class Config(Section):
     reports: ReportList = Field(default_factory=list)
     digest: DigestConfig = DigestConfig()
     retention: RetentionConfig = RetentionConfig()
+    webhooks: list[WebhookConfig] = Field(default_factory=list)  # issue 18: events out
     source: Path | None = Field(default=None, exclude=True)
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
     _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)
@@ -321,6 +323,7 @@ class Config(Section):
                                      {g.name for g in self.groups} | agent_groups, self.lmtp is not None)
         if self.webform and self.webform.mailbox and self.webform.mailbox not in {b.name for b in self.mailboxes}:
             problems.append(f"webform.mailbox: no [[mailboxes]] entry named {self.webform.mailbox!r}")
+        problems += webhook_problems(self.webhooks)
         if problems:
             raise ConfigError(problems)
         return self
@@ -582,6 +585,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             for key, secret in _GRAPH_PATH_KEYS.items():
                 if isinstance(graph.get(key), str):
                     graph[key] = resolve(f"mailboxes.{index}.graph.{key}", graph[key], secret)
+    if isinstance(out.get("webhooks"), list):  # issue 18: each webhook's secret, a file or credential:NAME
+        out["webhooks"] = [dict(hook) if isinstance(hook, dict) else hook for hook in out["webhooks"]]
+        for index, hook in enumerate(out["webhooks"]):
+            if isinstance(hook, dict) and isinstance(hook.get("secret_file"), str):
+                hook["secret_file"] = resolve(f"webhooks.{index}.secret_file", hook["secret_file"], True)
     db = out.get("database")
     if isinstance(db, dict) and isinstance(db.get("url"), str) and db["url"].startswith("sqlite:///"):
         path = db["url"].removeprefix("sqlite:///")
