@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import requests
 import sqlalchemy as sa
 import structlog
 from imapclient.exceptions import IMAPClientError
@@ -25,7 +26,7 @@ from ticketd.daemon.intake.lmtp import LmtpServer
 from ticketd.daemon.intake.mailbox import MailboxIntake
 from ticketd.daemon.intake.scheduler import Intake
 from ticketd.daemon.intake.web import WebServer
-from ticketd.daemon.outgoing import outbox
+from ticketd.daemon.outgoing import outbox, webhooks
 from ticketd.daemon.service import systemd
 from ticketd.daemon.service.connections import Connections
 from ticketd.daemon.service.coordination import Coordinator
@@ -133,6 +134,9 @@ def run_once(engine: sa.Engine, config: Config, coordinator: Coordinator | None 
     process_and_send(engine, config, summary, connections=connections)
     if sweep.sweep(engine, config).total:  # due timers, after the mail that may have answered them
         process_and_send(engine, config, summary, connections=connections)
+    webhooks.fan_out(engine, config.webhooks)  # the events of the pass, out to [[webhooks]]
+    with requests.Session() as http:
+        webhooks.send_due(engine, config, http)
     return summary
 
 
@@ -233,9 +237,10 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
         config.polled_mailboxes(), config.limits.max_message_bytes, config.intake)
     graph_intakes = start_graph(engine, config, coordinator, stop.wake, metrics, connections)
     listener = start_listeners(engine, config, stop.wake)
+    hooks = webhooks.WebhookSender(engine, config).start()  # events out, in a thread: a slow receiver waits alone
     try:
         _loop(engine, config, stop, reload_config, timers, intakes, listener, coordinator, metrics, connections,
-              graph_intakes)
+              graph_intakes, hooks)
     finally:
         systemd.notify("STOPPING=1", "STATUS=stopping")
         for server in listener:  # first: the MTA is told to come back later rather than left hanging, the form
@@ -245,6 +250,7 @@ def run_forever(engine: sa.Engine, config: Config, stop: StopFlag,
         stop_graph(graph_intakes)
         connections.graph.close()
         timers.stop()
+        hooks.stop()
         coordinator.stop()
         if stop_serving is not None:
             stop_serving()
@@ -281,7 +287,7 @@ def start_listeners(engine: sa.Engine, config: Config, wake: Callable[[], None])
 def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Callable[[], Config] | None,
           timers: sweep.Timers, intakes: Intake, listener: list[LmtpServer | WebServer],
           coordinator: Coordinator, metrics: Metrics, connections: Connections,
-          graph_intakes: list[GraphIntake] | None = None) -> None:
+          graph_intakes: list[GraphIntake] | None = None, hooks: webhooks.WebhookSender | None = None) -> None:
     """Process what is stored (by this instance's intake or another's), send, and wait to be woken.
 
     ``intakes`` is started again when a reload changes the mailboxes or ``[intake]``; ``listener`` (the LMTP server
@@ -326,6 +332,8 @@ def _loop(engine: sa.Engine, config: Config, stop: StopFlag, reload_config: Call
                     sync_agents(session, [(a.email, a.name, a.role, a.groups) for a in new.agents])
             config = new
             timers.reconfigure(config)
+            if hooks is not None:
+                hooks.config = config
         summary = RunSummary()
         try:
             process_and_send(engine, config, summary, stop, smtp_gate, stop.heartbeat, metrics, connections)
