@@ -101,7 +101,7 @@ def _ticket(session: Session, t: Ticket) -> dict[str, Any]:
 
 def _message(session: Session, m: Message) -> dict[str, Any]:
     ticket = session.get(Ticket, m.ticket_id)
-    return {"id": m.id, "ticket": ticket.number if ticket else None, "direction": m.direction, "kind": m.kind,
+    return {"id": m.id, "ticket": ticket.number if ticket else None, "direction": m.direction, "message_kind": m.kind,
             "message_id": m.message_id, "in_reply_to": m.in_reply_to, "from": m.from_addr, "to": m.to_addrs,
             "cc": m.cc_addrs, "subject": m.subject, "date": iso(m.date), "text": m.text,
             "created_at": iso(m.created_at)}
@@ -140,7 +140,9 @@ def records(session: Session, since: datetime) -> Iterator[dict[str, Any]]:
         column = col(getattr(kind.model, kind.since))
         for row in session.exec(select(kind.model).where(column >= since)
                                 .order_by(col(kind.model.id))):  # type: ignore[attr-defined]  # every kind has an id
-            yield {"kind": kind.kind, **kind.record(session, row)}
+            record = kind.record(session, row)
+            assert "kind" not in record, "the line's kind is the record kind's"
+            yield {"kind": kind.kind, **record}
 
 
 @app.command("export")

@@ -170,7 +170,8 @@ class Outcome:
         self.error = error[:2000]
         if self.attempts >= hook.max_attempts:
             self.status = "dead"
-            log.error("webhook.dead", delivery=self.row_id, webhook=self.webhook, event=self.event, error=self.error)
+            log.error("webhook.dead", delivery=self.row_id, webhook=self.webhook, webhook_event=self.event,
+                      error=self.error)
             return
         self.status = "failed"
         delay = min(hook.backoff_seconds * 2 ** (self.attempts - 1), hook.backoff_max_seconds)
@@ -243,8 +244,8 @@ def send_due(engine: sa.Engine, config: Config, http: requests.Session) -> int:
                         outcome.failed(hook, str(exc))
                     else:
                         outcome.attempts += 1
-                        log.info("webhook.sent", delivery=row.delivery_id, webhook=row.webhook, event=row.event,
-                                 ticket_id=row.ticket_id)
+                        log.info("webhook.sent", delivery=row.delivery_id, webhook=row.webhook,
+                                 webhook_event=row.event, ticket_id=row.ticket_id)
                 outcome.record(conn)
                 outcomes.append(outcome)
         sent += sum(1 for o in outcomes if o.status == "sent")
