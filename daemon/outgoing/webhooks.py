@@ -55,6 +55,9 @@ USER_AGENT = "ticketd-webhooks/1"
 
 _EVENT = batch.table_of(Event)
 _DELIVERY = batch.table_of(WebhookDelivery)
+# Written as the partial index's own predicate: SQLite uses ix_event_webhook_pending only for exactly this term
+# (``webhook_pending = 1``, what SQLAlchemy writes for the column, scanned the whole event table every turn).
+_PENDING_EVENT = sa.text("event.webhook_pending")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -105,7 +108,7 @@ def fan_out(engine: sa.Engine, hooks: Sequence[WebhookConfig]) -> int:
             conn = session.connection()
             if shared(engine):
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FAN_OUT_LOCK})
-            events = list(session.exec(select(Event).where(col(Event.webhook_pending))
+            events = list(session.exec(select(Event).where(_PENDING_EVENT)
                                        .order_by(col(Event.id)).limit(FAN_OUT_CHUNK)))
             if not events:
                 return taken
