@@ -248,3 +248,40 @@ def test_export_writes_tickets_messages_and_events_as_json_lines(desk: Desk, tmp
     assert bad.returncode == 2 and "--since 'yesterday': not a date" in decode(bad)[1]
     unwritable = desk.site.cli("export", "--since", "2000-01-01", "--jsonl", str(tmp_path / "no" / "such.jsonl"))
     assert unwritable.returncode == 2 and "cannot write it" in decode(unwritable)[1]
+
+
+def test_two_senders_on_postgresql_send_each_delivery_once_in_order(
+        desk: Desk, receiver: WebhookReceiver, backend: str) -> None:
+    """Two instances' senders at once over the same deliveries: the row claims (FOR UPDATE SKIP LOCKED, the
+    earlier-one test repeated under the lock) let each delivery go once, and a ticket's in order. SQLite serves
+    one instance (the database's lock file refuses a second), so there is nothing to share there."""
+    import threading
+
+    if backend != "postgresql":
+        pytest.skip("one instance per SQLite database")
+    desk.site.sections["webhooks"] = [hook_section(desk.site, receiver)]
+    for n in range(1, 7):
+        desk.deliver(customer_mail(n))
+    for number in range(1, 7):  # a second event or more on each ticket
+        desk.deliver(customer_reply(number, number))
+    config, engine = desk.site.config(), desk.site.engine
+    webhooks.fan_out(engine, config.webhooks)
+    expected = scalar(engine, "select count(*) from webhook_delivery")
+    assert expected >= 12
+
+    def sender() -> None:
+        with requests.Session() as http:
+            while scalar(engine, "select count(*) from webhook_delivery where status != 'sent'"):
+                webhooks.send_due(engine, config, http)
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    counts = Counter(r.delivery for r in receiver.accepted)
+    assert len(counts) == expected and set(counts.values()) == {1}
+    per_ticket: dict[int, list[int]] = defaultdict(list)
+    for r in receiver.accepted:
+        per_ticket[r.payload["ticket"]["number"]].append(r.payload["event_id"])
+    assert all(ids == sorted(ids) for ids in per_ticket.values()), per_ticket
