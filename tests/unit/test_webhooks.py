@@ -179,3 +179,30 @@ def test_the_example_documents_every_webhook_key_and_loads_uncommented(tmp_path:
     data = base(tmp_path)
     data["webhooks"] = [{**documented, "secret_file": str(tmp_path / "hook-secret")}]
     assert parse_config(data).webhooks[0].label == "dif"
+
+
+def test_migration_0018_goes_down_and_up_and_old_events_are_not_news(db_url: str) -> None:
+    from alembic import command
+
+    engine = db.make_engine(db_url)
+    db.upgrade(engine)
+    config = db._alembic_config(engine)
+
+    def to(revision: str, step: Any) -> None:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            step(config, revision)
+
+    to("0017", command.downgrade)
+    assert "webhook_delivery" not in sa.inspect(engine).get_table_names()
+    assert "webhook_pending" not in {c["name"] for c in sa.inspect(engine).get_columns("event")}
+    with engine.begin() as conn:
+        conn.execute(sa.text("insert into event (actor, what, at) values ('a', 'before', :at)"),
+                     {"at": datetime(2026, 1, 1)})
+    to("head", command.upgrade)
+    with engine.begin() as conn:
+        conn.execute(sa.text("insert into event (actor, what, at) values ('a', 'after', :at)"),
+                     {"at": datetime(2026, 1, 2)})
+        rows = conn.execute(sa.text("select what, webhook_pending from event order by id")).all()
+    assert [(what, bool(pending)) for what, pending in rows] == [("before", False), ("after", True)]
+    engine.dispose()
