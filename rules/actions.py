@@ -165,15 +165,14 @@ def close(session: Session, action: Action, status: str, *, result: str | None, 
     _touch(session, action, now)
 
 
-def record_result(session: Session, action: Action, text: str, *, actor: str, now: datetime,
+def record_result(session: Session, action: Action, text: str, *, closed_here: bool, actor: str, now: datetime,
                   via_message_id: str | None = None) -> None:
-    """``Action-Result: N text``: an open action is done with that result; one this same mail closed (its
-    ``[action-done=N]`` in the subject) gets the result written beside it."""
+    """``Action-Result: N text``: an open action is done with that result; one this same mail closed
+    (``closed_here``: its ``[action-done=N]`` in the subject) gets the result written beside it."""
     text = " ".join(text.split())
     if not text:
         raise ActionError(f"Action-Result: {action.id} needs the result after the number")
-    closed_now = action.status != "open" and action.closed_at == now and action.closed_by == actor
-    if closed_now and action.result is None:
+    if closed_here and action.status != "open" and action.result is None:
         action.result = text
         _event(session, action, actor, "action-result", f"#{action.id}", text, now, via_message_id)
         return

@@ -78,6 +78,7 @@ class Effects:
     spam: bool = False
     canned: list[str] = field(default_factory=list)  # [reply=NAME]: canned replies to send, in order
     actions_added: list[Action] = field(default_factory=list)  # Action: lines; their owners are told
+    actions_closed: list[int] = field(default_factory=list)  # [action-done=N]: an Action-Result: N may follow
 
     @property
     def state(self) -> str | None:
@@ -488,6 +489,8 @@ def _close_action(status: str) -> Callable[[CommandContext, str | None], None]:
                           via_message_id=ctx.via_message_id)
         except actions.ActionError as exc:
             raise CommandFailed(str(exc)) from None
+        assert action.id is not None
+        ctx.effects.actions_closed.append(action.id)
     return handler
 
 
@@ -497,8 +500,8 @@ def cmd_action_result(ctx: CommandContext, value: str | None) -> None:
     try:
         number, text = actions.split_result(value)
         action = actions.find(ctx.session, number, ctx.need_ticket())
-        actions.record_result(ctx.session, action, text, actor=ctx.actor, now=ctx.now,
-                              via_message_id=ctx.via_message_id)
+        actions.record_result(ctx.session, action, text, closed_here=action.id in ctx.effects.actions_closed,
+                              actor=ctx.actor, now=ctx.now, via_message_id=ctx.via_message_id)
     except actions.ActionError as exc:
         raise CommandFailed(str(exc)) from None
 
