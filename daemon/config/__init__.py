@@ -35,6 +35,7 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
+from ticketd.daemon.config.actions import ActionsConfig
 from ticketd.daemon.config.fields import (
     CREDENTIAL,
     ConfigError,
@@ -305,6 +306,7 @@ class Config(Section):
     reports: ReportList = Field(default_factory=list)
     digest: DigestConfig = DigestConfig()
     retention: RetentionConfig = RetentionConfig()
+    actions: ActionsConfig = ActionsConfig()  # issue 18: action items' reminders
     source: Path | None = Field(default=None, exclude=True)
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
     _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)
