@@ -386,3 +386,14 @@ def test_an_improvement_action_from_the_monthly_report_shows_done_in_the_next(de
     january, message = report_mail(desk, datetime(2027, 2, 1, 8, 0, tzinfo=IST))
     assert "0 open (0 overdue), 0 done, 0 cancelled" in january
     assert not [r for r in actions_sheet(message) if r and r[0] == 1]
+
+
+def test_erasing_the_customer_scrubs_their_name_from_the_actions(desk: Desk) -> None:
+    notification = open_ticket(desk)
+    command(desk, notification, body="Action: call Jane Doe back on jane@example.org; due=1d\n"
+                                     "Action-Result: 1 Jane Doe confirmed the refund")
+    code, _, err = cli(desk.site, "customers", "erase", JANE, "--yes")
+    assert code == 0, err
+    [action] = desk.ticket(1)["actions"]
+    text = f"{action['what']} {action['result']}"
+    assert "Jane" not in text and "jane@example.org" not in text and "confirmed the refund" in text
