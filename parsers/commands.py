@@ -13,15 +13,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 VALUE_KEYS: frozenset[str] = frozenset(
-    {"status", "priority", "type", "category", "due", "assign", "merge", "customer", "source", "cc", "reply"}
+    {"status", "priority", "type", "category", "due", "assign", "merge", "customer", "source", "cc", "reply",
+     "action-done", "action-cancel"}
 )
 VERBS: frozenset[str] = frozenset(
     {"take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "unblock", "quote",
      "satisfied", "not-satisfied", "help"}
 )  # fmt: skip
-LONG_FIELDS: frozenset[str] = frozenset({"root-cause", "action-plan", "cost", "resolution"})
+LONG_FIELDS: frozenset[str] = frozenset(
+    {"root-cause", "action-plan", "cost", "resolution", "action", "action-result"}
+)
 # Keys that may come more than once in one mail, each adding to the others ([cc=a@x; cc=b@y]).
-MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply"})
+MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply", "action", "action-result", "action-done", "action-cancel"})
 
 # Error messages show a value the agent can copy straight from the reply, so only values that are valid
 # everywhere: the fixed choices, a date, an address shape. Where the valid values are the helpdesk's own
@@ -30,7 +33,8 @@ _EXAMPLES: dict[str, str] = {
     "status": "resolved", "priority": "high", "type": "complaint", "due": "2026-12-31", "merge": "#1041",
     "customer": "name@example.com", "source": "phone", "cc": "name@example.com",
     "root-cause": "firmware bug", "action-plan": "replace the modem", "cost": "150 TRY",
-    "resolution": "replaced the modem",
+    "resolution": "replaced the modem", "action": "call the customer back; owner=ali; due=2d",
+    "action-result": "12 the modem was replaced", "action-done": "12", "action-cancel": "12",
 }  # fmt: skip
 _LISTED_IN_HELP = {"category": "a category", "assign": "an agent or a group", "reply": "a canned reply's name"}
 

@@ -23,12 +23,12 @@ from sqlmodel import Session, func, select
 
 from ticketd.parsers.commands import Command, CommandError, suggest
 from ticketd.parsers.message import is_one_of, strict_address
-from ticketd.rules import sla_clock
+from ticketd.rules import actions, sla_clock
 from ticketd.rules.assignment import pick_assignee
 from ticketd.rules.sla_clock import SlaClock
 from ticketd.rules.states import FINISHED, OUTCOME_MAILS, Mover, StateChange, StateError, change_state
 from ticketd.storage import batch
-from ticketd.storage.models import Agent, Customer, Event, Participant, Ticket
+from ticketd.storage.models import Action, Agent, Customer, Event, Participant, Ticket
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 TYPES = ("request", "complaint", "information")
@@ -77,6 +77,8 @@ class Effects:
     unblocked: str | None = None  # the sender taken off the block list
     spam: bool = False
     canned: list[str] = field(default_factory=list)  # [reply=NAME]: canned replies to send, in order
+    actions_added: list[Action] = field(default_factory=list)  # Action: lines; their owners are told
+    actions_closed: list[int] = field(default_factory=list)  # [action-done=N]: an Action-Result: N may follow
 
     @property
     def state(self) -> str | None:
@@ -452,6 +454,58 @@ def cmd_help(ctx: CommandContext, value: str | None) -> None:
     ctx.effects.help = True
 
 
+def cmd_action(ctx: CommandContext, value: str | None) -> None:
+    """``Action: <what>; owner=<agent>; due=<date or duration>[; customer][; optional]``."""
+    ticket = ctx.need_ticket()
+    assert value is not None
+    settings = ctx.settings
+    try:
+        line = actions.parse_line(value)
+        due = actions.parse_due(line.due, ctx.now, settings.sla.calendar, settings.tz)
+    except actions.ActionError as exc:
+        raise CommandFailed(str(exc)) from None
+    owner = ctx.agent if line.owner is None else find_agent(ctx.session, line.owner)
+    if owner is None:
+        names = [a.email for a in ctx.session.exec(select(Agent).where(Agent.active))]
+        hint = suggest((line.owner or "").lower(), names)
+        raise CommandFailed(f"no active agent called {line.owner!r} to own the action"
+                            + (f"; did you mean {hint}?" if hint else ""))
+    try:
+        action = actions.add(ctx.session, ticket=ticket, line=line, owner=owner, due=due,
+                             calendar=settings.sla.calendar, actor=ctx.actor, now=ctx.now,
+                             via_message_id=ctx.via_message_id)
+    except actions.ActionError as exc:
+        raise CommandFailed(str(exc)) from None
+    ctx.effects.actions_added.append(action)
+
+
+def _close_action(status: str) -> Callable[[CommandContext, str | None], None]:
+    """[action-done=N], [action-cancel=N]: only an open action of this ticket."""
+    def handler(ctx: CommandContext, value: str | None) -> None:
+        assert value is not None
+        try:
+            action = actions.find(ctx.session, value, ctx.need_ticket())
+            actions.close(ctx.session, action, status, result=None, actor=ctx.actor, now=ctx.now,
+                          via_message_id=ctx.via_message_id)
+        except actions.ActionError as exc:
+            raise CommandFailed(str(exc)) from None
+        assert action.id is not None
+        ctx.effects.actions_closed.append(action.id)
+    return handler
+
+
+def cmd_action_result(ctx: CommandContext, value: str | None) -> None:
+    """``Action-Result: N <text>``: the action is done with that result."""
+    assert value is not None
+    try:
+        number, text = actions.split_result(value)
+        action = actions.find(ctx.session, number, ctx.need_ticket())
+        actions.record_result(ctx.session, action, text, closed_here=action.id in ctx.effects.actions_closed,
+                              actor=ctx.actor, now=ctx.now, via_message_id=ctx.via_message_id)
+    except actions.ActionError as exc:
+        raise CommandFailed(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Spec:
     syntax: str
@@ -492,6 +546,13 @@ COMMANDS: dict[str, Spec] = {
     "action-plan": Spec("Action-Plan: …", "body line: the action plan", _field("action_plan")),
     "cost": Spec("Cost: …", "body line: the cost", _field("cost")),
     "resolution": Spec("Resolution: …", "body line: how it was resolved", _field("resolution")),
+    "action": Spec("Action: what; owner=ali; due=2026-12-31|3d", "body line: an action item (owner default: "
+                   "you; add '; customer' to tell the customer when resolved, '; optional' if the ticket may be "
+                   "resolved without it)", cmd_action),
+    "action-done": Spec("[action-done=N]", "action N of this ticket is done", _close_action("done")),
+    "action-cancel": Spec("[action-cancel=N]", "action N of this ticket is cancelled", _close_action("cancelled")),
+    "action-result": Spec("Action-Result: N text", "body line: action N is done, with its result",
+                          cmd_action_result),
     "help": Spec("help", "subject 'help' to the support address: this list", cmd_help),
 }
 
@@ -512,13 +573,22 @@ def closing_requirements(ctx: CommandContext) -> list[CommandResult]:
     ticket = ctx.ticket
     if ticket is None or ctx.effects.state not in ("resolved", "closed") or ctx.effects.satisfaction:
         return []
-    missing = [name for name in ctx.settings.closing_require.get(ticket.type, ()) if not getattr(ticket, name)]
-    if not missing:
-        return []
-    lines = " and ".join(BODY_LINES[name] for name in missing)
-    return [CommandResult(f"[status={ctx.effects.state}]", False,
-                          f"a {ticket.type} is {ctx.effects.state} only with its {lines} written down: "
-                          f"add {lines} lines at the top of the body and send again")]
+    required = ctx.settings.closing_require.get(ticket.type, ())
+    missing = [name for name in required if name in BODY_LINES and not getattr(ticket, name)]
+    results = []
+    if missing:
+        lines = " and ".join(BODY_LINES[name] for name in missing)
+        results.append(CommandResult(f"[status={ctx.effects.state}]", False,
+                                     f"a {ticket.type} is {ctx.effects.state} only with its {lines} written down: "
+                                     f"add {lines} lines at the top of the body and send again"))
+    still_open = actions.open_required(ctx.session, ticket) if "actions_done" in required else []
+    if still_open:
+        ids = ", ".join(f"#{i}" for i in still_open)
+        results.append(CommandResult(f"[status={ctx.effects.state}]", False,
+                                     f"a {ticket.type} is {ctx.effects.state} only when its required actions are "
+                                     f"done; still open: {ids}. Close each with [action-done=N], "
+                                     "Action-Result: N <result> or [action-cancel=N]"))
+    return results
 
 
 def run_commands(ctx: CommandContext, commands: tuple[Command, ...], grammar_errors: tuple[CommandError, ...],

@@ -196,6 +196,11 @@ class BusinessCalendar:
             day += timedelta(days=1)
         return total
 
+    def next_open(self, at: datetime) -> datetime:
+        """``at`` when it lies in business hours, else the next opening: a reminder due at night goes out when
+        someone is there to read it."""
+        return self._resume(_aware(at, "at"))[1]
+
     def is_open(self, at: datetime) -> bool:
         """Whether ``at`` lies in business hours (an opening instant does, a closing instant does not)."""
         at = _aware(at, "at")

@@ -366,3 +366,32 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = created()
     sent_at: datetime | None = ts()
+
+
+# --- issue 18: actions ---
+
+class Action(SQLModel, table=True):
+    """An action item: something an agent must do by a date, followed until it is done (or cancelled) with its
+    result. On a ticket (a complaint's corrective action) or outside any (an improvement action decided from the
+    reports, ISO 10002 §8.7). Its id is global: agents and the CLI name an action by it, whatever its ticket."""
+
+    __tablename__ = "action_item"  # ACTION is an SQL keyword
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    what: str = Field(sa_column=Column(sa.Text, nullable=False))
+    owner_id: int = Field(foreign_key="agent.id", index=True)
+    due: datetime = ts(nullable=False)
+    customer: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
+    required: bool = Field(default=True, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.true()))
+    category: str | None = None  # an improvement action's; a ticket's action counts under its ticket's category
+    source: str | None = None  # where an improvement action came from ("report 2026-11: …")
+    status: str = Field(default="open", max_length=16, index=True)  # open | done | cancelled
+    result: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    created_by: str = Field(max_length=320)
+    created_at: datetime = created()
+    closed_by: str | None = Field(default=None, max_length=320)
+    closed_at: datetime | None = ts()
+    # The reminders: each fires once. ``remind_at`` is when the next one is due (None: none left); ``reminders``
+    # how many went out (1: the "due" one, 2: the "overdue" one), written with the mail in one transaction.
+    remind_at: datetime | None = ts(index=True)
+    reminders: int = Field(default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0"))

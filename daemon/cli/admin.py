@@ -43,6 +43,15 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
         typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def action_line(a: dict[str, Any], tz: tzinfo) -> str:
+    """One action as `tickets show` and `actions list` print it: "#3 open OVERDUE due … owner …: what → result"."""
+    flags = [f for f, on in (("OVERDUE", a["overdue"]), ("customer", a["customer"]),
+                             ("optional", not a["required"])) if on]
+    result = f" → {a['result']}" if a["result"] else ""
+    return (f"#{a['id']} {a['status']}{' ' + ' '.join(flags) if flags else ''}  due {_local(a['due'], tz)}  "
+            f"owner {a['owner'] or '-'}: {a['what']}{result}")
+
+
 def _local(value: str | None, tz: tzinfo) -> str:
     """An ISO timestamp shown in the helpdesk's time zone (``config.tz``), where agents read it."""
     if not value:
@@ -231,6 +240,10 @@ def tickets_show(ctx: typer.Context, number: int, as_json: JsonOption = False) -
     if data["merged_from"]:
         typer.echo("  merged in: " + ", ".join(f"#{n}" for n in data["merged_from"])
                    + " (each keeps its customer's conversation: `ticketd tickets show N`)")
+    if data["actions"]:
+        typer.echo("  actions:")
+        for a in data["actions"]:
+            typer.echo("    " + action_line(a, config.tz))
     for m in data["messages"]:
         typer.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {_local(m['date'], config.tz)}")
         typer.echo(m["text"].rstrip())

@@ -14,7 +14,17 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
-from ticketd.daemon.cli import admin, attachments, layout, lookup, privacy, report, status, webhooks  # noqa: F401  (their commands join the app)
+from ticketd.daemon.cli import (  # noqa: F401  (their commands join the app)
+    actions,
+    admin,
+    attachments,
+    layout,
+    lookup,
+    privacy,
+    report,
+    status,
+    webhooks,
+)
 from ticketd.daemon.cli.common import (
     EXIT_CONFIG,
     EXIT_RUNTIME,

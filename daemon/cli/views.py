@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import sanitize_filename
+from ticketd.rules import actions
 from ticketd.storage import batch
 from ticketd.storage.models import (
+    Action,
     Agent,
     Attachment,
     Company,
@@ -90,6 +92,7 @@ def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
                                            .order_by(col(Ticket.number))))
     merged_into = session.get(Ticket, t.merged_into_id) if t.merged_into_id else None
     out["merged_into"] = merged_into.number if merged_into else None
+    out["actions"] = [action_dict(session, a, number=t.number) for a in actions.of_ticket(session, t.id)]
     batch.flush(session)  # events this session wrote
     events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(col(Event.id))).all()
     out["events"] = [
@@ -132,3 +135,14 @@ def outbox_dict(session: Session, row: Outbox) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "sent_at": iso(row.sent_at),
     }
+
+
+def action_dict(session: Session, row: Action, now: datetime | None = None,
+                number: int | None = None) -> dict[str, Any]:
+    """``actions`` of ``tickets show --json`` and each row of ``actions list --json``: ``id``, ``ticket`` (number
+    or null), ``what``, ``owner`` (email), ``due``, ``status`` (open|done|cancelled), ``result``, ``customer``,
+    ``required``, ``overdue`` (open and past due now), ``category``, ``source`` and who opened and closed it."""
+    if number is None and row.ticket_id is not None:
+        ticket = session.get(Ticket, row.ticket_id)
+        number = ticket.number if ticket else None
+    return actions.facts(row, session.get(Agent, row.owner_id), now or datetime.now(UTC), ticket_number=number)

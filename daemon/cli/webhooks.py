@@ -1,6 +1,6 @@
 """`ticketd webhooks list/retry` (the deliveries of events out) and `ticketd export --since D --jsonl FILE`.
 
-The export is a list of record kinds (``RECORD_KINDS``): each names its table, the column its ``--since`` reads and
+The export is a list of record kinds (``RECORD_KINDS``): each names its table, the columns its ``--since`` reads and
 how a row becomes a JSON object; a new kind of record (an action item) is one line there.
 """
 
@@ -14,14 +14,15 @@ from datetime import date, datetime, time
 from typing import IO, Annotated, Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 import typer
 from sqlmodel import Session, SQLModel, col, select
 
 from ticketd.daemon.cli.common import EXIT_CONFIG, JsonOption, app, fail, get_config, get_engine, print_json
-from ticketd.daemon.cli.views import iso, ticket_dict
+from ticketd.daemon.cli.views import action_dict, iso, ticket_dict
 from ticketd.daemon.config.webhooks import webhook_event
 from ticketd.storage import db
-from ticketd.storage.models import Event, Message, Ticket, WebhookDelivery, utcnow
+from ticketd.storage.models import Action, Event, Message, Ticket, WebhookDelivery, utcnow
 
 webhooks = typer.Typer(help="Events sent to [[webhooks]]: their deliveries.", no_args_is_help=True)
 app.add_typer(webhooks, name="webhooks")
@@ -91,7 +92,7 @@ class RecordKind:
 
     kind: str
     model: type[SQLModel]
-    since: str
+    since: tuple[str, ...]  # a row counts when any of these is at or after --since
     record: Callable[[Session, Any], dict[str, Any]]
 
 
@@ -114,13 +115,15 @@ def _event(session: Session, e: Event) -> dict[str, Any]:
             "message_id": e.via_message_id, "at": iso(e.at)}
 
 
+def _action(session: Session, a: Action) -> dict[str, Any]:
+    return action_dict(session, a)
+
+
 RECORD_KINDS: tuple[RecordKind, ...] = (
-    RecordKind("ticket", Ticket, "updated_at", _ticket),
-    RecordKind("message", Message, "created_at", _message),
-    RecordKind("event", Event, "at", _event),
-    # ACTIONS: the action items of issue 18 (storage.models.Action, another branch) join here as one line, e.g.
-    # RecordKind("action", Action, "updated_at", _action), with ``_action`` giving id, ticket, what, owner, due,
-    # status, result.
+    RecordKind("ticket", Ticket, ("updated_at",), _ticket),
+    RecordKind("message", Message, ("created_at",), _message),
+    RecordKind("event", Event, ("at",), _event),
+    RecordKind("action", Action, ("created_at", "closed_at"), _action),  # improvement actions too (no ticket)
 )
 
 
@@ -137,8 +140,8 @@ def parse_since(value: str, tz: ZoneInfo) -> datetime:
 
 def records(session: Session, since: datetime) -> Iterator[dict[str, Any]]:
     for kind in RECORD_KINDS:
-        column = col(getattr(kind.model, kind.since))
-        for row in session.exec(select(kind.model).where(column >= since)
+        changed = sa.or_(*(col(getattr(kind.model, name)) >= since for name in kind.since))
+        for row in session.exec(select(kind.model).where(changed)
                                 .order_by(col(kind.model.id))):  # type: ignore[attr-defined]  # every kind has an id
             record = kind.record(session, row)
             assert "kind" not in record, "the line's kind is the record kind's"

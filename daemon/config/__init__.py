@@ -35,6 +35,7 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
+from ticketd.daemon.config.actions import ActionsConfig
 from ticketd.daemon.config.fields import (
     CREDENTIAL,
     ConfigError,
@@ -307,6 +308,7 @@ class Config(Section):
     digest: DigestConfig = DigestConfig()
     retention: RetentionConfig = RetentionConfig()
     webhooks: list[WebhookConfig] = Field(default_factory=list)  # issue 18: events out
+    actions: ActionsConfig = ActionsConfig()  # issue 18: action items' reminders
     source: Path | None = Field(default=None, exclude=True)
     _calendar: BusinessCalendar | None = PrivateAttr(default=None)
     _language_guesser: LanguageGuesser | None = PrivateAttr(default=None)

@@ -226,7 +226,8 @@ class WebFormConfig(Section):
         return WebForm(self.sender, self.use_reply_to, self.email_field, self.name_field, self.subject_field)
 
 
-ClosingFact = Literal["root_cause", "action_plan", "cost", "resolution"]
+# actions_done: every required action of the ticket done or cancelled (rules.actions)
+ClosingFact = Literal["root_cause", "action_plan", "cost", "resolution", "actions_done"]
 
 
 def _default_require() -> dict[str, tuple[ClosingFact, ...]]:

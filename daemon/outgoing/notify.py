@@ -27,7 +27,7 @@ from ticketd.daemon.outgoing.files import File, html_twin, pack, size_text
 from ticketd.daemon.outgoing.outbox import OutgoingMail, queue_mail
 from ticketd.mailtemplates.render import render
 from ticketd.parsers.subject import ticket_tag
-from ticketd.rules import identify
+from ticketd.rules import actions, identify
 from ticketd.rules.signing import reply_address
 from ticketd.storage import batch
 from ticketd.storage.models import (
@@ -193,10 +193,21 @@ def relay_agent_reply(session: Session, config: Config, ticket: Ticket, agent: A
                  from_name=f"{agent.name} via {config.identity(conversation.mailbox).name}")
 
 
+def action_lines(session: Session, config: Config, ticket: Ticket, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The ticket's actions as the templates show them (``_facts``: "#3 open, due …, owner …")."""
+    now = now or utcnow()
+    return [actions.facts(a, identify.agent_by_id(session, a.owner_id), now, config.tz, ticket.number)
+            for a in actions.of_ticket(session, ticket.id)]
+
+
 def to_agents(session: Session, config: Config, ticket: Ticket, agents: Iterable[Agent], kind: str,
               context: dict[str, Any], *, cause: str, conversation: Ticket | None = None,
               files: Sequence[File] = (), thread: Thread | None = None) -> list[Outbox]:
-    """One mail per agent, each with a reply address signed for that agent (their answers authenticate)."""
+    """One mail per agent, each with a reply address signed for that agent (their answers authenticate); the
+    ticket's actions ride along, for the facts every agents' mail shows."""
+    agents = list(agents)
+    if agents and "actions" not in context:
+        context = {"actions": action_lines(session, config, ticket), **context}
     rows = []
     for agent in agents:
         rows.append(_send(session, config, kind=kind, template=kind, language=config.helpdesk.language,

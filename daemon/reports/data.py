@@ -25,7 +25,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from ticketd.daemon.config import Config
+from ticketd.daemon.reports import actions as report_actions
 from ticketd.daemon.reports import figures
+from ticketd.daemon.reports.actions import ActionRow
 from ticketd.daemon.reports.figures import AgentFigures, PartyFigures, SatisfactionFigures, SlaFigures, TicketRow
 from ticketd.rules.sla import BusinessCalendar
 from ticketd.storage.models import Agent, Company, Customer, Ticket
@@ -59,6 +61,7 @@ class ReportData:
     satisfaction_by_month: dict[str, SatisfactionFigures]
     agents: list[AgentFigures]  # by e-mail
     extra: dict[str, Any] = field(default_factory=dict)
+    actions: list[ActionRow] = field(default_factory=list)  # issue 18: the period's action items (reports.actions)
 
 
 def collect(session: Session, config: Config, scope: Scope, now: datetime | None = None) -> ReportData:
@@ -86,6 +89,8 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
         satisfaction=figures.satisfaction(tickets),
         satisfaction_by_month={m: figures.satisfaction(rows) for m, rows in monthly.items()},
         agents=figures.agents(tickets, _agent_names(session)),
+        actions=report_actions.load(session, config.tz, scope.since, scope.until, now,
+                                    [t.number for t in tickets] if scope.company or scope.customer else None),
     )
 
 

@@ -31,6 +31,7 @@ from ticketd.daemon.config.reports import ReportConfig
 from ticketd.daemon.outgoing import notify
 from ticketd.daemon.outgoing.outbox import alert_admin, queue_mail
 from ticketd.daemon.outgoing.wire import MailAttachment
+from ticketd.daemon.reports import actions as report_actions
 from ticketd.daemon.reports.data import ReportData, Scope, collect
 from ticketd.daemon.reports.texts import TEXTS
 from ticketd.rules.states import OPEN_STATES
@@ -106,7 +107,14 @@ def figures(data: ReportData, language: str) -> dict[str, Any]:
     still_open = sum(1 for t in data.tickets if t.state in OPEN_STATES)
     satisfaction = data.satisfaction
     answers = satisfaction.satisfied + satisfaction.not_satisfied
+    actions = report_actions.totals(data.actions)
+    since, until = data.scope.since, data.scope.until
+    done = [a for a in data.actions if a.status == "done" and a.closed_at is not None
+            and (since is None or a.closed_at.date() >= since) and (until is None or a.closed_at.date() <= until)]
     return {
+        "actions": {"open": number(actions.open, language), "overdue": number(actions.overdue, language),
+                    "done": number(actions.done, language), "cancelled": number(actions.cancelled, language)},
+        "actions_done": [{"id": a.id, "what": a.what, "owner": a.owner, "result": a.result} for a in done],
         "tickets": number(len(data.tickets), language),
         "complaints": number(complaints, language),
         "open": number(still_open, language),

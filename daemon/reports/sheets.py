@@ -19,6 +19,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from ticketd.daemon.reports import actions as report_actions
 from ticketd.daemon.reports.data import ReportData, scope_label
 from ticketd.daemon.reports.figures import PartyFigures, SatisfactionFigures, SlaFigures
 from ticketd.daemon.reports.texts import DEFINITIONS, Words
@@ -206,6 +207,31 @@ def _agents(ws: Worksheet, data: ReportData, words: Words, _charts: dict[str, Pa
     _finish(ws)
 
 
+def _actions(ws: Worksheet, data: ReportData, words: Words, _charts: dict[str, Path]) -> None:
+    """Open, overdue, done and cancelled actions per owner, then per category, then every action with its result."""
+    counts = [Column(words(k)) for k in ("action.open", "action.overdue", "action.done", "action.cancelled")]
+
+    def table(top: int, label: str, rows: list[report_actions.ActionCounts]) -> int:
+        total = report_actions.totals(data.actions)
+        return write_table(ws, top, [Column(words(label)), *counts],
+                           [*([r.name, r.open, r.overdue, r.done, r.cancelled] for r in rows),
+                            [words("total"), total.open, total.overdue, total.done, total.cancelled]])
+
+    below = table(1, "action.owner", report_actions.by_owner(data.actions))
+    below = table(below, "category", [report_actions.ActionCounts(_category(c.name, words), c.open, c.overdue,
+                                                                  c.done, c.cancelled)
+                                      for c in report_actions.by_category(data.actions)])
+    columns = [Column(words(f"action.{k}")) for k in ("id", "ticket", "what", "owner")] + [
+        Column(words("category")), Column(words("action.source")), Column(words("action.due"), DATE_FORMAT),
+        Column(words("action.status")), Column(words("action.result")), Column(words("action.closed_at"), DATE_FORMAT)]
+    write_table(ws, below, columns, [
+        [a.id, f"#{a.ticket}" if a.ticket is not None else words("action.improvement"), a.what, a.owner,
+         _category(a.category, words), a.source or words("none"), a.due,
+         words(f"action.{a.status}") + (f" ({words('action.overdue')})" if a.overdue else ""),
+         a.result or words("none"), a.closed_at or words("none")] for a in data.actions])
+    _finish(ws)
+
+
 def _charts(ws: Worksheet, data: ReportData, words: Words, charts: dict[str, Path]) -> None:
     """One chart under the other, each under a title cell, scaled to one width so the column reads evenly."""
     row = 1
@@ -247,4 +273,4 @@ Sheet = Callable[[Worksheet, ReportData, Words, dict[str, Path]], None]
 SHEETS: tuple[tuple[str, Sheet], ...] = (
     ("monthly", _monthly), ("categories", _categories), ("companies", _parties("company")),
     ("customers", _parties("customer")), ("sla", _sla), ("satisfaction", _satisfaction), ("agents", _agents),
-    ("charts", _charts), ("about", _about))
+    ("actions", _actions), ("charts", _charts), ("about", _about))

@@ -52,6 +52,13 @@ EN: dict[str, str] = {
     "source.email": "email", "source.phone": "phone", "source.web": "web", "source.letter": "letter",
     "source.fax": "fax",
     "satisfaction.satisfied": "satisfied", "satisfaction.not-satisfied": "not satisfied",
+    # issue 18: actions
+    "sheet.actions": "Actions", "action.open": "Open", "action.overdue": "Overdue", "action.done": "Done",
+    "action.cancelled": "Cancelled", "action.owner": "Owner", "action.id": "Action", "action.ticket": "Ticket",
+    "action.what": "What", "action.source": "Source", "action.due": "Due", "action.status": "Status",
+    "action.result": "Result", "action.closed_at": "Closed", "action.improvement": "improvement",
+    "def.actions": "Actions: those open at some time in the period (opened by its end, not closed before its "
+                   "start); open, overdue (open and past due) and done as of the report's time.",
 }
 
 TR: dict[str, str] = {
@@ -101,11 +108,19 @@ TR: dict[str, str] = {
     "source.email": "e-posta", "source.phone": "telefon", "source.web": "web formu", "source.letter": "mektup",
     "source.fax": "faks",
     "satisfaction.satisfied": "memnun", "satisfaction.not-satisfied": "memnun değil",
+    # issue 18: actions
+    "sheet.actions": "Eylemler", "action.open": "Açık", "action.overdue": "Gecikmiş", "action.done": "Tamamlandı",
+    "action.cancelled": "İptal", "action.owner": "Sorumlu", "action.id": "Eylem", "action.ticket": "Talep",
+    "action.what": "Ne", "action.source": "Kaynak", "action.due": "Son tarih", "action.status": "Durum",
+    "action.result": "Sonuç", "action.closed_at": "Kapanış", "action.improvement": "iyileştirme",
+    "def.actions": "Eylemler: dönem içinde bir süre açık olanlar (dönem sonuna kadar açılmış, dönem başından önce "
+                   "kapanmamış); açık, gecikmiş (açık ve son tarihi geçmiş) ve tamamlanan sayıları raporun "
+                   "oluşturulduğu ana göredir.",
 }
 
 TEXTS: dict[str, dict[str, str]] = {"en": EN, "tr": TR}
 DEFINITIONS = ("def.month", "def.first_response", "def.resolution", "def.calendar", "def.met", "def.percentiles",
-               "def.satisfaction", "def.open")
+               "def.satisfaction", "def.open", "def.actions")
 
 
 class Words:

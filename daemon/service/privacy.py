@@ -39,6 +39,7 @@ from ticketd.storage.db import insert_new
 from ticketd.storage.inbound import drop_raw
 from ticketd.storage.models import (
     SYSTEM_ACTOR,
+    Action,
     Attachment,
     Blob,
     Company,
@@ -410,6 +411,9 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
         t.root_cause, t.action_plan, t.resolution = scrub(t.root_cause), scrub(t.action_plan), scrub(t.resolution)
         batch.event(session, ticket_id=t.id, actor=SYSTEM_ACTOR, what="privacy:erased", at=now)
         counts.tickets += 1
+    if requested:  # an action's text and result may quote the customer, like the root cause
+        for action in session.exec(select(Action).where(col(Action.ticket_id).in_([t.id for t in requested]))):
+            action.what, action.result = scrub(action.what) or "", scrub(action.result)
     if customer is not None:
         customer.email, customer.name, customer.phone, customer.erased_at = anon, None, None, now
         counts.customer = 1

@@ -25,7 +25,7 @@ from sqlmodel import select
 from ticketd.daemon.outgoing import notify
 from ticketd.daemon.outgoing.files import File, pack
 from ticketd.daemon.outgoing.storm import last_alert_before_cap
-from ticketd.daemon.stages import closing, digest, new_ticket
+from ticketd.daemon.stages import actions, closing, digest, new_ticket
 from ticketd.daemon.stages.conversation import (
     Incoming,
     Outcome,
@@ -256,6 +256,7 @@ def tell_effects(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, ef
         notify.to_requester(session, config, ticket, "quote", cause="agent")
     if effects.help:
         send_help(inc, agent, cause="agent")
+    actions.tell_owners(session, config, effects.actions_added, agent, inc.now)
 
 
 def tell_assignment(inc: Incoming, agent: Agent, ticket: Ticket, thread: Ticket, effects: Effects,

@@ -20,6 +20,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.outgoing import notify
 from ticketd.daemon.outgoing.files import File
 from ticketd.parsers.subject import ticket_tag
+from ticketd.rules import actions
 from ticketd.rules.states import StateChange, change_state
 from ticketd.storage import batch
 from ticketd.storage.models import SYSTEM_ACTOR, Agent, Customer, Outbox, Ticket
@@ -42,9 +43,11 @@ def send_resolved(session: Session, config: Config, ticket: Ticket, text: str, *
     notify.withdraw_assigned(session, ticket, "the ticket was resolved first")
     satisfied, not_satisfied = satisfaction_links(config, ticket, customer)
     days = max(1, round(config.closing.auto_close_after.total_seconds() / 86400))
+    did = [{"what": a.what, "result": a.result or ""} for a in actions.of_ticket(session, ticket.id)
+           if a.customer and a.status == "done"]  # "what we did": only the actions marked for the customer
     return notify.to_requester(session, config, ticket, "resolved", {
-        "text": text, "satisfied_link": satisfied, "not_satisfied_link": not_satisfied, "auto_close_days": days},
-        cause="agent", files=files)
+        "text": text, "satisfied_link": satisfied, "not_satisfied_link": not_satisfied, "auto_close_days": days,
+        "done_for_customer": did}, cause="agent", files=files)
 
 
 def send_rejected(session: Session, config: Config, ticket: Ticket, explanation: str, *,

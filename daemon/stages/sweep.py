@@ -1,4 +1,5 @@
-"""The timers of the complaint process, swept by a scheduler job: SLA deadlines and auto-closing.
+"""The timers of the complaint process, swept by a scheduler job: SLA deadlines, auto-closing and the action
+items' reminders (``stages.actions``).
 
 - First response overdue: managers get ``escalation``.
 - Resolution overdue: the customer gets ``delayed`` ("handled as soon as possible") and managers get
@@ -28,7 +29,7 @@ from ticketd.daemon.config import Config
 from ticketd.daemon.config.reports import ReportConfig, cron_trigger
 from ticketd.daemon.outgoing import notify
 from ticketd.daemon.service.privacy import purge_raw_mail
-from ticketd.daemon.stages import closing
+from ticketd.daemon.stages import actions, closing
 from ticketd.daemon.stages.digest import send_digests
 from ticketd.storage import batch
 from ticketd.storage.db import session_scope
@@ -44,10 +45,11 @@ class SweepResult:
     first_response: int = 0
     resolution: int = 0
     auto_closed: int = 0
+    action_reminders: int = 0
 
     @property
     def total(self) -> int:
-        return self.first_response + self.resolution + self.auto_closed
+        return self.first_response + self.resolution + self.auto_closed + self.action_reminders
 
 
 def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> SweepResult:
@@ -68,9 +70,10 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
         for ticket in session.exec(stmt):
             closing.auto_close(session, config, ticket, now)
             result.auto_closed += 1
+        result.action_reminders = actions.sweep_reminders(session, config, now)
     if result.total:
         log.info("sweep.fired", first_response=result.first_response, resolution=result.resolution,
-                 auto_closed=result.auto_closed)
+                 auto_closed=result.auto_closed, action_reminders=result.action_reminders)
     return result
 
 

@@ -225,16 +225,22 @@ def test_events_filter_dead_deliveries_alert_and_the_cli_lists_and_retries(
     assert json.loads(decode(site.cli("webhooks", "list", "--failed", "--json"))[0]) == []
 
 
-def test_export_writes_tickets_messages_and_events_as_json_lines(desk: Desk, tmp_path: Path) -> None:
+def test_export_writes_tickets_messages_events_and_actions_as_json_lines(desk: Desk, tmp_path: Path) -> None:
     from conftest import DATA
 
     desk.deliver((DATA / "unknown-sender.eml").read_bytes())
+    added = desk.site.cli("actions", "add", "Train the night shift on modem resets", "--owner", "ali@acme.example",
+                          "--due", "3d", "--source", "report 2026-11")
+    assert added.returncode == 0, decode(added)
     out = tmp_path / "dif.jsonl"
     proc = desk.site.cli("export", "--since", "2000-01-01", "--jsonl", str(out))
     assert proc.returncode == 0, decode(proc)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     kinds = Counter(line["kind"] for line in lines)
-    assert kinds["ticket"] == 1 and kinds["message"] >= 1 and kinds["event"] >= 2
+    assert kinds["ticket"] == 1 and kinds["message"] >= 1 and kinds["event"] >= 2 and kinds["action"] == 1
+    action = next(line for line in lines if line["kind"] == "action")  # an improvement action: no ticket
+    assert (action["ticket"], action["what"], action["owner"], action["status"], action["source"]) == (
+        None, "Train the night shift on modem resets", "ali@acme.example", "open", "report 2026-11")
     ticket = next(line for line in lines if line["kind"] == "ticket")
     assert ticket["number"] == 1 and ticket["created_at"].endswith("+00:00")
     event = next(line for line in lines if line["kind"] == "event")

@@ -19,7 +19,8 @@ ALL_VERBS = [
     "take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "unblock", "quote",
     "satisfied", "not-satisfied", "help",
 ]  # fmt: skip
-ALL_KEYS = ["status", "priority", "type", "category", "due", "assign", "merge", "customer", "source", "cc", "reply"]
+ALL_KEYS = ["status", "priority", "type", "category", "due", "assign", "merge", "customer", "source", "cc", "reply",
+            "action-done", "action-cancel"]
 
 
 def sub(name: str, value: str | None, raw: str) -> Command:
@@ -33,7 +34,7 @@ def body(name: str, value: str, raw: str) -> Command:
 def test_public_name_sets() -> None:
     assert frozenset(ALL_VERBS) == VERBS
     assert frozenset(ALL_KEYS) == VALUE_KEYS
-    assert frozenset({"root-cause", "action-plan", "cost", "resolution"}) == LONG_FIELDS
+    assert frozenset({"root-cause", "action-plan", "cost", "resolution", "action", "action-result"}) == LONG_FIELDS
 
 
 def test_spec_example() -> None:

@@ -184,8 +184,9 @@ def test_every_template_file_is_rendered_by_a_test_in_both_languages() -> None:
     names = {language: {p.name.removesuffix(".txt.j2") for p in (folder / language).glob("*.txt.j2")
                         if not p.name.startswith("_")} for language in ("en", "tr")}
     assert names["en"] == names["tr"]
-    # the scheduled report mail: test_report_mail_parts.py; the web form's confirmation: test_webform_parts.py
-    rendered_elsewhere = {"report", "web_confirm"}
+    # the scheduled report mail: test_report_mail_parts.py; the web form's confirmation: test_webform_parts.py;
+    # the action items' mails: test_action_parts.py
+    rendered_elsewhere = {"report", "web_confirm", "agent_action", "agent_action_reminder"}
     assert names["en"] == set(TEMPLATES) | set(PROCESS_TEMPLATES) | rendered_elsewhere
 
 

@@ -104,7 +104,7 @@ def test_closing_durations(tmp_path: Path) -> None:
     ({"closing": {"auto_close_after": "0d"}},
      'closing.auto_close_after: must be a calendar duration like "5d" (days) or "12h" (hours)'),
     ({"closing": {"require": {"complaint": ["root"]}}},
-     "closing.require.complaint.0: must be 'root_cause', 'action_plan', 'cost' or 'resolution'"),
+     "closing.require.complaint.0: must be 'root_cause', 'action_plan', 'cost', 'resolution' or 'actions_done'"),
     ({"closing": {"require": {"bug": ["cost"]}}},
      "closing.require: unknown ticket type 'bug' (types: request, complaint, information)"),
 ])
