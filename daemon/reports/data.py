@@ -27,6 +27,7 @@ from sqlmodel import Session, col
 from ticketd.daemon.config import Config
 from ticketd.daemon.reports import figures
 from ticketd.daemon.reports.figures import AgentFigures, PartyFigures, SatisfactionFigures, SlaFigures, TicketRow
+from ticketd.daemon.reports.stages import StageFigures, stage_figures
 from ticketd.rules.sla import BusinessCalendar
 from ticketd.storage.models import Agent, Company, Customer, Ticket
 
@@ -59,6 +60,7 @@ class ReportData:
     satisfaction_by_month: dict[str, SatisfactionFigures]
     agents: list[AgentFigures]  # by e-mail
     extra: dict[str, Any] = field(default_factory=dict)
+    stages: list[StageFigures] = field(default_factory=list)  # issue 18: tickets and time per stage
 
 
 def collect(session: Session, config: Config, scope: Scope, now: datetime | None = None) -> ReportData:
@@ -86,6 +88,7 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
         satisfaction=figures.satisfaction(tickets),
         satisfaction_by_month={m: figures.satisfaction(rows) for m, rows in monthly.items()},
         agents=figures.agents(tickets, _agent_names(session)),
+        stages=stage_figures(session, config.calendar, config.processes, rows, now),
     )
 
 

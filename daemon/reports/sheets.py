@@ -206,6 +206,16 @@ def _agents(ws: Worksheet, data: ReportData, words: Words, _charts: dict[str, Pa
     _finish(ws)
 
 
+def _stages(ws: Worksheet, data: ReportData, words: Words, _charts: dict[str, Path]) -> None:
+    """Issue 18: tickets per stage of the organisation's own process, and the business hours spent in each."""
+    columns = [Column(words("type")), Column(words("stage")), Column(words("stage.now_in")),
+               Column(words("stage.entered")), Column(words("stage.total_hours"), HOURS_FORMAT),
+               Column(words("median"), HOURS_FORMAT)]
+    write_table(ws, 1, columns, [[words.code("type", s.type), s.stage, s.now_in, s.entered, s.total_hours,
+                                  _or_dash(s.median_hours, words)] for s in data.stages])
+    _finish(ws)
+
+
 def _charts(ws: Worksheet, data: ReportData, words: Words, charts: dict[str, Path]) -> None:
     """One chart under the other, each under a title cell, scaled to one width so the column reads evenly."""
     row = 1
@@ -247,4 +257,4 @@ Sheet = Callable[[Worksheet, ReportData, Words, dict[str, Path]], None]
 SHEETS: tuple[tuple[str, Sheet], ...] = (
     ("monthly", _monthly), ("categories", _categories), ("companies", _parties("company")),
     ("customers", _parties("customer")), ("sla", _sla), ("satisfaction", _satisfaction), ("agents", _agents),
-    ("charts", _charts), ("about", _about))
+    ("stages", _stages), ("charts", _charts), ("about", _about))
