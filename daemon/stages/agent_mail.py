@@ -113,6 +113,7 @@ def send_help(inc: Incoming, agent: Agent, cause: str) -> None:
                                                     mailbox=inc.config.answering_mailbox(inc.inbound.mailbox, ())),
         "categories": inc.config.categories.all(), "groups": groups, "agents": agents,
         "replies": canned_replies(inc.config.helpdesk.templates_dir),
+        "stages": {type_: list(flow.names()) for type_, flow in inc.config.processes.items()},
     }, cause=cause)
 
 

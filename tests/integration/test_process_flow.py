@@ -208,3 +208,12 @@ def test_without_a_process_nothing_changes(desk: Desk) -> None:
     sender = ALI if ALI in notification.envelope_to else AYSE
     desk.deliver(reply_to(notification, sender, "", subject_suffix="[stage=review]"))
     assert "has no stages ([process.request] is not configured)" in body_of(mail_to(desk.new_mail(), sender))
+
+
+def test_help_lists_the_stages(pishro: Desk) -> None:
+    from conftest import client_mail as new_mail
+
+    pishro.deliver(new_mail(KALITE, "help", ""))
+    text = body_of(mail_to(pishro.new_mail(), KALITE))
+    assert "Stages of a complaint ([stage=NAME]): review, decision, caregivers, completion, unfounded" in text
+    assert "[stage=decision]" in text and "[resolve; force]" in text
