@@ -263,3 +263,25 @@ def test_the_escalation_names_the_stage(language: str, subject: str, line: str) 
     ctx["ticket"] = {**ctx["ticket"], "subject": "Bakım"}
     mail = render(make_environment(), "escalation", language, ctx)
     assert mail.subject == subject and line in mail.body
+
+
+# --- migration 0017 ---------------------------------------------------------------------------------------------
+
+def test_migration_0017_goes_down_and_up_again(engine: sa.Engine) -> None:
+    from alembic import command
+
+    from ticketd.storage import db
+
+    def shape() -> tuple[set[str], bool]:
+        inspector = sa.inspect(engine)
+        return {c["name"] for c in inspector.get_columns("ticket")}, inspector.has_table("ticket_link")
+
+    ours = {"stage", "stage_since", "stage_due", "stage_breached_at", "parent_id"}
+    columns, has_links = shape()
+    assert ours <= columns and has_links
+    command.downgrade(db._alembic_config(engine), "0016")
+    columns, has_links = shape()
+    assert not ours & columns and not has_links
+    db.upgrade(engine)
+    columns, has_links = shape()
+    assert ours <= columns and has_links
