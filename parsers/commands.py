@@ -14,17 +14,18 @@ from dataclasses import dataclass
 
 VALUE_KEYS: frozenset[str] = frozenset(
     {"status", "priority", "type", "category", "due", "assign", "merge", "customer", "source", "cc", "reply",
-     "action-done", "action-cancel"}
+     "action-done", "action-cancel", "stage", "parent", "link"}
 )
 VERBS: frozenset[str] = frozenset(
     {"take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "unblock", "quote",
-     "satisfied", "not-satisfied", "help"}
+     "satisfied", "not-satisfied", "help", "split", "force"}
 )  # fmt: skip
 LONG_FIELDS: frozenset[str] = frozenset(
     {"root-cause", "action-plan", "cost", "resolution", "action", "action-result"}
 )
 # Keys that may come more than once in one mail, each adding to the others ([cc=a@x; cc=b@y]).
-MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply", "action", "action-result", "action-done", "action-cancel"})
+MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply", "action", "action-result", "action-done", "action-cancel",
+                                       "link"})
 
 # Error messages show a value the agent can copy straight from the reply, so only values that are valid
 # everywhere: the fixed choices, a date, an address shape. Where the valid values are the helpdesk's own
@@ -35,8 +36,10 @@ _EXAMPLES: dict[str, str] = {
     "root-cause": "firmware bug", "action-plan": "replace the modem", "cost": "150 TRY",
     "resolution": "replaced the modem", "action": "call the customer back; owner=ali; due=2d",
     "action-result": "12 the modem was replaced", "action-done": "12", "action-cancel": "12",
+    "parent": "#1040", "link": "#1040",
 }  # fmt: skip
-_LISTED_IN_HELP = {"category": "a category", "assign": "an agent or a group", "reply": "a canned reply's name"}
+_LISTED_IN_HELP = {"category": "a category", "assign": "an agent or a group", "reply": "a canned reply's name",
+                   "stage": "a stage of the ticket type's process"}
 
 _GROUP = re.compile(r"\[([^\[\]]*)\]")
 # Lowercase only: gateways add [SPAM], [EXTERNAL], [Fwd] and those must never be read as commands.

@@ -17,18 +17,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, func, select
 
 from ticketd.parsers.commands import Command, CommandError, suggest
 from ticketd.parsers.message import is_one_of, strict_address
-from ticketd.rules import actions, sla_clock
+from ticketd.rules import actions, process, sla_clock
 from ticketd.rules.assignment import pick_assignee
 from ticketd.rules.sla_clock import SlaClock
 from ticketd.rules.states import FINISHED, OUTCOME_MAILS, Mover, StateChange, StateError, change_state
 from ticketd.storage import batch
-from ticketd.storage.models import Action, Agent, Customer, Event, Participant, Ticket
+from ticketd.storage.models import Action, Agent, Customer, Event, Participant, Ticket, TicketLink
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 TYPES = ("request", "complaint", "information")
@@ -54,6 +55,8 @@ class CommandSettings:
     max_participants: int
     closing_require: Mapping[str, tuple[str, ...]]  # ticket type → the body lines needed to resolve or close it
     templates_dir: Path | None = None  # the operator's templates, whose replies/ holds the canned replies
+    # [process.<type>]: the organisation's own stages per ticket type (issue 18); none: the states alone
+    processes: Mapping[str, process.Process] = field(default_factory=lambda: MappingProxyType({}))
 
     def group_policy(self, group: str) -> str:
         return self.group_policies.get(group, "manual")
@@ -79,6 +82,8 @@ class Effects:
     canned: list[str] = field(default_factory=list)  # [reply=NAME]: canned replies to send, in order
     actions_added: list[Action] = field(default_factory=list)  # Action: lines; their owners are told
     actions_closed: list[int] = field(default_factory=list)  # [action-done=N]: an Action-Result: N may follow
+    split: bool = False  # [split]: the mail opens a child ticket of the one it answers, for the same customer
+    forced: bool = False  # [force]: resolve or close a parent although children are still open
 
     @property
     def state(self) -> str | None:
@@ -504,6 +509,101 @@ def cmd_action_result(ctx: CommandContext, value: str | None) -> None:
                               actor=ctx.actor, now=ctx.now, via_message_id=ctx.via_message_id)
     except actions.ActionError as exc:
         raise CommandFailed(str(exc)) from None
+# --- issue 18: process (stages, children and links); the decisions live in rules/process.py ---
+
+def cmd_stage(ctx: CommandContext, value: str | None) -> None:
+    """[stage=decision]: the organisation's own step. The ticket goes to the stage's group and takes the state
+    the stage means, through ``set_state`` like every state change (so the mails it calls for go out)."""
+    ticket = ctx.need_ticket()
+    assert value is not None
+    name = value.strip().lower()
+    flow = ctx.settings.processes.get(ticket.type)
+    error = process.stage_move_error(flow, ticket.type, ticket.stage, name)
+    if error is not None:
+        raise CommandFailed(error)
+    stage = flow.stage(name) if flow is not None else None
+    if stage is None or ticket.stage == name:
+        return
+    ctx.change("stage", ticket.stage, name)
+    for key, new in process.enter_stage_fields(stage, ctx.settings.sla.calendar, ctx.now).items():
+        setattr(ticket, key, new)
+    if stage.group is not None and ticket.group != stage.group:
+        assign_group(ctx, ticket, stage.group)
+    set_state(ctx, stage.state)
+
+
+def _ticket_number(ctx: CommandContext, value: str | None, what: str) -> Ticket:
+    digits = (value or "").strip().lstrip("#").strip()
+    if not digits.isdigit():
+        raise CommandFailed(f"{what} needs a ticket number like #1040, not {(value or '').strip()!r}")
+    target = ctx.session.exec(select(Ticket).where(Ticket.number == int(digits))).first()
+    if target is None:
+        raise CommandFailed(f"there is no ticket #{digits}")
+    if target.id == ctx.need_ticket().id:
+        raise CommandFailed(f"#{digits} is this ticket itself")
+    return target
+
+
+def cmd_parent(ctx: CommandContext, value: str | None) -> None:
+    """[parent=#N]: this ticket becomes a child of #N; never one of its own descendants (a cycle)."""
+    ticket = ctx.need_ticket()
+    parent = _ticket_number(ctx, value, "parent")
+    if ticket.id in process.ancestors(ctx.session, parent):
+        raise CommandFailed(f"#{parent.number} is a child of this ticket (or further down): it cannot be its parent")
+    if ticket.parent_id == parent.id:
+        return
+    old = ctx.session.get(Ticket, ticket.parent_id) if ticket.parent_id else None
+    ticket.parent_id = parent.id
+    ctx.change("parent", f"#{old.number}" if old else None, f"#{parent.number}")
+    if old is not None:
+        ctx.change("child-removed", f"#{ticket.number}", None, old)
+    ctx.change("child-added", None, f"#{ticket.number}", parent)
+
+
+def cmd_link(ctx: CommandContext, value: str | None) -> None:
+    """[link=#N]: related tickets, shown on both sides."""
+    ticket = ctx.need_ticket()
+    other = _ticket_number(ctx, value, "link")
+    assert ticket.id is not None and other.id is not None  # stored tickets
+    low, high = sorted((ticket.id, other.id))
+    batch.flush(ctx.session)
+    if ctx.session.exec(select(TicketLink.id).where(TicketLink.ticket_id == low,
+                                                    TicketLink.other_id == high)).first() is not None:
+        return
+    batch.add_rows(ctx.session, [TicketLink(ticket_id=low, other_id=high, created_at=ctx.now)])
+    ctx.change("linked", None, f"#{other.number}")
+    ctx.change("linked", None, f"#{ticket.number}", other)
+
+
+def cmd_split(ctx: CommandContext, value: str | None) -> None:
+    ctx.need_ticket()
+    ctx.effects.split = True
+
+
+def cmd_force(ctx: CommandContext, value: str | None) -> None:
+    ctx.need_ticket()
+    ctx.effects.forced = True
+
+
+def children_requirement(ctx: CommandContext) -> list[CommandResult]:
+    """A parent is resolved or closed only once its children are done, unless the agent says [force]; the
+    forcing is recorded with the children it left open. A merge or spam closes whatever it holds."""
+    ticket = ctx.ticket
+    effects = ctx.effects
+    if ticket is None or effects.state not in ("resolved", "closed") or effects.satisfaction \
+            or effects.spam or effects.merged_into is not None:
+        return []
+    still_open = process.open_children(ctx.session, ticket)
+    if not still_open:
+        return []
+    numbers = ", ".join(f"#{child.number}" for child in still_open)
+    if effects.forced:
+        ctx.change("forced", None, f"{effects.state} with open children {numbers}")
+        return []
+    return [CommandResult(f"[status={effects.state}]", False,
+                          f"ticket #{ticket.number} has open children ({numbers}): finish them first, or add "
+                          f"force to resolve it anyway, e.g. [{'resolve' if effects.state == 'resolved' else 'close'}"
+                          "; force]")]
 
 
 @dataclass(frozen=True)
@@ -554,6 +654,13 @@ COMMANDS: dict[str, Spec] = {
     "action-result": Spec("Action-Result: N text", "body line: action N is done, with its result",
                           cmd_action_result),
     "help": Spec("help", "subject 'help' to the support address: this list", cmd_help),
+    # issue 18: process
+    "stage": Spec("[stage=decision]", "move to a stage of the ticket type's process ([process.<type>])", cmd_stage),
+    "split": Spec("[split]", "open a child ticket for the same customer from this mail (its text and files)",
+                  cmd_split),
+    "parent": Spec("[parent=#1040]", "make this ticket a child of another", cmd_parent),
+    "link": Spec("[link=#1040]", "link this ticket and another (shown on both)", cmd_link),
+    "force": Spec("[resolve; force]", "resolve or close although child tickets are still open", cmd_force),
 }
 
 
@@ -611,6 +718,8 @@ def run_commands(ctx: CommandContext, commands: tuple[Command, ...], grammar_err
             results.append(CommandResult(command.raw, True, "done"))
     if all(r.ok for r in results):
         results += closing_requirements(ctx)
+    if all(r.ok for r in results):
+        results += children_requirement(ctx)
     if any(not r.ok for r in results):
         savepoint.rollback()
         ctx.effects = Effects()

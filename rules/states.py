@@ -153,3 +153,5 @@ def sla_on_state_change(calendar: BusinessCalendar, ticket: Ticket, old: str, ne
             ticket.first_response_due = calendar.add(ticket.first_response_due, extra)
         if ticket.resolution_due is not None:
             ticket.resolution_due = calendar.add(ticket.resolution_due, extra)
+        if ticket.stage_due is not None:  # a stage's deadline ([process.<type>]) stands still too
+            ticket.stage_due = calendar.add(ticket.stage_due, extra)

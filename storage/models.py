@@ -116,6 +116,13 @@ class Ticket(SQLModel, table=True):
     resolution_breached_at: datetime | None = ts()
     merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
     linked_to_id: int | None = Field(default=None, foreign_key="ticket.id")
+    # Issue 18, the organisation's own stages ([process.<type>]) and child tickets (migration 0017): the stage
+    # the ticket is in, since when, its deadline there and its breach (fired once); the ticket it is a child of.
+    stage: str | None = Field(default=None, max_length=64)
+    stage_since: datetime | None = ts()
+    stage_due: datetime | None = ts()
+    stage_breached_at: datetime | None = ts()
+    parent_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     created_at: datetime = created()
     updated_at: datetime = created()
     # The requester was erased: the conversation's words are gone, the row stays so reports still count it.
@@ -395,3 +402,15 @@ class Action(SQLModel, table=True):
     # how many went out (1: the "due" one, 2: the "overdue" one), written with the mail in one transaction.
     remind_at: datetime | None = ts(index=True)
     reminders: int = Field(default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0"))
+# --- issue 18: process (stages, children and links) ---
+
+
+class TicketLink(SQLModel, table=True):
+    """Two related tickets ([link=#N]); one row per pair, the lower id first, read from both sides."""
+
+    __tablename__ = "ticket_link"
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "other_id", name="uq_ticket_link_pair"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id")
+    other_id: int = Field(foreign_key="ticket.id", index=True)
+    created_at: datetime = created()

@@ -244,6 +244,13 @@ def tickets_show(ctx: typer.Context, number: int, as_json: JsonOption = False) -
         typer.echo("  actions:")
         for a in data["actions"]:
             typer.echo("    " + action_line(a, config.tz))
+    if data["stage"]:
+        typer.echo(f"  {'stage':<10} {data['stage']} (since {_local(data['stage_since'], config.tz)})")
+    if data["parent"]:
+        typer.echo(f"  {'parent':<10} #{data['parent']}")
+    for key in ("children", "links"):
+        if data[key]:
+            typer.echo(f"  {key:<10} " + ", ".join(f"#{n}" for n in data[key]))
     for m in data["messages"]:
         typer.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {_local(m['date'], config.tz)}")
         typer.echo(m["text"].rstrip())

@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from ticketd.parsers.message import sanitize_filename
-from ticketd.rules import actions
+from ticketd.rules import actions, process
 from ticketd.storage import batch
 from ticketd.storage.models import (
     Action,
@@ -61,6 +61,10 @@ def ticket_dict(session: Session, t: Ticket) -> dict[str, Any]:
         "resolution_at": iso(t.resolution_at),
         "first_response_breached_at": iso(t.first_response_breached_at),
         "resolution_breached_at": iso(t.resolution_breached_at),
+        # issue 18: the organisation's own stage ([process.<type>]); null without one
+        "stage": t.stage,
+        "stage_since": iso(t.stage_since),
+        "stage_due": iso(t.stage_due),
     }
 
 
@@ -93,6 +97,11 @@ def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
     merged_into = session.get(Ticket, t.merged_into_id) if t.merged_into_id else None
     out["merged_into"] = merged_into.number if merged_into else None
     out["actions"] = [action_dict(session, a, number=t.number) for a in actions.of_ticket(session, t.id)]
+    # issue 18: child and linked tickets, as numbers, from both sides
+    parent = session.get(Ticket, t.parent_id) if t.parent_id else None
+    out["parent"] = parent.number if parent else None
+    out["children"] = [child.number for child in process.children(session, t)]
+    out["links"] = [other.number for other in process.linked(session, t)]
     batch.flush(session)  # events this session wrote
     events = session.exec(select(Event).where(Event.ticket_id == t.id).order_by(col(Event.id))).all()
     out["events"] = [

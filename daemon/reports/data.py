@@ -29,6 +29,7 @@ from ticketd.daemon.reports import actions as report_actions
 from ticketd.daemon.reports import figures
 from ticketd.daemon.reports.actions import ActionRow
 from ticketd.daemon.reports.figures import AgentFigures, PartyFigures, SatisfactionFigures, SlaFigures, TicketRow
+from ticketd.daemon.reports.stages import StageFigures, stage_figures
 from ticketd.rules.sla import BusinessCalendar
 from ticketd.storage.models import Agent, Company, Customer, Ticket
 
@@ -62,6 +63,7 @@ class ReportData:
     agents: list[AgentFigures]  # by e-mail
     extra: dict[str, Any] = field(default_factory=dict)
     actions: list[ActionRow] = field(default_factory=list)  # issue 18: the period's action items (reports.actions)
+    stages: list[StageFigures] = field(default_factory=list)  # issue 18: tickets and time per stage
 
 
 def collect(session: Session, config: Config, scope: Scope, now: datetime | None = None) -> ReportData:
@@ -91,6 +93,7 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
         agents=figures.agents(tickets, _agent_names(session)),
         actions=report_actions.load(session, config.tz, scope.since, scope.until, now,
                                     [t.number for t in tickets] if scope.company or scope.customer else None),
+        stages=stage_figures(session, config.calendar, config.processes, rows, now),
     )
 
 

@@ -229,6 +229,13 @@ def _actions(ws: Worksheet, data: ReportData, words: Words, _charts: dict[str, P
          _category(a.category, words), a.source or words("none"), a.due,
          words(f"action.{a.status}") + (f" ({words('action.overdue')})" if a.overdue else ""),
          a.result or words("none"), a.closed_at or words("none")] for a in data.actions])
+def _stages(ws: Worksheet, data: ReportData, words: Words, _charts: dict[str, Path]) -> None:
+    """Issue 18: tickets per stage of the organisation's own process, and the business hours spent in each."""
+    columns = [Column(words("type")), Column(words("stage")), Column(words("stage.now_in")),
+               Column(words("stage.entered")), Column(words("stage.total_hours"), HOURS_FORMAT),
+               Column(words("median"), HOURS_FORMAT)]
+    write_table(ws, 1, columns, [[words.code("type", s.type), s.stage, s.now_in, s.entered, s.total_hours,
+                                  _or_dash(s.median_hours, words)] for s in data.stages])
     _finish(ws)
 
 
@@ -273,4 +280,4 @@ Sheet = Callable[[Worksheet, ReportData, Words, dict[str, Path]], None]
 SHEETS: tuple[tuple[str, Sheet], ...] = (
     ("monthly", _monthly), ("categories", _categories), ("companies", _parties("company")),
     ("customers", _parties("customer")), ("sla", _sla), ("satisfaction", _satisfaction), ("agents", _agents),
-    ("actions", _actions), ("charts", _charts), ("about", _about))
+    ("actions", _actions), ("stages", _stages), ("charts", _charts), ("about", _about))

@@ -82,8 +82,8 @@ def write_workbook(data: ReportData, path: Path, charts: dict[str, Path] | None 
     tickets.title = words("sheet.tickets")
     _tickets_sheet(tickets, data, words)
     for key, draw in report_sheets.SHEETS:
-        if key == "charts" and not charts:
-            continue
+        if (key == "charts" and not charts) or (key == "stages" and not data.stages):
+            continue  # no stages without [process]: the workbook is as before
         draw(workbook.create_sheet(words(f"sheet.{key}")), data, words, charts or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook.save(path)

@@ -113,6 +113,7 @@ def send_help(inc: Incoming, agent: Agent, cause: str) -> None:
                                                     mailbox=inc.config.answering_mailbox(inc.inbound.mailbox, ())),
         "categories": inc.config.categories.all(), "groups": groups, "agents": agents,
         "replies": canned_replies(inc.config.helpdesk.templates_dir),
+        "stages": {type_: list(flow.names()) for type_, flow in inc.config.processes.items()},
     }, cause=cause)
 
 
@@ -176,12 +177,15 @@ def apply_agent_mail(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Out
         savepoint.rollback()
         report_failure(inc, agent, None if new else ticket, results)
         return Outcome("done", None if new else ticket.number, reason="commands refused; nothing applied")
+    child = open_child(inc, agent, ticket, parsed) if effects.split and not new else None
     savepoint.commit()
     if new:
         tell_opened(inc, ticket, opened_files, parsed.text)
+    if child is not None:  # the mail's words and files are the child's: they are not relayed on the parent
+        tell_opened(inc, *child, parsed.text)
     text = "\n\n".join(part for part in (parsed.text.strip(), *canned) if part)
     spoke = False
-    if not new and (text or has_files(inc)):
+    if not new and child is None and (text or has_files(inc)):
         spoke = answer(inc, agent, ticket, thread, text, effects, mentioned)
     elif effects.outcome is not None:
         outcome_mail(inc, ticket, effects.outcome, "", [])
@@ -356,3 +360,23 @@ def open_for_customer(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> tu
     event(inc, ticket, "opened-by-agent", new=f"{agent.email} ({ticket.source})")
     record_setup(inc.session, ticket, setup, inc.mail.message_id, inc.now)
     return ticket, files
+
+
+def open_child(inc: Incoming, agent: Agent, parent: Ticket, parsed: ParsedCommands) -> tuple[Ticket, list[File]]:
+    """[split]: the agent's mail on a ticket opens a child ticket for the same customer (a call record's service
+    application), with the mail's text and files as its first message, triaged like any new ticket (so it may
+    start in its type's first stage). Its history and the parent's name each other."""
+    customer = notify.requester_of(inc.session, parent)
+    title = parsed.title or inc.subject.title or parent.subject
+    told = replace(inc.mail, sender=Address(customer.email, customer.name or ""), subject=title, text=parsed.text,
+                   to=(Address(inc.config.helpdesk.address),), cc=(), headers={})
+    setup = new_ticket.prepare(inc.session, inc.config, customer, inc.now, mail=told, source=parent.source,
+                               opened_by=agent, mailbox=inc.inbound.mailbox)
+    setup = replace(setup, fields={**setup.fields, "parent_id": parent.id, "mailbox": parent.mailbox})
+    child = open_ticket(inc.session, title, customer, setup, inc.now)
+    _, files = record_message(inc, child, "customer", parsed.text)
+    event(inc, child, "created", new="new")
+    event(inc, child, "parent", new=f"#{parent.number}")
+    record_setup(inc.session, child, setup, inc.mail.message_id, inc.now)
+    event(inc, parent, "child-opened", new=f"#{child.number}")
+    return child, files

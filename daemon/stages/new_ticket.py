@@ -20,6 +20,7 @@ from ticketd.parsers.message import ParsedMail
 from ticketd.rules import identify
 from ticketd.rules.assignment import pick_assignee
 from ticketd.rules.channels import FormChoices
+from ticketd.rules.process import enter_stage_fields
 from ticketd.rules.sla_clock import due_times
 from ticketd.rules.triage import facts_from_mail, triage
 from ticketd.storage import batch
@@ -66,6 +67,13 @@ def prepare(session: Session, config: Config, customer: Customer, now: datetime,
                 fields[name] = getattr(decided, name)
         wanted = decided.assignee
         events += [("rule", None, f"{name}: {reason}") for name, reason in decided.matched]
+    flow = config.processes.get(fields["type"])
+    if flow is not None:  # [process.<type>]: it starts in the first stage, with that stage's group
+        fields.update(enter_stage_fields(flow.first, config.calendar, now))
+        events.append(("stage", None, flow.first.name))
+        if flow.first.group is not None and fields["group"] != flow.first.group:
+            events.append(("group", fields["group"], flow.first.group))
+            fields["group"] = flow.first.group
     fields["within_contract"] = within_contract(company, now)
     if fields["within_contract"] is False:
         ended = company.contract_until.date().isoformat() if company and company.contract_until else None

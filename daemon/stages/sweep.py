@@ -46,10 +46,11 @@ class SweepResult:
     resolution: int = 0
     auto_closed: int = 0
     action_reminders: int = 0
+    stage: int = 0  # [process.<type>] stage targets missed
 
     @property
     def total(self) -> int:
-        return self.first_response + self.resolution + self.auto_closed + self.action_reminders
+        return self.first_response + self.resolution + self.auto_closed + self.action_reminders + self.stage
 
 
 def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> SweepResult:
@@ -64,6 +65,10 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
             breach(session, config, ticket, "resolution", ticket.resolution_due, now)
             notify.to_requester(session, config, ticket, "delayed", cause="timer")
             result.resolution += 1
+        for ticket in due(session, col(Ticket.stage_due), col(Ticket.stage_breached_at), now):
+            # a stage's target is the same kind of deadline: the managers are told once per stage entered
+            breach(session, config, ticket, "stage", ticket.stage_due, now)
+            result.stage += 1
         quiet_since = now - config.closing.auto_close_after
         stmt = (select(Ticket).where(Ticket.state == "resolved", col(Ticket.resolution_at) <= quiet_since).limit(BATCH)
                 .with_for_update(skip_locked=True))
@@ -73,7 +78,7 @@ def sweep(engine: sa.Engine, config: Config, now: datetime | None = None) -> Swe
         result.action_reminders = actions.sweep_reminders(session, config, now)
     if result.total:
         log.info("sweep.fired", first_response=result.first_response, resolution=result.resolution,
-                 auto_closed=result.auto_closed, action_reminders=result.action_reminders)
+                 auto_closed=result.auto_closed, action_reminders=result.action_reminders, stage=result.stage)
     return result
 
 
@@ -90,10 +95,12 @@ def breach(session: Session, config: Config, ticket: Ticket, which: str, was_due
     setattr(ticket, f"{which}_breached_at", now)
     late = describe(now - was_due) if was_due else "?"
     batch.event(session, ticket_id=ticket.id, actor=SYSTEM_ACTOR, what=f"sla:{which}-overdue",
-                old=notify.local_time(config, was_due), new=f"{late} late", at=now)
+                old=notify.local_time(config, was_due), new=f"{late} late" + (f" in {ticket.stage}"
+                                                                              if which == "stage" else ""), at=now)
     managers = notify.managers(session)
     notify.to_agents(session, config, ticket, managers, "escalation", {
-        "breach": which, "due": notify.local_time(config, was_due), "overdue": late}, cause="timer")
+        "breach": which, "due": notify.local_time(config, was_due), "overdue": late, "stage": ticket.stage or ""},
+        cause="timer")
 
 
 def describe(delta: timedelta) -> str:

@@ -18,9 +18,10 @@ from ticketd.parsers.commands import (
 ALL_VERBS = [
     "take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "unblock", "quote",
     "satisfied", "not-satisfied", "help",
+    "split", "force",  # issue 18: process
 ]  # fmt: skip
 ALL_KEYS = ["status", "priority", "type", "category", "due", "assign", "merge", "customer", "source", "cc", "reply",
-            "action-done", "action-cancel"]
+            "action-done", "action-cancel", "stage", "parent", "link"]
 
 
 def sub(name: str, value: str | None, raw: str) -> Command:
