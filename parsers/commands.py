@@ -19,9 +19,12 @@ VERBS: frozenset[str] = frozenset(
     {"take", "resolve", "close", "pending", "reopen", "reject", "note", "spam", "unblock", "quote",
      "satisfied", "not-satisfied", "help"}
 )  # fmt: skip
-LONG_FIELDS: frozenset[str] = frozenset({"root-cause", "action-plan", "cost", "resolution"})
+LONG_FIELDS: frozenset[str] = frozenset({"root-cause", "action-plan", "cost", "resolution", "time"})
 # Keys that may come more than once in one mail, each adding to the others ([cc=a@x; cc=b@y]).
-MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply"})
+MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply", "cost", "time"})
+# Ledger lines: every one is an entry of its own, a repeat included (two "Cost: 300 TRY; cable" lines are two
+# cables), so they are never collapsed as identical repeats of other keys are.
+ENTRY_KEYS: frozenset[str] = frozenset({"cost", "time"})
 
 # Error messages show a value the agent can copy straight from the reply, so only values that are valid
 # everywhere: the fixed choices, a date, an address shape. Where the valid values are the helpdesk's own
@@ -29,8 +32,8 @@ MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply"})
 _EXAMPLES: dict[str, str] = {
     "status": "resolved", "priority": "high", "type": "complaint", "due": "2026-12-31", "merge": "#1041",
     "customer": "name@example.com", "source": "phone", "cc": "name@example.com",
-    "root-cause": "firmware bug", "action-plan": "replace the modem", "cost": "150 TRY",
-    "resolution": "replaced the modem",
+    "root-cause": "firmware bug", "action-plan": "replace the modem", "cost": "1.250,50 TRY",
+    "resolution": "replaced the modem", "time": "1h30m",
 }  # fmt: skip
 _LISTED_IN_HELP = {"category": "a category", "assign": "an agent or a group", "reply": "a canned reply's name"}
 
@@ -202,7 +205,7 @@ def _resolve_duplicates(commands: list[Command]) -> tuple[list[Command], list[Co
     seen: set[tuple[str, str | None]] = set()
     for command in commands:
         key = (command.name, _same(command.value))
-        if command.name in conflicting or key in seen:
+        if command.name in conflicting or (key in seen and command.name not in ENTRY_KEYS):
             continue
         seen.add(key)
         kept.append(command)
