@@ -38,7 +38,7 @@ def ledger_detail(session: Session, ticket: Ticket, out: dict[str, Any]) -> None
     """Add ``costs``, ``cost_total``, ``time_minutes``, ``time`` and ``evidence`` to a ``ticket_detail``, and to
     each of its events the ``evidence`` of the mail (step) that caused it."""
     assert ticket.id is not None
-    agents = dict(session.execute(sa.select(col(Agent.id), col(Agent.email))).tuples().all())
+    agents = {row[0]: row[1] for row in session.execute(sa.select(col(Agent.id), col(Agent.email)))}
     costs = cost_entries(session, ticket.id)
     totals: dict[str, Decimal] = {}
     for c in costs:

@@ -27,6 +27,7 @@ from sqlmodel import Session, col
 from ticketd.daemon.config import Config
 from ticketd.daemon.reports import figures
 from ticketd.daemon.reports.figures import AgentFigures, PartyFigures, SatisfactionFigures, SlaFigures, TicketRow
+from ticketd.daemon.reports.ledger import LedgerFigures, collect_ledger
 from ticketd.rules.sla import BusinessCalendar
 from ticketd.storage.models import Agent, Company, Customer, Ticket
 
@@ -58,6 +59,7 @@ class ReportData:
     satisfaction: SatisfactionFigures
     satisfaction_by_month: dict[str, SatisfactionFigures]
     agents: list[AgentFigures]  # by e-mail
+    ledger: LedgerFigures = field(default_factory=LedgerFigures)  # issue 18: costs, time, evidence
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,6 +71,8 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
     now = now or datetime.now(UTC)
     scope, rows = _load(session, config.tz, scope)
     tickets = [_ticket_row(row, config, now) for row in rows]
+    books = collect_ledger(session, config.tz, {row["id"]: t for row, t in zip(rows, tickets, strict=True)})
+    tickets = [replace(t, time_minutes=books.minutes_by_ticket.get(t.number, 0)) for t in tickets]
     months = _months(scope, tickets)
     categories = [name for name, _ in figures.top_categories(tickets)]
     types = figures.types_of(tickets)
@@ -86,6 +90,7 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
         satisfaction=figures.satisfaction(tickets),
         satisfaction_by_month={m: figures.satisfaction(rows) for m, rows in monthly.items()},
         agents=figures.agents(tickets, _agent_names(session)),
+        ledger=books,
     )
 
 
