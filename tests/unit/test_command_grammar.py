@@ -33,7 +33,7 @@ def body(name: str, value: str, raw: str) -> Command:
 def test_public_name_sets() -> None:
     assert frozenset(ALL_VERBS) == VERBS
     assert frozenset(ALL_KEYS) == VALUE_KEYS
-    assert frozenset({"root-cause", "action-plan", "cost", "resolution"}) == LONG_FIELDS
+    assert frozenset({"root-cause", "action-plan", "cost", "resolution", "time"}) == LONG_FIELDS
 
 
 def test_spec_example() -> None:
