@@ -198,3 +198,17 @@ def test_the_workbook_totals_are_the_databases(desk: Desk, tmp_path: Path) -> No
     evidence_sheet = [row for row in book["Evidence"].iter_rows(values_only=True) if any(row)]
     assert evidence_sheet[1][0] == 1 and "a.png" in evidence_sheet[1]
     assert hashlib.sha256(b"png").hexdigest() in evidence_sheet[1]
+
+
+def test_erasing_the_customer_erases_the_evidence_files_with_their_links(desk: Desk) -> None:
+    """`customers erase` deletes the files on the customer's tickets; their evidence rows go with them (the
+    foreign key cascades), on both backends, and the costs stay for the reports."""
+    notification = open_ticket(desk)
+    desk.deliver(command_with_files(notification, ALI, "[note]", "Cost: 10 EUR", [("a.png", "image/png", b"p")]))
+    assert len(desk.ticket(1)["evidence"]) == 1
+    _, err = decode(desk.site.cli("customers", "erase", JANE, "--yes"))
+    assert "Traceback" not in err, err
+    ticket = desk.ticket(1)
+    assert ticket["evidence"] == [] and ticket["cost_total"] == {"EUR": 10}
+    with desk.site.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from evidence")).scalar_one() == 0
