@@ -175,7 +175,8 @@ def test_the_workbook_totals_are_the_databases(desk: Desk, tmp_path: Path) -> No
     notification = mails[ALI]
     command(desk, notification, "[category=hardware/modem; time=45m]", "Cost: 1.250,50 TRY\nCost: 99.99 EUR")
     command(desk, mails[AYSE], "[time=1h]", "", sender=AYSE)
-    desk.deliver(command_with_files(notification, ALI, "[note]", "photo", [("a.png", "image/png", b"png")]))
+    desk.deliver(command_with_files(notification, ALI, "[note]", "photo", [("a.png", "image/png", b"png"),
+                                                                          ("=HYPERLINK(1).png", "image/png", b"x")]))
     with desk.site.engine.connect() as conn:
         costs = conn.execute(sa.text("select currency, amount from cost_entry")).all()
         minutes = dict(conn.execute(sa.text("select a.email, sum(t.minutes) from time_entry t join agent a "
@@ -198,17 +199,38 @@ def test_the_workbook_totals_are_the_databases(desk: Desk, tmp_path: Path) -> No
     evidence_sheet = [row for row in book["Evidence"].iter_rows(values_only=True) if any(row)]
     assert evidence_sheet[1][0] == 1 and "a.png" in evidence_sheet[1]
     assert hashlib.sha256(b"png").hexdigest() in evidence_sheet[1]
+    hostile = [cell for row in book["Evidence"].iter_rows() for cell in row if cell.value == "=HYPERLINK(1).png"]
+    assert len(hostile) == 1 and hostile[0].data_type == "s"  # a name, never a formula
+    assert evidence_sheet[1][3] == "evidence-added"  # a [note] writes no event of its own: the step is the files
+
+
+def test_a_ticket_opened_for_a_caller_keeps_the_agents_files_as_evidence(desk: Desk) -> None:
+    from ticketd.daemon.outgoing.notify import signed_address
+
+    msg = EmailMessage()
+    msg["From"], msg["To"] = f"Ali Veli <{ALI}>", signed_address(desk.site.config(), 0, ALI)
+    msg["Subject"] = "Modem dead [customer=mehmet@musteri.com.tr; source=phone; take]"
+    msg["Message-ID"] = "<phone-1@acme.example>"
+    msg.set_content("Customer called: modem is dead.\nTime: 20m")
+    msg.add_attachment(b"%PDF call notes", "application", "pdf", filename="call.pdf")
+    outcome = desk.deliver(msg.as_bytes())
+    ticket = desk.ticket(outcome.ticket_number)
+    [evidence] = ticket["evidence"]
+    assert evidence["filename"] == "call.pdf" and {"created", "time-added", "evidence-added"} <= set(evidence["steps"])
+    assert ticket["time_minutes"] == 20
 
 
 def test_erasing_the_customer_erases_the_evidence_files_with_their_links(desk: Desk) -> None:
     """`customers erase` deletes the files on the customer's tickets; their evidence rows go with them (the
     foreign key cascades), on both backends, and the costs stay for the reports."""
     notification = open_ticket(desk)
-    desk.deliver(command_with_files(notification, ALI, "[note]", "Cost: 10 EUR", [("a.png", "image/png", b"p")]))
+    desk.deliver(command_with_files(notification, ALI, "[note]", "Cost: 10 EUR; a new modem for Jane Doe",
+                                    [("a.png", "image/png", b"p")]))
     assert len(desk.ticket(1)["evidence"]) == 1
     _, err = decode(desk.site.cli("customers", "erase", JANE, "--yes"))
     assert "Traceback" not in err, err
     ticket = desk.ticket(1)
     assert ticket["evidence"] == [] and ticket["cost_total"] == {"EUR": 10}
+    assert [c["reason"] for c in ticket["costs"]] == ["a new modem for [erased]"]
     with desk.site.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from evidence")).scalar_one() == 0
