@@ -21,11 +21,14 @@ VERBS: frozenset[str] = frozenset(
      "satisfied", "not-satisfied", "help", "split", "force"}
 )  # fmt: skip
 LONG_FIELDS: frozenset[str] = frozenset(
-    {"root-cause", "action-plan", "cost", "resolution", "action", "action-result"}
+    {"root-cause", "action-plan", "cost", "resolution", "action", "action-result", "time"}
 )
 # Keys that may come more than once in one mail, each adding to the others ([cc=a@x; cc=b@y]).
 MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply", "action", "action-result", "action-done", "action-cancel",
-                                       "link"})
+                                       "link", "cost", "time"})
+# Ledger lines: every one is an entry of its own, a repeat included (two "Cost: 300 TRY; cable" lines are two
+# cables), so they are never collapsed as identical repeats of other keys are.
+ENTRY_KEYS: frozenset[str] = frozenset({"cost", "time"})
 
 # Error messages show a value the agent can copy straight from the reply, so only values that are valid
 # everywhere: the fixed choices, a date, an address shape. Where the valid values are the helpdesk's own
@@ -33,10 +36,10 @@ MULTI_KEYS: frozenset[str] = frozenset({"cc", "reply", "action", "action-result"
 _EXAMPLES: dict[str, str] = {
     "status": "resolved", "priority": "high", "type": "complaint", "due": "2026-12-31", "merge": "#1041",
     "customer": "name@example.com", "source": "phone", "cc": "name@example.com",
-    "root-cause": "firmware bug", "action-plan": "replace the modem", "cost": "150 TRY",
+    "root-cause": "firmware bug", "action-plan": "replace the modem", "cost": "1.250,50 TRY",
     "resolution": "replaced the modem", "action": "call the customer back; owner=ali; due=2d",
     "action-result": "12 the modem was replaced", "action-done": "12", "action-cancel": "12",
-    "parent": "#1040", "link": "#1040",
+    "parent": "#1040", "link": "#1040", "time": "1h30m",
 }  # fmt: skip
 _LISTED_IN_HELP = {"category": "a category", "assign": "an agent or a group", "reply": "a canned reply's name",
                    "stage": "a stage of the ticket type's process"}
@@ -209,7 +212,7 @@ def _resolve_duplicates(commands: list[Command]) -> tuple[list[Command], list[Co
     seen: set[tuple[str, str | None]] = set()
     for command in commands:
         key = (command.name, _same(command.value))
-        if command.name in conflicting or key in seen:
+        if command.name in conflicting or (key in seen and command.name not in ENTRY_KEYS):
             continue
         seen.add(key)
         kept.append(command)

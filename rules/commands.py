@@ -23,8 +23,9 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, func, select
 
 from ticketd.parsers.commands import Command, CommandError, suggest
+from ticketd.parsers.ledger import LedgerError
 from ticketd.parsers.message import is_one_of, strict_address
-from ticketd.rules import actions, process, sla_clock
+from ticketd.rules import actions, ledger, process, sla_clock
 from ticketd.rules.assignment import pick_assignee
 from ticketd.rules.sla_clock import SlaClock
 from ticketd.rules.states import FINISHED, OUTCOME_MAILS, Mover, StateChange, StateError, change_state
@@ -606,6 +607,17 @@ def children_requirement(ctx: CommandContext) -> list[CommandResult]:
                           "; force]")]
 
 
+def _refusing(handler: Callable[[ledger.LedgerContext, str | None], None]) -> Callable[[CommandContext, str | None],
+                                                                                      None]:
+    """A handler of another module, whose refusals (``LedgerError``) the agent reads as any command's."""
+    def run(ctx: CommandContext, value: str | None) -> None:
+        try:
+            handler(ctx, value)
+        except LedgerError as exc:
+            raise CommandFailed(str(exc)) from None
+    return run
+
+
 @dataclass(frozen=True)
 class Spec:
     syntax: str
@@ -644,7 +656,10 @@ COMMANDS: dict[str, Spec] = {
                           _satisfaction("not-satisfied"), True),
     "root-cause": Spec("Root-Cause: …", "body line: the root cause", _field("root_cause")),
     "action-plan": Spec("Action-Plan: …", "body line: the action plan", _field("action_plan")),
-    "cost": Spec("Cost: …", "body line: the cost", _field("cost")),
+    "cost": Spec("Cost: 1.250,50 TRY; reason", "body line: a cost (amount, ISO currency, optional reason); "
+                 "several lines add up, a negative one corrects", _refusing(ledger.cmd_cost)),
+    "time": Spec("Time: 1h30m  or [time=30m]", "time you worked on the ticket (30m, 2h, 1h30m; at most 24h a "
+                 "line); a negative line corrects", _refusing(ledger.cmd_time)),
     "resolution": Spec("Resolution: …", "body line: how it was resolved", _field("resolution")),
     "action": Spec("Action: what; owner=ali; due=2026-12-31|3d", "body line: an action item (owner default: "
                    "you; add '; customer' to tell the customer when resolved, '; optional' if the ticket may be "

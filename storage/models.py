@@ -414,3 +414,46 @@ class TicketLink(SQLModel, table=True):
     ticket_id: int = Field(foreign_key="ticket.id")
     other_id: int = Field(foreign_key="ticket.id", index=True)
     created_at: datetime = created()
+# --- issue 18: ledger (costs, time worked, evidence) ---
+
+
+class CostEntry(SQLModel, table=True):
+    """One ``Cost:`` line. SQLite has no decimal type and a float cannot hold 0.10 exactly, so the amount is its
+    decimal text with exactly the currency's minor unit ("1250.50", "300" for JPY), written once from a ``Decimal``
+    and summed as ``Decimal``; currencies are never added to each other."""
+
+    __tablename__ = "cost_entry"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    amount: str = Field(sa_column=Column(sa.String(40), nullable=False))
+    currency: str = Field(sa_column=Column(sa.String(3), nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(sa.String(500), nullable=True))
+    agent_id: int = Field(foreign_key="agent.id")
+    via_message_id: str | None = Field(default=None, sa_column=Column(sa.String(998), nullable=True))
+    at: datetime = created()
+
+
+class TimeEntry(SQLModel, table=True):
+    """One ``Time:`` line (or ``[time=…]``): minutes an agent worked on a ticket, negative to correct."""
+
+    __tablename__ = "time_entry"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agent_id: int = Field(foreign_key="agent.id", index=True)
+    minutes: int
+    via_message_id: str | None = Field(default=None, sa_column=Column(sa.String(998), nullable=True))
+    at: datetime = created()
+
+
+class Evidence(SQLModel, table=True):
+    """A file of a command mail, kept as the evidence of that step. The step is the mail: its events carry the
+    same ``at`` (the mail's one clock reading) and ``via_message_id``, which is how ``tickets show`` hangs the
+    files on them. Erasing the file (``customers erase``) erases the row with it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    attachment_id: int = Field(sa_column=Column(sa.Integer, sa.ForeignKey("attachment.id", ondelete="CASCADE"),
+                                                nullable=False, index=True))
+    actor: str = Field(sa_column=Column(sa.String(320), nullable=False))
+    via_message_id: str | None = Field(default=None, sa_column=Column(sa.String(998), nullable=True))
+    at: datetime = created()

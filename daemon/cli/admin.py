@@ -12,6 +12,7 @@ import typer
 from sqlmodel import Session, col, select
 
 from ticketd.daemon.cli.common import EXIT_CONFIG, JsonOption, fail, get_config, get_engine, print_json
+from ticketd.daemon.cli.ledger_views import evidence_lines, ledger_lines
 from ticketd.daemon.cli.progress import progress
 from ticketd.daemon.cli.views import inbound_dict, outbox_dict, ticket_detail, ticket_dict
 from ticketd.daemon.config import Config
@@ -258,10 +259,14 @@ def tickets_show(ctx: typer.Context, number: int, as_json: JsonOption = False) -
             typer.echo(f"  [attachment {a['id']}] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
     for o in data["outgoing"]:
         typer.echo(f"\n--- out {o['kind']} to {o['to']} [{o['status']}]: {o['subject']}")
+    for line in ledger_lines(data, lambda at: _local(at, config.tz)):
+        typer.echo(line)
     typer.echo("\nhistory:")
     for e in data["events"]:
         change = f" {e['old'] or ''} → {e['new']}" if e["new"] is not None else ""
         typer.echo(f"  {_local(e['at'], config.tz)}  {e['actor']}: {e['what']}{change}")
+        for line in evidence_lines(e):
+            typer.echo(line)
 
 
 # --- queues -------------------------------------------------------------------------------------------------

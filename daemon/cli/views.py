@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from ticketd.daemon.cli.ledger_views import ledger_detail
 from ticketd.parsers.message import sanitize_filename
 from ticketd.rules import actions, process
 from ticketd.storage import batch
@@ -109,6 +110,7 @@ def ticket_detail(session: Session, t: Ticket) -> dict[str, Any]:
          "message_id": e.via_message_id}
         for e in events
     ]
+    ledger_detail(session, t, out)  # costs, time worked, each step's evidence (issue 18)
     return out
 
 

@@ -29,6 +29,7 @@ from ticketd.daemon.reports import actions as report_actions
 from ticketd.daemon.reports import figures
 from ticketd.daemon.reports.actions import ActionRow
 from ticketd.daemon.reports.figures import AgentFigures, PartyFigures, SatisfactionFigures, SlaFigures, TicketRow
+from ticketd.daemon.reports.ledger import LedgerFigures, collect_ledger
 from ticketd.daemon.reports.stages import StageFigures, stage_figures
 from ticketd.rules.sla import BusinessCalendar
 from ticketd.storage.models import Agent, Company, Customer, Ticket
@@ -61,6 +62,7 @@ class ReportData:
     satisfaction: SatisfactionFigures
     satisfaction_by_month: dict[str, SatisfactionFigures]
     agents: list[AgentFigures]  # by e-mail
+    ledger: LedgerFigures = field(default_factory=LedgerFigures)  # issue 18: costs, time, evidence
     extra: dict[str, Any] = field(default_factory=dict)
     actions: list[ActionRow] = field(default_factory=list)  # issue 18: the period's action items (reports.actions)
     stages: list[StageFigures] = field(default_factory=list)  # issue 18: tickets and time per stage
@@ -74,6 +76,8 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
     now = now or datetime.now(UTC)
     scope, rows = _load(session, config.tz, scope)
     tickets = [_ticket_row(row, config, now) for row in rows]
+    books = collect_ledger(session, config.tz, {row["id"]: t for row, t in zip(rows, tickets, strict=True)})
+    tickets = [replace(t, time_minutes=books.minutes_by_ticket.get(t.number, 0)) for t in tickets]
     months = _months(scope, tickets)
     categories = [name for name, _ in figures.top_categories(tickets)]
     types = figures.types_of(tickets)
@@ -94,6 +98,7 @@ def collect(session: Session, config: Config, scope: Scope, now: datetime | None
         actions=report_actions.load(session, config.tz, scope.since, scope.until, now,
                                     [t.number for t in tickets] if scope.company or scope.customer else None),
         stages=stage_figures(session, config.calendar, config.processes, rows, now),
+        ledger=books,
     )
 
 

@@ -52,6 +52,7 @@ class TicketRow:
     resolution_hours: float | None
     first_response_met: bool | None  # None: not yet due
     resolution_met: bool | None
+    time_minutes: int = 0  # issue 18: time worked on it, all agents (``reports.ledger``)
 
     @property
     def month(self) -> str:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import mimetypes
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from html import escape
 from pathlib import Path
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 import structlog
 from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import format_currency, format_decimal, format_percent
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -124,6 +126,32 @@ def figures(data: ReportData, language: str) -> dict[str, Any]:
         "answers": number(answers, language),
         "top_categories": [{"name": name, "count": number(count, language)}
                            for name, count in data.top_categories[:TOP]],
+        **ledger_figures(data, language),
+    }
+
+
+def money(amounts: Mapping[str, Decimal], language: str) -> str:
+    """One line of totals, currency by currency and never added up: "₺1.250,50 · €99,99"."""
+    locale = locale_of(language)
+    return " · ".join(format_currency(amount, currency, locale=locale)
+                      for currency, amount in sorted(amounts.items()) if amount != 0) or NOTHING
+
+
+def ledger_figures(data: ReportData, language: str) -> dict[str, Any]:
+    """Costs per currency (whole period, per month, category and company) and time worked (issue 18)."""
+    books = data.ledger
+    none = {"en": "(none)", "tr": "(yok)"}.get(language, "(none)")
+
+    def rows(table: Mapping[str, Mapping[str, Decimal]], keys: list[str]) -> list[dict[str, str]]:
+        return [{"name": key or none, "amounts": money(table[key], language)} for key in keys if key in table]
+
+    hours = Decimal(books.minutes) / 60
+    return {
+        "costs": money(books.cost_total, language),
+        "costs_by_month": rows(books.cost_by_month, data.months or sorted(books.cost_by_month)),
+        "costs_by_category": rows(books.cost_by_category, sorted(books.cost_by_category)),
+        "costs_by_company": rows(books.cost_by_company, sorted(books.cost_by_company)),
+        "hours_worked": format_decimal(hours.quantize(Decimal("0.1")), locale=locale_of(language)),
     }
 
 

@@ -61,6 +61,14 @@ EN: dict[str, str] = {
     "action.result": "Result", "action.closed_at": "Closed", "action.improvement": "improvement",
     "def.actions": "Actions: those open at some time in the period (opened by its end, not closed before its "
                    "start); open, overdue (open and past due) and done as of the report's time.",
+    # issue 18: ledger
+    "sheet.costs": "Costs", "sheet.time": "Time", "sheet.evidence": "Evidence", "col.time_minutes": "Time (min)",
+    "cost_lines": "Cost lines", "at": "At", "by": "By", "amount": "Amount", "currency": "Currency",
+    "reason": "Reason", "minutes": "Minutes", "hours": "Hours", "step": "Step", "filename": "File name",
+    "content_type": "Content type", "size": "Size (bytes)", "sha256": "SHA-256", "attachment": "Attachment",
+    "company.none": "(none)",
+    "def.ledger": "Costs and time count with their ticket (its month, category and company); costs are summed "
+                  "per currency, never across currencies. Evidence: the files of each command mail, by step.",
 }
 
 TR: dict[str, str] = {
@@ -120,11 +128,20 @@ TR: dict[str, str] = {
     "def.actions": "Eylemler: dönem içinde bir süre açık olanlar (dönem sonuna kadar açılmış, dönem başından önce "
                    "kapanmamış); açık, gecikmiş (açık ve son tarihi geçmiş) ve tamamlanan sayıları raporun "
                    "oluşturulduğu ana göredir.",
+    # issue 18: ledger
+    "sheet.costs": "Maliyetler", "sheet.time": "Süre", "sheet.evidence": "Kanıtlar", "col.time_minutes": "Süre (dk)",
+    "cost_lines": "Maliyet kalemleri", "at": "Zaman", "by": "Giren", "amount": "Tutar", "currency": "Para birimi",
+    "reason": "Gerekçe", "minutes": "Dakika", "hours": "Saat", "step": "Adım", "filename": "Dosya adı",
+    "content_type": "Dosya türü", "size": "Boyut (bayt)", "sha256": "SHA-256", "attachment": "Ek",
+    "company.none": "(yok)",
+    "def.ledger": "Maliyet ve süre talebiyle birlikte sayılır (açıldığı ay, kategorisi ve firması); maliyetler "
+                  "para birimi başına toplanır, farklı para birimleri asla toplanmaz. Kanıtlar: her komut "
+                  "e-postasının dosyaları, adım adım.",
 }
 
 TEXTS: dict[str, dict[str, str]] = {"en": EN, "tr": TR}
 DEFINITIONS = ("def.month", "def.first_response", "def.resolution", "def.calendar", "def.met", "def.percentiles",
-               "def.satisfaction", "def.open", "def.actions")
+               "def.satisfaction", "def.open", "def.actions", "def.ledger")
 
 
 class Words:

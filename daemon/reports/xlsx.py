@@ -9,6 +9,7 @@ an autofilter, embedded PNGs).
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from ticketd.daemon.reports import ledger_sheets
 from ticketd.daemon.reports import sheets as report_sheets
 from ticketd.daemon.reports.data import ReportData
 from ticketd.daemon.reports.figures import TicketRow
@@ -72,6 +74,14 @@ def _tickets_sheet(ws: Worksheet, data: ReportData, words: Words) -> None:
     fit_columns(ws)
 
 
+def _sheets() -> Iterator[tuple[str, report_sheets.Sheet]]:
+    """The summary sheets in order, the ledger's (costs, time, evidence) before the charts."""
+    for key, draw in report_sheets.SHEETS:
+        if key == "charts":
+            yield from ledger_sheets.SHEETS
+        yield key, draw
+
+
 def write_workbook(data: ReportData, path: Path, charts: dict[str, Path] | None = None,
                    language: str = "en") -> Path:
     """Write the workbook to ``path`` (its folder is created) and return the path."""
@@ -81,7 +91,7 @@ def write_workbook(data: ReportData, path: Path, charts: dict[str, Path] | None 
     assert tickets is not None
     tickets.title = words("sheet.tickets")
     _tickets_sheet(tickets, data, words)
-    for key, draw in report_sheets.SHEETS:
+    for key, draw in _sheets():
         if (key == "charts" and not charts) or (key == "stages" and not data.stages):
             continue  # no stages without [process]: the workbook is as before
         draw(workbook.create_sheet(words(f"sheet.{key}")), data, words, charts or {})

@@ -43,6 +43,7 @@ from ticketd.storage.models import (
     Attachment,
     Blob,
     Company,
+    CostEntry,
     Customer,
     Event,
     Inbound,
@@ -406,6 +407,8 @@ def _erase(session: Session, email: str, now: datetime) -> Erasure:
         e.via_message_id = scrub(e.via_message_id)
         counts.events += 1
 
+    for c in session.exec(select(CostEntry).where(col(CostEntry.ticket_id).in_(own))):  # a reason may name them
+        c.reason = scrub(c.reason)
     for t in requested:
         t.subject, t.erased_at = ERASED, now
         t.root_cause, t.action_plan, t.resolution = scrub(t.root_cause), scrub(t.action_plan), scrub(t.resolution)

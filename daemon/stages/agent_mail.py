@@ -35,6 +35,7 @@ from ticketd.daemon.stages.conversation import (
     record_message,
     record_setup,
 )
+from ticketd.daemon.stages.evidence import keep_evidence
 from ticketd.parsers.commands import ParsedCommands, parse_commands, suggest
 from ticketd.parsers.message import Address, strict_address
 from ticketd.parsers.quotes import quoted_only_cids, strip_reply
@@ -190,6 +191,8 @@ def apply_agent_mail(inc: Incoming, agent: Agent, parsed: ParsedCommands) -> Out
     elif effects.outcome is not None:
         outcome_mail(inc, ticket, effects.outcome, "", [])
     tell_effects(inc, agent, ticket, thread, effects, parsed.text, new, spoke)
+    if parsed.commands:  # a command mail's files are the evidence of its step (issue 18)
+        keep_evidence(inc, ticket, agent.email)
     return Outcome("done", ticket.number, new_ticket=new, ticket_id=ticket.id)
 
 

@@ -84,7 +84,7 @@ def test_long_fields_are_stored_and_never_relayed(desk: Desk) -> None:
     [relay] = command(desk, open_ticket(desk), "[resolve]", body)
     ticket = desk.ticket(1)
     assert (ticket["root_cause"], ticket["action_plan"], ticket["cost"]) == (
-        "firmware 1.2 bug", "upgrade all units\nof that series", "1.200 TL")
+        "firmware 1.2 bug", "upgrade all units\nof that series", "1200.00 TRY")  # the totals of the Cost: lines
     assert ticket["state"] == "resolved"
     text = body_of(relay)
     assert "We replaced the modem." in text and "firmware" not in text and "Cost" not in text

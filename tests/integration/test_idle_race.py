@@ -25,7 +25,7 @@ from imapclient import IMAPClient
 from ticketd.daemon.cli import main as cli
 from ticketd.daemon.intake import imap as poller
 
-host, port, user, password, late = sys.argv[2:7]
+config, host, port, user, password, late = sys.argv[1:7]
 real_move, sent = poller.move_out, []
 def move_out(client, uids, target):
     if not sent:
@@ -34,10 +34,10 @@ def move_out(client, uids, target):
         other.append("INBOX", Path(late).read_bytes())
         other.logout()
         sent.append(1)
-        Path(sys.argv[1] + ".late").touch()  # the test counts its time from here
+        Path(config + ".late").touch()  # the test counts its time from here
     real_move(client, uids, target)
 poller.move_out = move_out
-sys.argv = ["ticketd", "--config", sys.argv[1], "run"]
+sys.argv = ["ticketd", "--config", config, "run"]
 cli.main()
 """
 
@@ -52,7 +52,7 @@ from imapclient import IMAPClient
 from ticketd.daemon.cli import main as cli
 from ticketd.daemon.intake import imap as poller
 
-host, port, user, password, late = sys.argv[2:7]
+config, host, port, user, password, late = sys.argv[1:7]
 real_poll, sent = poller.poll_once, []
 def poll_once(*args, **kwargs):
     result = real_poll(*args, **kwargs)
@@ -62,10 +62,10 @@ def poll_once(*args, **kwargs):
         other.append("INBOX", Path(late).read_bytes())
         other.logout()
         sent.append(1)
-        Path(sys.argv[1] + ".late").touch()  # the test counts its time from here
+        Path(config + ".late").touch()  # the test counts its time from here
     return result
 poller.poll_once = poll_once
-sys.argv = ["ticketd", "--config", sys.argv[1], "run"]
+sys.argv = ["ticketd", "--config", config, "run"]
 cli.main()
 """
 
@@ -121,7 +121,7 @@ def _announced(client):
         other.append("INBOX", Path(late).read_bytes())
         other.logout()
         sent.append(1)
-        Path(sys.argv[1] + ".late").touch()  # the test counts its time from here
+        Path(config + ".late").touch()  # the test counts its time from here
     return found
 poller._announced = _announced""").replace("    if not sent and not result.stored:", "    if False:")
 

@@ -299,7 +299,7 @@ def test_tickets_parties_and_agents_match_the_database(history: History, workboo
 
 def test_workbook_layout(workbook: Workbook) -> None:
     assert workbook.sheetnames == ["Tickets", "Monthly", "Top categories", "Companies", "Customers", "SLA",
-                                   "Satisfaction", "Agents", "Actions", "Charts", "About"]
+                                   "Satisfaction", "Agents", "Actions", "Costs", "Time", "Evidence", "Charts", "About"]
     tickets = workbook["Tickets"]
     assert tickets.freeze_panes == "B2" and tickets.auto_filter.ref.startswith("A1:")
     assert tickets["A1"].font.bold

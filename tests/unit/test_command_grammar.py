@@ -35,7 +35,8 @@ def body(name: str, value: str, raw: str) -> Command:
 def test_public_name_sets() -> None:
     assert frozenset(ALL_VERBS) == VERBS
     assert frozenset(ALL_KEYS) == VALUE_KEYS
-    assert frozenset({"root-cause", "action-plan", "cost", "resolution", "action", "action-result"}) == LONG_FIELDS
+    assert frozenset({"root-cause", "action-plan", "cost", "resolution", "action", "action-result", "time"}) \
+        == LONG_FIELDS
 
 
 def test_spec_example() -> None:

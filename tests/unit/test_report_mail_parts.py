@@ -4,6 +4,7 @@ with attachments composed into the same multipart bytes on every retry."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,6 +24,7 @@ from ticketd.daemon.reports.mail import (
     XLSX_TYPE,
     html_body,
     long_date,
+    money,
     number,
     percent,
     period_days,
@@ -113,6 +115,10 @@ def _context(language: str) -> dict[str, Any]:
                "first_response_met": percent(0.875, language), "resolution_met": percent(None, language),
                "satisfied": percent(0.9, language), "answers": number(10, language),
                "top_categories": [{"name": "hardware/modem", "count": number(1001, language)}]}
+    costs = money({"TRY": Decimal("1250.50"), "EUR": Decimal("99.99")}, language)
+    figures |= {"costs": costs, "costs_by_month": [{"name": "2026-11", "amounts": costs}],
+                "costs_by_category": [{"name": "hardware/modem", "amounts": costs}],
+                "costs_by_company": [{"name": "Müşteri A.Ş.", "amounts": costs}], "hours_worked": "2.5"}
     return {"helpdesk": {"name": "Acme Destek", "address": "support@acme.example"},
             "report": {"name": "monthly", "schedule": "0 8 1 * *", "period": "previous-month"},
             "period": period_text(Scope(since=date(2026, 11, 1), until=date(2026, 11, 30)), language),
@@ -128,6 +134,13 @@ def test_the_report_templates_show_the_prepared_figures() -> None:
     en = render(make_environment(), "report", "en", _context("en"))
     assert en.subject == "Helpdesk report November 1, 2026 – November 30, 2026"
     assert "1,234" in en.body and "87.5%" in en.body and "90%" in en.body and "all companies" in en.body
+    assert "    Müşteri A.Ş.: €99.99 · TRY1,250.50\n" in en.body, en.body  # CLDR's English for the lira
+    assert "Maliyetler (her para birimi ayrı, asla toplanmaz): €99,99 · ₺1.250,50" in tr.body, tr.body
+
+
+def test_money_never_adds_two_currencies() -> None:
+    assert money({"TRY": Decimal("1250.50"), "EUR": Decimal("0")}, "tr") == "₺1.250,50"  # a corrected-away one
+    assert money({}, "en") == "–"
 
 
 # --- the [[reports]] entries --------------------------------------------------------------------------------
