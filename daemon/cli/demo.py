@@ -19,7 +19,7 @@ import typer
 from sqlmodel import Session, col, select
 
 from ticketd.daemon import pipeline
-from ticketd.daemon.cli.views import ticket_dict
+from ticketd.daemon.cli.views import ticket_detail, ticket_dict
 from ticketd.daemon.config import Config, load_config
 from ticketd.daemon.intake.web import WebServer
 from ticketd.daemon.outgoing import outbox
@@ -205,7 +205,8 @@ def run_demo(directory: Path | None) -> int:
         deliver(answer(relay, "cigdem.yilmaz@musteri.com.tr", "", "Denedim, şimdi çalışıyor. Teşekkürler!"),
                 "the customer's answer")
         deliver(answer(last_to("ali@acme.example"), ali, "[status=resolved]",
-                       "Root-Cause: modem firmware hung\nResolution: power cycle"), "Ali resolves it")
+                       "Root-Cause: modem firmware hung\nResolution: power cycle\nTime: 25m\n"
+                       "Cost: 150 TRY; a new power adapter"), "Ali resolves it (with his time and a cost)")
         resolved = last_to("cigdem.yilmaz@musteri.com.tr")
         typer.echo("   the resolved mail asks the customer (one-click answers):")
         _show(resolved)
@@ -223,10 +224,12 @@ def run_demo(directory: Path | None) -> int:
 
         with Session(engine) as session:
             tickets = [ticket_dict(session, t) for t in session.exec(select(Ticket).order_by(col(Ticket.number)))]
+            first = ticket_detail(session, session.exec(select(Ticket).where(Ticket.number == 1)).one())
         typer.echo("tickets:")
         for t in tickets:
             typer.echo(f"  #{t['number']}  {t['state']:<8} {t['priority']:<6} {t['assignee'] or '-':<17} "
                        f"{t['requester']:<30} {t['subject']}")
+        typer.echo(f"\n#1's ledger: {first['time_minutes']} min worked, cost {first['cost']}")  # the totals text
         typer.echo(f"\nsent mail is in {sent_dir}; look around with:\n"
                    f"  ticketd --config {work / 'ticketd.toml'} tickets show 1")
     return 0

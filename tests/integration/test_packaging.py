@@ -70,6 +70,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert "Ali Veli via Acme Support" in demo.stdout and "Modemi 30 saniye kapatıp açar mısınız?" in demo.stdout
     assert "Talebiniz Ali Veli adlı çalışanımıza atandı" in demo.stdout  # the rules and round-robin assigned it
     assert "Memnunum: mailto:support+1." in demo.stdout  # the satisfaction question
+    assert "#1's ledger: 25 min worked, cost 150.00 TRY" in demo.stdout  # Time: and Cost: lines of Ali's mail
     assert "#1  closed   high   ali@acme.example" in demo.stdout  # the customer clicked "satisfied"
     assert "Ali's notification: [ACME #1] New request: Modem bağlantısı sürekli kopuyor   [files: ekran.png (inline)]" \
         in demo.stdout  # the customer's screenshot reached the agent, inline

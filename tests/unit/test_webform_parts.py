@@ -130,3 +130,12 @@ def test_the_confirmation_mail_renders_with_its_link(language: str) -> None:
                    "subject": "Fatura", "link": "https://acme.example/destek/confirm/7.abc", "hours": 24})
     assert mail.language == language and "Fatura" in mail.subject
     assert "https://acme.example/destek/confirm/7.abc" in mail.body and "24" in mail.body
+
+
+def test_a_company_name_beyond_ascii_is_recorded_as_typed_not_as_encoded_words() -> None:
+    sub = read(company="Arslan Gıda Şti.")
+    raw = webform.build_mail(sub, to="support@acme.example", nonce="n2", client="203.0.113.7", language="tr",
+                             now=datetime(2026, 12, 4, 10, 0, tzinfo=UTC), host="acme.example")
+    assert b"=?utf-8?" in raw  # the header goes out encoded ...
+    mail = parse_message(read_mime(raw))
+    assert form_choices(mail, TYPES, ["fatura"], ["tr"]).company == "Arslan Gıda Şti."  # ... and is read back
