@@ -133,7 +133,9 @@ def run(ctx: typer.Context,
                 summary = runner.run_once(engine, config, coordinator)
             except sa.exc.DBAPIError as exc:  # the database went away during the pass: what is stored stays new
                 fail(database_problem(config, exc), EXIT_TEMPFAIL)
-            typer.echo(f"stored {summary.stored}, processed {summary.processed}, sent {summary.sent}")
+            outcomes = ", ".join(f"{count} {status}" for status, count in sorted(summary.processed.items()))
+            typer.echo(f"stored {summary.stored}, processed {sum(summary.processed.values())}"
+                       f"{f' ({outcomes})' if outcomes else ''}, sent {summary.sent}")
             if summary.errors:
                 fail("; ".join(summary.errors), EXIT_RUNTIME)
             return

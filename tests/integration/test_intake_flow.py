@@ -48,6 +48,7 @@ def test_three_mails_become_three_acknowledged_tickets(live_site: Site, mailbox:
 
     proc = live_site.cli("run", "--once")
     assert proc.returncode == 0, decode(proc)
+    assert decode(proc)[0].startswith(f"stored {len(SAMPLES)}, processed {len(SAMPLES)} ({len(SAMPLES)} done), sent ")
 
     by_requester = {t["requester"]: t for t in tickets(live_site)}
     assert set(by_requester) == {"cigdem.yilmaz@musteri.com.tr", "jane@example.org", "sener@ozturk-insaat.com.tr"}
