@@ -77,11 +77,16 @@ def ticket_events(engine: sa.Engine) -> list[tuple[int, int, str]]:
 
 @pytest.mark.slow
 def test_every_event_arrives_once_in_order_signed_through_failures_an_outage_and_a_kill(
-        live_site: Site, mailbox: Mailbox, receiver: WebhookReceiver, tmp_path: Path) -> None:
+        live_site: Site, mailbox: Mailbox, receiver: WebhookReceiver, tmp_path: Path, backend: str) -> None:
     """Must-show 2. The receiver answers the first three deliveries 500, then is down (connection refused) for a
     whole minute while tickets are opened and changed by mail; the daemon is SIGKILLed during that minute with
     deliveries waiting, and restarted. Every event then arrives exactly once (by X-Ticketd-Delivery), in event
-    order per ticket, every signature verifies, and the deliveries match the event table one to one."""
+    order per ticket, every signature verifies, and the deliveries match the event table one to one.
+
+    On PostgreSQL only: the minute of outage is the same on both, and PostgreSQL, with its row claims and its
+    connections of their own, is the backend with more to lose (the suite's time is kept for the rest)."""
+    if backend != "postgresql":
+        pytest.skip("run on PostgreSQL; SQLite's delivery path is the other tests' (the same code, one connection)")
     site = live_site
     site.sections["webhooks"] = [hook_section(site, receiver)]
     site.sections["agents"] = [{"email": ALI, "name": "Ali Veli"}]
