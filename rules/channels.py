@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from email.errors import HeaderParseError
-from email.header import decode_header, make_header
 
+from ticketd.parsers.charsets import decode_header_text
 from ticketd.parsers.message import Address, ParsedMail
 
 __all__ = ["CATEGORY_HEADER", "SOURCE_HEADER", "TYPE_HEADER", "FormChoices", "WebForm", "form_choices",
@@ -39,15 +38,6 @@ class FormChoices:
         return {name: value for name, value in (("type", self.type), ("category", self.category)) if value}
 
 
-def _decoded(value: str) -> str:
-    """An unstructured header as the visitor typed it: the form writes non-ASCII as RFC 2047 encoded words, which
-    were recorded as such ("Arslan =?utf-8?q?G=C4=B1da?=")."""
-    try:
-        return str(make_header(decode_header(value)))
-    except (HeaderParseError, LookupError, UnicodeDecodeError):  # a broken or unknown charset: kept as it came
-        return value
-
-
 def form_choices(mail: ParsedMail, types: Sequence[str], categories: Sequence[str],
                  languages: Sequence[str]) -> FormChoices:
     """The form's choices, each only if it is still one the helpdesk knows (the tree may have changed between
@@ -56,7 +46,8 @@ def form_choices(mail: ParsedMail, types: Sequence[str], categories: Sequence[st
         value = value.strip()
         return value if value in allowed else None
 
-    company = _single_line(_decoded(mail.header("organization")), _MAX_NAME)
+    # As the visitor typed it: the form writes non-ASCII as RFC 2047 encoded words, which were recorded as such.
+    company = _single_line(decode_header_text(mail.header("organization"), where="Organization")[0], _MAX_NAME)
     return FormChoices(type=known(mail.header(TYPE_HEADER), types),
                        category=known(mail.header(CATEGORY_HEADER), categories),
                        language=known(mail.header("content-language").lower(), languages),
